@@ -1,0 +1,148 @@
+"""The one place the ASGI app is wired: controllers, errors, request context, OpenAPI, lifespan."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import structlog
+from litestar import Litestar
+from litestar.datastructures import MutableScopeHeaders
+from litestar.enums import ScopeType
+from litestar.openapi.config import OpenAPIConfig
+from litestar.openapi.plugins import SwaggerRenderPlugin
+from litestar.openapi.spec import Components, SecurityScheme
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
+
+from prefcenter.api.auth import ROLES_OPT
+from prefcenter.api.consent import ConsentController
+from prefcenter.api.customers import CustomerController
+from prefcenter.api.ops import healthz, metrics, readyz
+from prefcenter.api.problems import EXCEPTION_HANDLERS
+from prefcenter.api.topics import TopicController
+from prefcenter.services.keys import KeyCache
+from prefcenter.services.runtime import Runtime
+
+log = structlog.get_logger("prefcenter.http")
+
+MAX_BODY_BYTES = 4 * 1024 * 1024
+
+
+def route_template(scope: Scope) -> str:
+    """The matched route's path template (never the raw path: ids and tokens stay out of logs)."""
+    handler = scope.get("route_handler")
+    if handler is None:
+        return "unmatched"
+    template = scope.get("path_template")
+    if isinstance(template, str):
+        return template
+    return next(iter(sorted(handler.paths)), "unknown")
+
+
+def request_context(app: ASGIApp) -> ASGIApp:
+    """Bind a request id to every log line of a request, echo it, log and count the request."""
+
+    async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != ScopeType.HTTP:
+            await app(scope, receive, send)
+            return
+        method = scope["method"]
+        incoming = next((v for k, v in scope["headers"] if k == b"x-request-id"), b"").decode("latin-1")
+        request_id = incoming if 0 < len(incoming) <= 128 and incoming.isprintable() else uuid.uuid4().hex
+        structlog.contextvars.bind_contextvars(request_id=request_id)
+        started = time.perf_counter()
+        status = 500
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                MutableScopeHeaders.from_message(message)["X-Request-ID"] = request_id
+            await send(message)
+
+        try:
+            await app(scope, receive, send_wrapper)
+        finally:
+            elapsed = time.perf_counter() - started
+            route = route_template(scope)
+            rt: Runtime | None = getattr(scope["app"].state, "runtime", None) if "app" in scope else None
+            if rt is not None:
+                rt.metrics.http_requests.labels(method, route, str(status)).inc()
+                rt.metrics.http_seconds.labels(route).observe(elapsed)
+            log.info(
+                "request",
+                method=method,
+                route=route,
+                status=status,
+                ms=round(elapsed * 1000, 2),
+            )
+            structlog.contextvars.unbind_contextvars("request_id")
+
+    return middleware
+
+
+def _annotate_roles(app: Litestar) -> None:
+    """Write each operation's roles (from the same declaration the guard uses) into the OpenAPI doc."""
+    schema = app.openapi_schema
+    by_operation: dict[str, tuple[str, ...]] = {}
+    for route in app.routes:
+        for handler in getattr(route, "route_handlers", []):
+            roles = handler.opt.get(ROLES_OPT)
+            if roles and handler.operation_id:
+                by_operation[str(handler.operation_id)] = roles
+    for path_item in (schema.paths or {}).values():
+        for method in ("get", "put", "post", "delete", "patch"):
+            op = getattr(path_item, method, None)
+            if op is None:
+                continue
+            roles = by_operation.get(op.operation_id or "")
+            if roles:
+                note = f"**Roles:** {', '.join(roles)}."
+                op.description = f"{op.description}\n\n{note}" if op.description else note
+
+
+def create_app(runtime: Runtime, *, manage_store: bool = True) -> Litestar:
+    """Build the app around ``runtime``; with ``manage_store`` the lifespan opens and migrates the store."""
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        if manage_store:
+            await runtime.store.open()
+            await runtime.store.migrate()
+        try:
+            yield
+        finally:
+            if manage_store:
+                await runtime.store.close()
+
+    app = Litestar(
+        route_handlers=[CustomerController, TopicController, ConsentController, healthz, readyz, metrics],
+        exception_handlers=EXCEPTION_HANDLERS,
+        middleware=[request_context],
+        lifespan=[lifespan],
+        request_max_body_size=MAX_BODY_BYTES,
+        openapi_config=OpenAPIConfig(
+            title="prefcenter",
+            version="0.1.0",
+            description=(
+                "Consent and preference management with a send-approval gate and a tamper-evident "
+                "consent ledger. Every /v1 call carries `Authorization: Bearer <api key>`; each "
+                "operation lists the roles that may call it."
+            ),
+            path="/schema",
+            render_plugins=[SwaggerRenderPlugin()],
+            components=Components(security_schemes={"bearer": SecurityScheme(type="http", scheme="bearer")}),
+        ),
+        logging_config=None,
+        debug=False,
+    )
+    app.state.runtime = runtime
+    app.state.key_cache = KeyCache(runtime.settings.key_cache_seconds)
+    app.state.policy = None
+    _annotate_roles(app)
+    return app
+
+
+__all__ = ["create_app"]

@@ -1,0 +1,83 @@
+"""``/v1/consent-events``: the auditor's view of the ledger."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from litestar import Controller, Request, get
+from litestar.params import QueryParameter
+from litestar.response import Stream
+
+from prefcenter.api.auth import READ_AUDIT, access
+from prefcenter.api.params import parse_instant, runtime
+from prefcenter.domain.model import check_customer_id
+from prefcenter.services import consent
+
+SinceParam = Annotated[
+    str | None, QueryParameter(description="RFC 3339 time with offset; events at or after it", required=False)
+]
+UntilParam = Annotated[
+    str | None, QueryParameter(description="RFC 3339 time with offset; events before it", required=False)
+]
+
+
+def _filter(
+    request: Request[Any, Any, Any], customer_id: str | None, since: str | None, until: str | None
+) -> Any:
+    if customer_id is not None:
+        check_customer_id(customer_id)
+    return consent.event_filter(
+        runtime(request), customer_id, parse_instant(since, "since"), parse_instant(until, "until")
+    )
+
+
+class ConsentController(Controller):
+    path = "/v1/consent-events"
+    tags = ["consent ledger"]
+
+    @get("", operation_id="listConsentEvents", **access(*READ_AUDIT))
+    async def list_events(
+        self,
+        request: Request[Any, Any, Any],
+        customer_id: Annotated[str | None, QueryParameter(required=False)] = None,
+        since: SinceParam = None,
+        until: UntilParam = None,
+        after_seq: Annotated[int, QueryParameter(ge=0)] = 0,
+        limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 100,
+    ) -> dict[str, Any]:
+        """Events in seq order; ``next_after_seq`` is null when there are no more."""
+        events, next_after = await consent.events_page(
+            runtime(request), _filter(request, customer_id, since, until), after_seq=after_seq, limit=limit
+        )
+        return {"events": events, "next_after_seq": next_after}
+
+    @get("/export", operation_id="exportConsentEvents", **access(*READ_AUDIT))
+    async def export(
+        self,
+        request: Request[Any, Any, Any],
+        format: Annotated[Literal["jsonl", "csv"], QueryParameter()] = "jsonl",
+        customer_id: Annotated[str | None, QueryParameter(required=False)] = None,
+        since: SinceParam = None,
+        until: UntilParam = None,
+    ) -> Stream:
+        """The events, streamed in constant memory: JSONL (recompute the chain from it) or CSV."""
+        flt = _filter(request, customer_id, since, until)
+        media = "application/x-ndjson" if format == "jsonl" else "text/csv; charset=utf-8"
+        return Stream(
+            consent.export_events(runtime(request), flt, format),
+            media_type=media,
+            headers={"Content-Disposition": f'attachment; filename="consent-events.{format}"'},
+        )
+
+    @get("/verify", operation_id="verifyConsentEvents", **access(*READ_AUDIT))
+    async def verify(
+        self,
+        request: Request[Any, Any, Any],
+        head: Annotated[str | None, QueryParameter(required=False)] = None,
+    ) -> dict[str, Any]:
+        """Recompute the chain; names the first bad seq when any event was altered, removed or reordered.
+
+        ``head``: a head hash recorded earlier, which must lie on the chain.
+        """
+        result = await consent.verify_ledger(runtime(request), head)
+        return result.as_dict()

@@ -1,0 +1,76 @@
+"""``/v1/customers``: profiles, preferences, erasure and consent receipts."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from litestar import Controller, Request, Response, delete, get, put
+from litestar.params import FromPath, HeaderParameter, JSONBody
+from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CONTENT
+
+from prefcenter.api.auth import ALL, READ_AUDIT, WRITE, access, current_key
+from prefcenter.api.params import runtime
+from prefcenter.domain.model import Preferences, PreferencesWrite, Profile
+from prefcenter.services import consent, customers
+
+
+class CustomerController(Controller):
+    path = "/v1/customers/{customer_id:str}"
+    tags = ["customers"]
+
+    @put("", operation_id="putCustomer", status_code=HTTP_200_OK, **access(*WRITE))
+    async def put_customer(
+        self, request: Request[Any, Any, Any], customer_id: FromPath[str], data: JSONBody[Profile]
+    ) -> Response[Profile]:
+        """Create or replace a customer's profile (201 when created, 200 when replaced).
+
+        Replacing the profile never changes preferences. Email addresses and E.164 numbers are validated
+        and normalised; the stored form is returned.
+        """
+        customer, created = await customers.put_customer(runtime(request), customer_id, data)
+        return Response(customer.profile, status_code=HTTP_201_CREATED if created else HTTP_200_OK)
+
+    @get("", operation_id="getCustomer", **access(*ALL))
+    async def get_customer(self, request: Request[Any, Any, Any], customer_id: FromPath[str]) -> Profile:
+        """The customer's profile."""
+        return (await customers.get_customer(runtime(request), customer_id)).profile
+
+    @delete("", operation_id="eraseCustomer", status_code=HTTP_204_NO_CONTENT, **access("admin"))
+    async def erase_customer(self, request: Request[Any, Any, Any], customer_id: FromPath[str]) -> None:
+        """Erase the person (GDPR Art. 17): profile, contacts, preferences and everything personal go;
+        ledger events keep only the pseudonym, and the ledger still verifies."""
+        await customers.erase_customer(runtime(request), customer_id, api_key_id=current_key(request).id)
+
+    @get("/preferences", operation_id="getPreferences", **access(*ALL))
+    async def get_preferences(
+        self, request: Request[Any, Any, Any], customer_id: FromPath[str]
+    ) -> Response[Preferences]:
+        """The customer's preferences, with a strong ETag for If-Match."""
+        customer = await customers.get_customer(runtime(request), customer_id)
+        prefs = customer.preferences
+        return Response(prefs, headers={"ETag": customers.preferences_etag(prefs)})
+
+    @put("/preferences", operation_id="putPreferences", status_code=HTTP_200_OK, **access(*WRITE))
+    async def put_preferences(
+        self,
+        request: Request[Any, Any, Any],
+        customer_id: FromPath[str],
+        data: JSONBody[PreferencesWrite],
+        if_match: Annotated[str | None, HeaderParameter(name="If-Match", required=False)] = None,
+    ) -> Response[Preferences]:
+        """Replace the preferences (every field required, provenance included). A stale If-Match: 412.
+
+        Each change writes its consent events in the same transaction; a write that changes nothing
+        writes no event.
+        """
+        prefs, etag, _ = await customers.put_preferences(
+            runtime(request), customer_id, data, if_match=if_match, caller_role=current_key(request).role
+        )
+        return Response(prefs, headers={"ETag": etag})
+
+    @get("/consent-receipt", operation_id="getConsentReceipt", **access(*READ_AUDIT))
+    async def consent_receipt(
+        self, request: Request[Any, Any, Any], customer_id: FromPath[str]
+    ) -> dict[str, Any]:
+        """The customer's current consents, each with when and how it was given (ISO/IEC TS 27560 fields)."""
+        return await consent.consent_receipt(runtime(request), customer_id)

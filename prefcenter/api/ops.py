@@ -1,0 +1,42 @@
+"""Liveness, readiness and Prometheus metrics."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Request, Response, get
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from prefcenter.api.params import runtime
+from prefcenter.api.problems import problem
+
+
+@get("/healthz", operation_id="healthz", tags=["operations"])
+async def healthz() -> dict[str, str]:
+    """The process is alive."""
+    return {"status": "ok"}
+
+
+@get("/readyz", operation_id="readyz", tags=["operations"])
+async def readyz(request: Request[Any, Any, Any]) -> Response[Any]:
+    """Ready when the database answers, every migration is applied and the policy is loaded."""
+    rt = runtime(request)
+    checks: dict[str, str] = {}
+    try:
+        await rt.store.ping()
+        checks["database"] = "ok"
+        pending = await rt.store.pending_migrations()
+        checks["migrations"] = "ok" if not pending else f"pending: {', '.join(pending)}"
+    except Exception as exc:  # readiness reports any failure as not ready
+        checks["database"] = f"unreachable: {type(exc).__name__}"
+    policy = getattr(request.app.state, "policy", None)
+    checks["policy"] = "ok" if policy is not None else "not loaded"
+    if all(v == "ok" for v in checks.values()):
+        return Response({"status": "ready", "checks": checks})
+    return problem(503, "not ready", checks=checks)
+
+
+@get("/metrics", operation_id="metrics", tags=["operations"], media_type=CONTENT_TYPE_LATEST)
+async def metrics(request: Request[Any, Any, Any]) -> Response[bytes]:
+    """Prometheus text exposition."""
+    return Response(generate_latest(runtime(request).metrics.registry), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,29 @@
+"""Request pieces shared by controllers: instants with a required offset, the runtime."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from litestar import Request
+
+from prefcenter.domain.model import FieldError, InvalidInput
+from prefcenter.services.runtime import Runtime
+
+
+def parse_instant(value: str | None, field: str) -> datetime | None:
+    """RFC 3339 with an offset; a time without an offset is a 400 (API.md conventions)."""
+    if value is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        raise InvalidInput([FieldError(field, "not an RFC 3339 time")]) from None
+    if moment.tzinfo is None or "T" not in value.upper():
+        raise InvalidInput([FieldError(field, "an RFC 3339 time with an offset is required, e.g. ...Z")])
+    return moment
+
+
+def runtime(request: Request[Any, Any, Any]) -> Runtime:
+    rt: Runtime = request.app.state.runtime
+    return rt

@@ -1,0 +1,42 @@
+"""``/v1/topics``: what customers can subscribe to."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Controller, Request, Response, delete, get, put
+from litestar.params import FromPath, JSONBody
+from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CONTENT
+
+from prefcenter.api.auth import ALL, access
+from prefcenter.api.params import runtime
+from prefcenter.domain.model import Topic
+from prefcenter.services import topics
+
+
+class TopicController(Controller):
+    path = "/v1/topics"
+    tags = ["topics"]
+
+    @get("", operation_id="listTopics", **access(*ALL))
+    async def list_topics(self, request: Request[Any, Any, Any]) -> dict[str, dict[str, Topic]]:
+        """Every topic, by id."""
+        return {"topics": await runtime(request).store.list_topics()}
+
+    @get("/{topic_id:str}", operation_id="getTopic", **access(*ALL))
+    async def get_topic(self, request: Request[Any, Any, Any], topic_id: FromPath[str]) -> Topic:
+        """One topic."""
+        return await topics.get_topic(runtime(request), topic_id)
+
+    @put("/{topic_id:str}", operation_id="putTopic", status_code=HTTP_200_OK, **access("admin"))
+    async def put_topic(
+        self, request: Request[Any, Any, Any], topic_id: FromPath[str], data: JSONBody[Topic]
+    ) -> Response[Topic]:
+        """Create or replace a topic (201 / 200). A topic in use cannot change category (409)."""
+        created = await topics.put_topic(runtime(request), topic_id, data)
+        return Response(data, status_code=HTTP_201_CREATED if created else HTTP_200_OK)
+
+    @delete("/{topic_id:str}", operation_id="deleteTopic", status_code=HTTP_204_NO_CONTENT, **access("admin"))
+    async def delete_topic(self, request: Request[Any, Any, Any], topic_id: FromPath[str]) -> None:
+        """Delete a topic; 409 while preferences or campaigns reference it."""
+        await topics.delete_topic(runtime(request), topic_id)

@@ -1,0 +1,244 @@
+"""The ``prefcenter`` command."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from prefcenter.bootstrap import build_runtime
+from prefcenter.config import ConfigError, Settings, load_settings
+from prefcenter.logging import configure_logging
+from prefcenter.services.runtime import Runtime
+
+T = TypeVar("T")
+
+
+def _settings(**overrides: Any) -> Settings:
+    try:
+        settings = load_settings(**overrides)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    configure_logging(production=settings.production, level=settings.log_level)
+    return settings
+
+
+def _with_runtime(settings: Settings, work: Callable[[Runtime], Awaitable[T]], *, migrate: bool = True) -> T:
+    async def main() -> T:
+        rt = build_runtime(settings)
+        await rt.store.open()
+        try:
+            if migrate:
+                await rt.store.migrate()
+            return await work(rt)
+        finally:
+            await rt.store.close()
+
+    try:
+        return asyncio.run(main())
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@click.group()
+@click.version_option(package_name="prefcenter")
+def main() -> None:
+    """prefcenter: consent and preference management with a send-approval gate."""
+
+
+@main.command()
+@click.option("--host", default=None, help="Address to listen on (PREFCENTER_HOST).")
+@click.option("--port", default=None, type=int, help="Port to listen on (PREFCENTER_PORT).")
+def serve(host: str | None, port: int | None) -> None:
+    """Migrate if needed, load the policy and serve the API and pages."""
+    import uvicorn
+
+    from prefcenter.api.app import create_app
+
+    settings = _settings(host=host, port=port)
+    try:
+        rt = build_runtime(settings)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    app = create_app(rt)
+    click.echo(f"prefcenter serving on http://{settings.host}:{settings.port} (API docs: /schema)", err=True)
+    uvicorn.run(app, host=settings.host, port=settings.port, log_config=None, access_log=False)
+
+
+@main.command()
+def migrate() -> None:
+    """Apply pending migrations."""
+    settings = _settings()
+
+    async def work(rt: Runtime) -> list[str]:
+        return await rt.store.migrate()
+
+    applied = _with_runtime(settings, work, migrate=False)
+    click.echo("\n".join(f"applied {name}" for name in applied) or "nothing to apply")
+
+
+@main.group()
+def keys() -> None:
+    """Manage API keys."""
+
+
+@keys.command("create")
+@click.option("--role", required=True, type=click.Choice(["admin", "marketing", "auditor"]))
+@click.option("--name", required=True, help="Who or what uses the key (no personal data).")
+def keys_create(role: str, name: str) -> None:
+    """Mint a key; it is printed once, as the last line of stdout, and stored only as a hash."""
+    from prefcenter.services.keys import create_key
+
+    settings = _settings()
+
+    async def work(rt: Runtime) -> Any:
+        try:
+            return await create_key(rt, role, name)  # type: ignore[arg-type]
+        except ValueError as exc:
+            raise click.ClickException(str(exc)) from None
+
+    record, key = _with_runtime(settings, work)
+    click.echo(f"created {record.role} key #{record.id} ({record.name}); it is shown only now:")
+    click.echo(key)
+
+
+@keys.command("list")
+def keys_list() -> None:
+    """List keys (never the keys themselves)."""
+    settings = _settings()
+
+    async def work(rt: Runtime) -> Any:
+        return await rt.store.list_keys()
+
+    for k in _with_runtime(settings, work):
+        state = f"revoked {k.revoked_at}" if k.revoked_at else "active"
+        click.echo(f"{k.id}\t{k.role}\t{k.name}\t{k.prefix}…\tcreated {k.created_at}\t{state}")
+
+
+@keys.command("revoke")
+@click.argument("key_id", type=int)
+def keys_revoke(key_id: int) -> None:
+    """Revoke a key by its id (see ``keys list``)."""
+    from prefcenter.services.errors import NotFound
+    from prefcenter.services.keys import revoke_key
+
+    settings = _settings()
+
+    async def work(rt: Runtime) -> None:
+        try:
+            await revoke_key(rt, key_id)
+        except NotFound as exc:
+            raise click.ClickException(exc.detail) from None
+
+    _with_runtime(settings, work)
+    click.echo(f"revoked key #{key_id}")
+
+
+@main.group()
+def consent() -> None:
+    """The auditor's export and verification, offline."""
+
+
+@consent.command("export")
+@click.option("--format", "fmt", type=click.Choice(["jsonl", "csv"]), default="jsonl")
+@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), default=None)
+@click.option("--customer-id", default=None)
+@click.option("--since", default=None, help="RFC 3339 with offset, inclusive.")
+@click.option("--until", default=None, help="RFC 3339 with offset, exclusive.")
+def consent_export(
+    fmt: str, output: Path | None, customer_id: str | None, since: str | None, until: str | None
+) -> None:
+    """Export consent events (JSONL recomputes the chain; CSV for spreadsheets)."""
+    from prefcenter.api.params import parse_instant
+    from prefcenter.domain.model import InvalidInput
+    from prefcenter.services.consent import event_filter, export_events
+
+    settings = _settings()
+
+    async def work(rt: Runtime) -> int:
+        try:
+            flt = event_filter(rt, customer_id, parse_instant(since, "since"), parse_instant(until, "until"))
+        except InvalidInput as exc:
+            raise click.ClickException("; ".join(f"{e.field}: {e.message}" for e in exc.errors)) from None
+        out = output.open("wb") if output else sys.stdout.buffer
+        size = 0
+        try:
+            async for chunk in export_events(rt, flt, fmt):  # type: ignore[arg-type]
+                out.write(chunk)
+                size += len(chunk)
+        finally:
+            if output:
+                out.close()
+            else:
+                out.flush()
+        return size
+
+    _with_runtime(settings, work)
+
+
+@consent.command("verify")
+@click.option("--head", default=None, help="A head hash recorded earlier; it must lie on the chain.")
+@click.option(
+    "--file",
+    "file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="Verify a JSONL export instead of the database (the chain alone; no stored head).",
+)
+def consent_verify(head: str | None, file: Path | None) -> None:
+    """Recompute the hash chain; exit 1 and name the first bad seq when it is broken."""
+    import msgspec
+
+    from prefcenter.domain.ledger import verify_events
+    from prefcenter.services.consent import verify_ledger
+
+    settings = _settings()
+    if file is not None:
+        with file.open("rb") as fh:
+            result = verify_events((msgspec.json.decode(line) for line in fh if line.strip()), head=head)
+    else:
+
+        async def work(rt: Runtime) -> Any:
+            return await verify_ledger(rt, head)
+
+        result = _with_runtime(settings, work)
+    click.echo(msgspec.json.encode(result.as_dict()).decode())
+    if not result.ok:
+        sys.exit(1)
+
+
+@main.command()
+@click.option("--customers", "count", default=1000, show_default=True, help="How many demo customers.")
+def demo(count: int) -> None:
+    """Seed demo data (idempotent) and print an admin key and URLs to try."""
+    from prefcenter.services.demo import seed_demo
+    from prefcenter.services.keys import create_key
+
+    settings = _settings()
+    logging.getLogger("prefcenter").setLevel(logging.WARNING)  # one line per seeded row is noise
+
+    async def work(rt: Runtime) -> Any:
+        created = await seed_demo(rt, count)
+        _, key = await create_key(rt, "admin", "demo-admin")
+        return created, key
+
+    created, key = _with_runtime(settings, work)
+    base = f"http://{settings.host}:{settings.port}"
+    click.echo(f"demo data ready in {settings.sqlite_path} ({created} customers created now)")
+    click.echo("try, once `prefcenter serve` runs:")
+    click.echo(f"  API docs:     {base}/schema")
+    click.echo(
+        f"  a customer:   curl -H 'Authorization: Bearer {key}' {base}/v1/customers/demo-0001/preferences"
+    )
+    click.echo(f"  the ledger:   curl -H 'Authorization: Bearer {key}' {base}/v1/consent-events/verify")
+    click.echo("admin key (shown once):")
+    click.echo(key)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,294 @@
+"""The shapes of prefcenter's data, and the checks msgspec's types cannot express.
+
+Request bodies are decoded straight into these Structs (unknown fields are rejected); the ``check_*``
+functions add the semantic checks (IANA zone, BCP 47 locale, ISO country, email syntax, E.164) and
+report every problem with its field path.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import zoneinfo
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+import email_validator
+import langcodes
+import msgspec
+import phonenumbers
+import pycountry
+
+Channel = Literal["email", "sms", "push", "voice", "whatsapp"]
+CHANNELS: tuple[Channel, ...] = ("email", "sms", "push", "voice", "whatsapp")
+PHONE_CHANNELS: frozenset[str] = frozenset({"sms", "voice", "whatsapp"})
+Category = Literal["marketing", "transactional"]
+Role = Literal["admin", "marketing", "auditor"]
+ROLES: tuple[Role, ...] = ("admin", "marketing", "auditor")
+
+CUSTOMER_ID_RE = re.compile(r"^[A-Za-z0-9._:@-]{1,128}$")
+TOPIC_ID_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+
+CustomerId = Annotated[str, msgspec.Meta(pattern=CUSTOMER_ID_RE.pattern)]
+TopicId = Annotated[str, msgspec.Meta(pattern=TOPIC_ID_RE.pattern)]
+HHMM = Annotated[str, msgspec.Meta(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$", examples=["21:00"])]
+AwareDatetime = Annotated[datetime, msgspec.Meta(tz=True)]
+Label = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9._:/-]{1,128}$")]
+NoticeVersion = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9._:-]{1,64}$")]
+ShortText = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+LongText = Annotated[str, msgspec.Meta(max_length=2000)]
+LocaleTag = Annotated[str, msgspec.Meta(min_length=2, max_length=35)]
+
+EVIDENCE_MAX_BYTES = 4096
+MAX_SAFE_INT = 2**53 - 1
+EVIDENCE_KEY_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+
+
+class FieldError(msgspec.Struct, frozen=True):
+    field: str
+    message: str
+
+
+class InvalidInput(Exception):
+    """Bad input: one or more field errors (answered as a 400 problem)."""
+
+    def __init__(self, errors: list[FieldError], detail: str = "The request has invalid fields.") -> None:
+        super().__init__(detail)
+        self.errors = errors
+        self.detail = detail
+
+
+class Contacts(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
+    email: Annotated[str, msgspec.Meta(max_length=254)] | None = None
+    sms: Annotated[str, msgspec.Meta(max_length=16)] | None = None
+    push: Annotated[str, msgspec.Meta(min_length=1, max_length=4096)] | None = None
+    voice: Annotated[str, msgspec.Meta(max_length=16)] | None = None
+    whatsapp: Annotated[str, msgspec.Meta(max_length=16)] | None = None
+
+    def get(self, channel: str) -> str | None:
+        value: str | None = getattr(self, channel)
+        return value
+
+    def items(self) -> list[tuple[Channel, str]]:
+        return [(ch, v) for ch in CHANNELS if (v := getattr(self, ch)) is not None]
+
+
+class Profile(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """``PUT /v1/customers/{id}``: every field required; there is no default timezone."""
+
+    timezone: Annotated[str, msgspec.Meta(max_length=64, examples=["Europe/Warsaw"])]
+    locale: LocaleTag
+    country: Annotated[str, msgspec.Meta(min_length=2, max_length=2, examples=["PL"])]
+    contacts: Contacts
+
+
+class QuietHours(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    start: HHMM
+    end: HHMM
+
+
+class Provenance(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Who made a change and on what basis; written into the consent ledger, never returned."""
+
+    source: Literal["api", "crm", "import", "admin"]
+    actor: Label
+    notice_version: NoticeVersion
+    evidence: dict[str, Any] = {}
+
+
+class Preferences(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """The customer's current choices (as returned by GET)."""
+
+    channel: Channel | None
+    topics: list[TopicId]
+    quiet_hours: QuietHours | None
+    max_per_week: Annotated[int, msgspec.Meta(ge=1, le=50)] | None
+    paused_until: AwareDatetime | None
+
+
+NO_PREFERENCES = Preferences(channel=None, topics=[], quiet_hours=None, max_per_week=None, paused_until=None)
+
+
+class PreferencesWrite(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """``PUT /v1/customers/{id}/preferences``: every field required, provenance included."""
+
+    channel: Channel | None
+    topics: Annotated[list[TopicId], msgspec.Meta(max_length=200)]
+    quiet_hours: QuietHours | None
+    max_per_week: Annotated[int, msgspec.Meta(ge=1, le=50)] | None
+    paused_until: AwareDatetime | None
+    provenance: Provenance
+
+    def preferences(self) -> Preferences:
+        return Preferences(
+            channel=self.channel,
+            topics=sorted(set(self.topics)),
+            quiet_hours=self.quiet_hours,
+            max_per_week=self.max_per_week,
+            paused_until=self.paused_until.astimezone(UTC) if self.paused_until else None,
+        )
+
+
+class Topic(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    category: Category
+    names: Annotated[dict[LocaleTag, ShortText], msgspec.Meta(min_length=1, max_length=50)]
+    descriptions: Annotated[dict[LocaleTag, LongText], msgspec.Meta(max_length=50)] = {}
+
+
+class Customer(msgspec.Struct, frozen=True):
+    """A stored customer: profile, preferences and pseudonym."""
+
+    customer_id: str
+    customer_ref: str
+    profile: Profile
+    preferences: Preferences
+    created_at: datetime
+    updated_at: datetime
+
+
+# ---------------------------------------------------------------------------------------------------
+# semantic checks
+
+
+@functools.cache
+def _zones() -> frozenset[str]:
+    return frozenset(zoneinfo.available_timezones())
+
+
+def is_iana_zone(name: str) -> bool:
+    return name in _zones() and name not in {"localtime", "Factory"}
+
+
+def check_customer_id(customer_id: str, field: str = "customer_id") -> None:
+    if not CUSTOMER_ID_RE.match(customer_id):
+        raise InvalidInput(
+            [FieldError(field, "must be 1-128 characters of A-Za-z0-9._:@-")], "Malformed customer id."
+        )
+
+
+def check_topic_id(topic_id: str, field: str = "topic_id") -> None:
+    if not TOPIC_ID_RE.match(topic_id):
+        raise InvalidInput(
+            [FieldError(field, "must be 1-64 characters of a-z0-9_- starting with a letter or digit")],
+            "Malformed topic id.",
+        )
+
+
+def locale_error(tag: str) -> str | None:
+    if not langcodes.tag_is_valid(tag):
+        return f"{tag!r} is not a valid BCP 47 language tag"
+    return None
+
+
+def normalise_email(address: str) -> str:
+    """The address as email-validator normalises it; raises ValueError with a reason."""
+    try:
+        result = email_validator.validate_email(address, check_deliverability=False)
+    except email_validator.EmailNotValidError as exc:
+        raise ValueError(str(exc)) from None
+    return str(result.normalized)
+
+
+def normalise_phone(number: str) -> str:
+    """The number in E.164; it must already be written in E.164 and be a valid number."""
+    if not re.fullmatch(r"\+[1-9][0-9]{6,14}", number):
+        raise ValueError("must be an E.164 number such as +48600100200")
+    try:
+        parsed = phonenumbers.parse(number, None)
+    except phonenumbers.NumberParseException as exc:
+        raise ValueError(f"not a phone number: {exc}") from None
+    if not phonenumbers.is_valid_number(parsed):
+        raise ValueError("not a valid phone number for its country code")
+    return str(phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164))
+
+
+def check_profile(profile: Profile) -> Profile:
+    """Validate the semantic rules; return the profile with contacts normalised."""
+    errors: list[FieldError] = []
+    if not is_iana_zone(profile.timezone):
+        errors.append(FieldError("timezone", f"{profile.timezone!r} is not an IANA time zone name"))
+    if (msg := locale_error(profile.locale)) is not None:
+        errors.append(FieldError("locale", msg))
+    if not profile.country.isupper() or pycountry.countries.get(alpha_2=profile.country) is None:
+        errors.append(FieldError("country", f"{profile.country!r} is not an ISO 3166-1 alpha-2 code"))
+    contacts: dict[str, str] = {}
+    for channel, value in profile.contacts.items():
+        try:
+            if channel == "email":
+                contacts[channel] = normalise_email(value)
+            elif channel in PHONE_CHANNELS:
+                contacts[channel] = normalise_phone(value)
+            else:
+                if not value.isprintable() or value.strip() != value:
+                    raise ValueError("must be printable with no leading or trailing spaces")
+                contacts[channel] = value
+        except ValueError as exc:
+            errors.append(FieldError(f"contacts.{channel}", str(exc)))
+    if errors:
+        raise InvalidInput(errors)
+    return msgspec.structs.replace(profile, contacts=Contacts(**contacts))
+
+
+def _evidence_errors(value: Any, path: str, errors: list[FieldError], depth: int = 0) -> None:
+    if depth > 8:
+        errors.append(FieldError(path, "nested too deeply (at most 8 levels)"))
+        return
+    if isinstance(value, bool) or value is None:
+        return
+    if isinstance(value, int):
+        if not -MAX_SAFE_INT <= value <= MAX_SAFE_INT:
+            errors.append(FieldError(path, "integers must lie within ±(2^53-1)"))
+    elif isinstance(value, float):
+        errors.append(FieldError(path, "floats are not allowed in evidence (use a string or an integer)"))
+    elif isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            errors.append(FieldError(path, "not valid Unicode (lone surrogate)"))
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            _evidence_errors(item, f"{path}[{i}]", errors, depth + 1)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            if not EVIDENCE_KEY_RE.match(key):
+                errors.append(FieldError(f"{path}.{key}", "keys must match [A-Za-z0-9_.-]{1,64}"))
+            else:
+                _evidence_errors(item, f"{path}.{key}", errors, depth + 1)
+    else:  # pragma: no cover - msgspec decodes JSON into the types above only
+        errors.append(FieldError(path, f"unsupported value of type {type(value).__name__}"))
+
+
+def check_evidence(evidence: dict[str, Any], field: str = "provenance.evidence") -> None:
+    errors: list[FieldError] = []
+    _evidence_errors(evidence, field, errors)
+    if not errors and len(msgspec.json.encode(evidence)) > EVIDENCE_MAX_BYTES:
+        errors.append(FieldError(field, f"at most {EVIDENCE_MAX_BYTES} bytes of JSON"))
+    if errors:
+        raise InvalidInput(errors)
+
+
+def check_preferences(write: PreferencesWrite, existing_marketing_topics: set[str]) -> None:
+    errors: list[FieldError] = []
+    if write.quiet_hours is not None and write.quiet_hours.start == write.quiet_hours.end:
+        errors.append(FieldError("quiet_hours", "start and end must differ"))
+    for i, topic in enumerate(write.topics):
+        if topic not in existing_marketing_topics:
+            errors.append(FieldError(f"topics[{i}]", f"{topic!r} is not a marketing topic"))
+    if len(set(write.topics)) != len(write.topics):
+        errors.append(FieldError("topics", "topics must not repeat"))
+    try:
+        check_evidence(write.provenance.evidence)
+    except InvalidInput as exc:
+        errors.extend(exc.errors)
+    if errors:
+        raise InvalidInput(errors)
+
+
+def check_topic(topic: Topic) -> None:
+    errors: list[FieldError] = []
+    for group, mapping in (("names", topic.names), ("descriptions", topic.descriptions)):
+        for tag in mapping:
+            if (msg := locale_error(tag)) is not None:
+                errors.append(FieldError(f"{group}.{tag}", msg))
+    if errors:
+        raise InvalidInput(errors)

@@ -1,0 +1,166 @@
+"""Customers: profiles, preferences (with their ledger events), and erasure."""
+
+from __future__ import annotations
+
+import hashlib
+
+import msgspec
+import structlog
+
+from prefcenter.domain.ledger import Attribution, Change, preference_changes
+from prefcenter.domain.model import (
+    NO_PREFERENCES,
+    Customer,
+    Preferences,
+    PreferencesWrite,
+    Profile,
+    check_customer_id,
+    check_preferences,
+    check_profile,
+)
+from prefcenter.services.errors import Forbidden, NotFound, PreconditionFailed
+from prefcenter.services.runtime import Runtime
+from prefcenter.store.base import WriteTx
+
+log = structlog.get_logger("prefcenter.customers")
+
+
+def preferences_etag(preferences: Preferences) -> str:
+    """A strong ETag: the hash of the preferences' JSON representation."""
+    return '"' + hashlib.sha256(msgspec.json.encode(preferences)).hexdigest()[:32] + '"'
+
+
+def etag_matches(if_match: str, current: str) -> bool:
+    """RFC 9110 If-Match with strong comparison: ``*`` or a list of entity tags."""
+    candidates = [part.strip() for part in if_match.split(",")]
+    return any(c == "*" or c == current for c in candidates)
+
+
+async def put_customer(rt: Runtime, customer_id: str, profile: Profile) -> tuple[Customer, bool]:
+    """Create or replace a profile; preferences are never changed by it. Returns (customer, created)."""
+    check_customer_id(customer_id)
+    profile = check_profile(profile)
+    refs: dict[str, str] = {ch: rt.pseudonyms.address_ref(ch, addr) for ch, addr in profile.contacts.items()}
+    now = rt.now()
+    async with rt.store.write() as tx:
+        existing = await tx.get_customer(customer_id)
+        customer = Customer(
+            customer_id=customer_id,
+            customer_ref=existing.customer_ref if existing else rt.pseudonyms.customer_ref(customer_id),
+            profile=profile,
+            preferences=existing.preferences if existing else NO_PREFERENCES,
+            created_at=existing.created_at if existing else now,
+            updated_at=now,
+        )
+        await tx.put_customer(customer, refs, created=existing is None)
+    log.info("customer stored", customer_ref=customer.customer_ref, created=existing is None)
+    return customer, existing is None
+
+
+async def get_customer(rt: Runtime, customer_id: str) -> Customer:
+    check_customer_id(customer_id)
+    customer = await rt.store.get_customer(customer_id)
+    if customer is None:
+        raise NotFound(f"no customer {customer_id!r}")
+    return customer
+
+
+async def write_preferences(
+    tx: WriteTx,
+    rt: Runtime,
+    customer: Customer,
+    new: Preferences,
+    attribution: Attribution,
+) -> int:
+    """Store ``new`` and append the events the change implies, in the caller's transaction.
+
+    Returns the number of events written (0 when nothing changed: then nothing is written at all).
+    """
+    old = customer.preferences
+    changes = preference_changes(
+        old.channel,
+        old.topics,
+        old.quiet_hours,
+        old.max_per_week,
+        old.paused_until,
+        new.channel,
+        new.topics,
+        new.quiet_hours,
+        new.max_per_week,
+        new.paused_until,
+    )
+    if not changes:
+        return 0
+    now = rt.now()
+    await tx.set_preferences(customer.customer_id, new, now)
+    await append_events(tx, rt, changes, customer.customer_id, customer.customer_ref, attribution)
+    return len(changes)
+
+
+async def append_events(
+    tx: WriteTx,
+    rt: Runtime,
+    changes: list[Change],
+    customer_id: str | None,
+    customer_ref: str | None,
+    attribution: Attribution,
+) -> None:
+    events = await tx.append_events(
+        changes, customer_id=customer_id, customer_ref=customer_ref, attribution=attribution, at=rt.now()
+    )
+    for event in events:
+        rt.metrics.consent_events.labels(event.source, event.action).inc()
+
+
+async def put_preferences(
+    rt: Runtime,
+    customer_id: str,
+    write: PreferencesWrite,
+    *,
+    if_match: str | None,
+    caller_role: str,
+) -> tuple[Preferences, str, int]:
+    """Replace a customer's preferences. Returns (preferences, etag, events written)."""
+    check_customer_id(customer_id)
+    if write.provenance.source == "admin" and caller_role != "admin":
+        raise Forbidden("provenance.source 'admin' may only be claimed with an admin key")
+    async with rt.store.write() as tx:
+        customer = await tx.get_customer(customer_id)
+        if customer is None:
+            raise NotFound(f"no customer {customer_id!r}")
+        if if_match is not None and not etag_matches(if_match, preferences_etag(customer.preferences)):
+            raise PreconditionFailed("the preferences have changed since that ETag; GET them again")
+        categories = await tx.topic_categories(write.topics)
+        check_preferences(write, {t for t, c in categories.items() if c == "marketing"})
+        new = write.preferences()
+        p = write.provenance
+        count = await write_preferences(
+            tx, rt, customer, new, Attribution(p.source, p.actor, p.notice_version, p.evidence)
+        )
+    log.info("preferences written", customer_ref=customer.customer_ref, events=count, source=p.source)
+    return new, preferences_etag(new), count
+
+
+async def erase_customer(rt: Runtime, customer_id: str, *, api_key_id: int) -> None:
+    """GDPR Art. 17: remove the person; the ledger keeps only pseudonymous proof, and still verifies."""
+    check_customer_id(customer_id)
+    async with rt.store.write() as tx:
+        customer = await tx.get_customer(customer_id)
+        if customer is None:
+            raise NotFound(f"no customer {customer_id!r}")
+        prefs = customer.preferences
+        # The person's consents end with them: record the withdrawals, pseudonymously.
+        changes = preference_changes(
+            prefs.channel, prefs.topics, None, None, None, None, [], None, None, None
+        )
+        await append_events(
+            tx,
+            rt,
+            changes,
+            None,
+            customer.customer_ref,
+            Attribution("erasure", "system", None, {"api_key_id": api_key_id}),
+        )
+        await tx.erase_customer(customer_id)
+    complete = await rt.store.compact_after_erasure()
+    log.info("customer erased", customer_ref=customer.customer_ref, wal_truncated=complete)

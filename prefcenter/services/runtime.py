@@ -1,0 +1,52 @@
+"""What every service needs, built once per process: settings, store, clock, pseudonyms, metrics."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+from prefcenter.config import Settings
+from prefcenter.domain.pseudonyms import Pseudonymizer
+from prefcenter.store.base import Store
+
+
+def system_clock() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class Metrics:
+    registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+
+    def __post_init__(self) -> None:
+        self.http_requests = Counter(
+            "prefcenter_http_requests",
+            "HTTP requests by route template, method and status",
+            ["method", "route", "status"],
+            registry=self.registry,
+        )
+        self.http_seconds = Histogram(
+            "prefcenter_http_request_seconds",
+            "HTTP request latency by route template",
+            ["route"],
+            registry=self.registry,
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10),
+        )
+        self.consent_events = Counter(
+            "prefcenter_consent_events",
+            "Consent ledger events appended, by source and action",
+            ["source", "action"],
+            registry=self.registry,
+        )
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    store: Store
+    pseudonyms: Pseudonymizer
+    now: Callable[[], datetime] = system_clock
+    metrics: Metrics = field(default_factory=Metrics)

@@ -1,0 +1,526 @@
+"""The embedded store: one SQLite file through aiosqlite, WAL, one writer at a time.
+
+- Every writing transaction starts with ``BEGIN IMMEDIATE`` on the single writer connection, under an
+  asyncio lock, so writers queue instead of failing with SQLITE_BUSY.
+- Reads use a separate connection and see committed data only.
+- ``secure_delete`` is on, and erasure ends with a ``wal_checkpoint(TRUNCATE)``, so erased rows do not
+  linger in free pages or old WAL frames.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import re
+import uuid
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+import msgspec
+import structlog
+
+from prefcenter.domain.ledger import EVENT_FIELDS, Attribution, Change, ConsentEvent, chain_events, format_at
+from prefcenter.domain.model import (
+    Contacts,
+    Customer,
+    Preferences,
+    Profile,
+    QuietHours,
+    Role,
+    Topic,
+)
+from prefcenter.store.base import ApiKey, EventFilter, MigrationError
+
+log = structlog.get_logger("prefcenter.store")
+
+MIGRATION_RE = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
+_json_encode = msgspec.json.encode
+_json_decode = msgspec.json.decode
+
+_CUSTOMER_SQL = """
+SELECT c.id, c.ref, c.timezone, c.locale, c.country, c.channel, c.quiet_start, c.quiet_end,
+       c.max_per_week, c.paused_until, c.created_at, c.updated_at,
+       (SELECT json_group_object(channel, address) FROM contacts WHERE customer_id = c.id),
+       (SELECT json_group_array(topic_id) FROM customer_topics WHERE customer_id = c.id)
+FROM customers c WHERE c.id = ?
+"""
+_EVENT_COLUMNS = ", ".join(EVENT_FIELDS)
+
+
+def default_migrations_dir() -> Path:
+    return Path(__file__).resolve().parents[2] / "migrations" / "sqlite"
+
+
+def _parse_time(value: str) -> datetime:
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def _customer_from_row(row: Any) -> Customer:
+    contacts = _json_decode(row[12]) if row[12] else {}
+    topics = sorted(_json_decode(row[13])) if row[13] else []
+    quiet = QuietHours(start=row[6], end=row[7]) if row[6] is not None else None
+    return Customer(
+        customer_id=row[0],
+        customer_ref=row[1],
+        profile=Profile(timezone=row[2], locale=row[3], country=row[4], contacts=Contacts(**contacts)),
+        preferences=Preferences(
+            channel=row[5],
+            topics=topics,
+            quiet_hours=quiet,
+            max_per_week=row[8],
+            paused_until=_parse_time(row[9]) if row[9] else None,
+        ),
+        created_at=_parse_time(row[10]),
+        updated_at=_parse_time(row[11]),
+    )
+
+
+def _event_from_row(row: Any) -> dict[str, Any]:
+    event = dict(zip(EVENT_FIELDS, row, strict=True))
+    event["value"] = _json_decode(event["value"])
+    event["evidence"] = _json_decode(event["evidence"])
+    return event
+
+
+def _key_from_row(row: Any) -> ApiKey:
+    return ApiKey(id=row[0], name=row[1], role=row[2], prefix=row[3], created_at=row[4], revoked_at=row[5])
+
+
+def _event_where(flt: EventFilter) -> tuple[str, list[Any]]:
+    clauses: list[str] = []
+    params: list[Any] = []
+    if flt.customer_ref is not None:
+        clauses.append("customer_ref = ?")
+        params.append(flt.customer_ref)
+    if flt.since is not None:
+        clauses.append("at >= ?")
+        params.append(flt.since)
+    if flt.until is not None:
+        clauses.append("at < ?")
+        params.append(flt.until)
+    return (" AND ".join(clauses) or "1"), params
+
+
+async def _get_customer(conn: aiosqlite.Connection, customer_id: str) -> Customer | None:
+    async with conn.execute(_CUSTOMER_SQL, (customer_id,)) as cur:
+        row = await cur.fetchone()
+    return None if row is None else _customer_from_row(row)
+
+
+async def _get_topic(conn: aiosqlite.Connection, topic_id: str) -> Topic | None:
+    async with conn.execute(
+        "SELECT category, names, descriptions FROM topics WHERE id = ?", (topic_id,)
+    ) as cur:
+        row = await cur.fetchone()
+    if row is None:
+        return None
+    return Topic(category=row[0], names=_json_decode(row[1]), descriptions=_json_decode(row[2]))
+
+
+class SqliteWriteTx:
+    def __init__(self, conn: aiosqlite.Connection, new_id: Any) -> None:
+        self.conn = conn
+        self._new_id = new_id
+
+    async def get_customer(self, customer_id: str) -> Customer | None:
+        return await _get_customer(self.conn, customer_id)
+
+    async def put_customer(self, customer: Customer, address_refs: dict[str, str], created: bool) -> None:
+        p = customer.profile
+        stamp = format_at(customer.updated_at)
+        if created:
+            await self.conn.execute(
+                "INSERT INTO customers (id, ref, timezone, locale, country, created_at, updated_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    customer.customer_id,
+                    customer.customer_ref,
+                    p.timezone,
+                    p.locale,
+                    p.country,
+                    format_at(customer.created_at),
+                    stamp,
+                ),
+            )
+        else:
+            await self.conn.execute(
+                "UPDATE customers SET timezone = ?, locale = ?, country = ?, updated_at = ? WHERE id = ?",
+                (p.timezone, p.locale, p.country, stamp, customer.customer_id),
+            )
+            await self.conn.execute("DELETE FROM contacts WHERE customer_id = ?", (customer.customer_id,))
+        await self.conn.executemany(
+            "INSERT INTO contacts (customer_id, channel, address, address_ref) VALUES (?, ?, ?, ?)",
+            [(customer.customer_id, ch, addr, address_refs[ch]) for ch, addr in p.contacts.items()],
+        )
+
+    async def set_preferences(self, customer_id: str, preferences: Preferences, at: datetime) -> None:
+        qh = preferences.quiet_hours
+        pause = preferences.paused_until
+        await self.conn.execute(
+            "UPDATE customers SET channel = ?, quiet_start = ?, quiet_end = ?, max_per_week = ?, "
+            "paused_until = ?, updated_at = ? WHERE id = ?",
+            (
+                preferences.channel,
+                qh.start if qh else None,
+                qh.end if qh else None,
+                preferences.max_per_week,
+                format_at(pause) if pause else None,
+                format_at(at),
+                customer_id,
+            ),
+        )
+        await self.conn.execute("DELETE FROM customer_topics WHERE customer_id = ?", (customer_id,))
+        await self.conn.executemany(
+            "INSERT INTO customer_topics (customer_id, topic_id) VALUES (?, ?)",
+            [(customer_id, t) for t in preferences.topics],
+        )
+
+    async def erase_customer(self, customer_id: str) -> None:
+        await self.conn.execute(
+            "UPDATE consent_events SET customer_id = NULL WHERE customer_id = ?", (customer_id,)
+        )
+        await self.conn.execute("DELETE FROM customers WHERE id = ?", (customer_id,))
+
+    async def topic_categories(self, topic_ids: Iterable[str]) -> dict[str, str]:
+        ids = list(topic_ids)
+        async with self.conn.execute(
+            "SELECT id, category FROM topics WHERE id IN (SELECT value FROM json_each(?))",
+            (_json_encode(ids).decode(),),
+        ) as cur:
+            return {row[0]: row[1] async for row in cur}
+
+    async def get_topic(self, topic_id: str) -> Topic | None:
+        return await _get_topic(self.conn, topic_id)
+
+    async def put_topic(self, topic_id: str, topic: Topic, at: datetime) -> bool:
+        stamp = format_at(at)
+        async with self.conn.execute("SELECT 1 FROM topics WHERE id = ?", (topic_id,)) as cur:
+            exists = await cur.fetchone() is not None
+        await self.conn.execute(
+            "INSERT INTO topics (id, category, names, descriptions, created_at, updated_at) "
+            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET category = excluded.category, "
+            "names = excluded.names, descriptions = excluded.descriptions, updated_at = excluded.updated_at",
+            (
+                topic_id,
+                topic.category,
+                _json_encode(topic.names).decode(),
+                _json_encode(topic.descriptions).decode(),
+                stamp,
+                stamp,
+            ),
+        )
+        return not exists
+
+    async def topic_in_use(self, topic_id: str) -> bool:
+        async with self.conn.execute(
+            "SELECT EXISTS (SELECT 1 FROM customer_topics WHERE topic_id = ?)", (topic_id,)
+        ) as cur:
+            row = await cur.fetchone()
+        if row and row[0]:
+            return True
+        async with self.conn.execute(
+            "SELECT name FROM sqlite_schema WHERE type = 'table' AND name = 'campaigns'"
+        ) as cur:
+            has_campaigns = await cur.fetchone() is not None
+        if not has_campaigns:
+            return False
+        async with self.conn.execute(
+            "SELECT EXISTS (SELECT 1 FROM campaigns WHERE topic = ?)", (topic_id,)
+        ) as cur:
+            row = await cur.fetchone()
+        return bool(row and row[0])
+
+    async def delete_topic(self, topic_id: str) -> bool:
+        cur = await self.conn.execute("DELETE FROM topics WHERE id = ?", (topic_id,))
+        return cur.rowcount > 0
+
+    async def append_events(
+        self,
+        changes: list[Change],
+        *,
+        customer_id: str | None,
+        customer_ref: str | None,
+        attribution: Attribution,
+        at: datetime,
+    ) -> list[ConsentEvent]:
+        if not changes:
+            return []
+        async with self.conn.execute("SELECT seq, hash FROM ledger_head WHERE id = 1") as cur:
+            head = await cur.fetchone()
+        assert head is not None, "ledger_head row missing: migration 0001 not applied"
+        events = chain_events(
+            changes,
+            customer_id=customer_id,
+            customer_ref=customer_ref,
+            attribution=attribution,
+            head_seq=head[0],
+            head_hash=head[1],
+            at=at,
+            new_id=self._new_id,
+        )
+        await self.conn.executemany(
+            f"INSERT INTO consent_events ({_EVENT_COLUMNS}) VALUES ({', '.join('?' * len(EVENT_FIELDS))})",
+            [
+                (
+                    e.seq,
+                    e.id,
+                    e.at,
+                    e.customer_id,
+                    e.customer_ref,
+                    e.action,
+                    e.subject,
+                    _json_encode(e.value).decode(),
+                    e.source,
+                    e.actor,
+                    e.notice_version,
+                    _json_encode(e.evidence).decode(),
+                    e.prev_hash,
+                    e.hash,
+                )
+                for e in events
+            ],
+        )
+        last = events[-1]
+        await self.conn.execute(
+            "UPDATE ledger_head SET seq = ?, hash = ? WHERE id = 1", (last.seq, last.hash)
+        )
+        return events
+
+    async def create_key(self, name: str, role: Role, key_hash: str, prefix: str, at: datetime) -> ApiKey:
+        stamp = format_at(at)
+        cur = await self.conn.execute(
+            "INSERT INTO api_keys (name, role, key_hash, key_prefix, created_at) VALUES (?, ?, ?, ?, ?)",
+            (name, role, key_hash, prefix, stamp),
+        )
+        assert cur.lastrowid is not None
+        return ApiKey(
+            id=cur.lastrowid, name=name, role=role, prefix=prefix, created_at=stamp, revoked_at=None
+        )
+
+    async def revoke_key(self, key_id: int, at: datetime) -> bool:
+        cur = await self.conn.execute(
+            "UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL", (format_at(at), key_id)
+        )
+        return cur.rowcount > 0
+
+
+class SqliteStore:
+    """The aiosqlite adapter of :class:`prefcenter.store.base.Store`."""
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        migrations_dir: Path | None = None,
+        busy_timeout_ms: int = 10_000,
+        new_id: Any = None,
+    ) -> None:
+        self.path = Path(path)
+        self.migrations_dir = migrations_dir or default_migrations_dir()
+        self.busy_timeout_ms = busy_timeout_ms
+        self._new_id = new_id or (lambda: str(uuid.uuid4()))
+        self._writer: aiosqlite.Connection | None = None
+        self._reader: aiosqlite.Connection | None = None
+        self._write_lock = asyncio.Lock()
+
+    # -- connections ------------------------------------------------------------------------------
+
+    async def _connect(self) -> aiosqlite.Connection:
+        conn = await aiosqlite.connect(self.path, isolation_level=None)
+        await conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")
+        await conn.execute("PRAGMA foreign_keys = ON")
+        await conn.execute("PRAGMA synchronous = NORMAL")
+        await conn.execute("PRAGMA secure_delete = ON")
+        return conn
+
+    async def open(self) -> None:
+        if self._writer is not None:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._writer = await self._connect()
+        async with self._writer.execute("PRAGMA journal_mode = WAL") as cur:
+            row = await cur.fetchone()
+        if row is None or str(row[0]).lower() != "wal":
+            raise RuntimeError(f"could not switch {self.path} to WAL mode (got {row})")
+        self._reader = await self._connect()
+
+    async def close(self) -> None:
+        for conn in (self._reader, self._writer):
+            if conn is not None:
+                await conn.close()
+        self._reader = self._writer = None
+
+    @property
+    def reader(self) -> aiosqlite.Connection:
+        if self._reader is None:
+            raise RuntimeError("store is not open")
+        return self._reader
+
+    @property
+    def writer(self) -> aiosqlite.Connection:
+        if self._writer is None:
+            raise RuntimeError("store is not open")
+        return self._writer
+
+    async def ping(self) -> None:
+        async with self.reader.execute("SELECT 1") as cur:
+            await cur.fetchone()
+
+    @asynccontextmanager
+    async def write(self) -> AsyncIterator[SqliteWriteTx]:
+        async with self._write_lock:
+            conn = self.writer
+            await conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield SqliteWriteTx(conn, self._new_id)
+            except BaseException:
+                await conn.execute("ROLLBACK")
+                raise
+            else:
+                await conn.execute("COMMIT")
+
+    async def compact_after_erasure(self, attempts: int = 40) -> bool:
+        """Checkpoint and truncate the WAL so erased rows leave no old frames; True when it completed."""
+        for _ in range(attempts):
+            async with self._write_lock, self.writer.execute("PRAGMA wal_checkpoint(TRUNCATE)") as cur:
+                row = await cur.fetchone()
+            if row is not None and row[0] == 0:
+                return True
+            await asyncio.sleep(0.05)
+        log.error("wal checkpoint after erasure did not complete: a long reader holds old frames")
+        return False
+
+    # -- migrations -------------------------------------------------------------------------------
+
+    def _migration_files(self) -> list[tuple[str, Path]]:
+        files = []
+        for path in sorted(self.migrations_dir.glob("*.sql")):
+            match = MIGRATION_RE.match(path.name)
+            if not match:
+                raise MigrationError(f"{path}: migration files are named NNNN_lowercase_name.sql")
+            files.append((match.group(1), path))
+        versions = [v for v, _ in files]
+        if len(set(versions)) != len(versions):
+            raise MigrationError(f"{self.migrations_dir}: two migrations share a number")
+        return files
+
+    async def _applied(self) -> dict[str, str]:
+        conn = self.writer
+        await conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (version TEXT PRIMARY KEY, name TEXT NOT NULL, "
+            "checksum TEXT NOT NULL, applied_at TEXT NOT NULL)"
+        )
+        async with conn.execute("SELECT version, checksum FROM schema_migrations") as cur:
+            return {row[0]: row[1] async for row in cur}
+
+    async def pending_migrations(self) -> list[str]:
+        async with self._write_lock:
+            applied = await self._applied()
+        return [path.name for version, path in self._migration_files() if version not in applied]
+
+    async def migrate(self) -> list[str]:
+        """Apply pending migrations in order, each in its own transaction, each recorded once."""
+        done: list[str] = []
+        async with self._write_lock:
+            applied = await self._applied()
+            conn = self.writer
+            for version, path in self._migration_files():
+                sql = path.read_text(encoding="utf-8")
+                checksum = hashlib.sha256(sql.encode()).hexdigest()
+                if version in applied:
+                    if applied[version] != checksum:
+                        log.warning("applied migration file has changed since", migration=path.name)
+                    continue
+                stamp = format_at(datetime.now(UTC))
+                script = (
+                    "BEGIN IMMEDIATE;\n"
+                    f"{sql}\n;\n"
+                    "INSERT INTO schema_migrations (version, name, checksum, applied_at) VALUES "
+                    f"('{version}', '{path.name}', '{checksum}', '{stamp}');\n"
+                    "COMMIT;"
+                )
+                try:
+                    await conn.executescript(script)
+                except Exception as exc:
+                    if conn.in_transaction:
+                        await conn.execute("ROLLBACK")
+                    raise MigrationError(f"{path.name} failed and was rolled back: {exc}") from exc
+                log.info("applied migration", migration=path.name)
+                done.append(path.name)
+        return done
+
+    # -- reads ------------------------------------------------------------------------------------
+
+    async def get_customer(self, customer_id: str) -> Customer | None:
+        return await _get_customer(self.reader, customer_id)
+
+    async def list_topics(self) -> dict[str, Topic]:
+        async with self.reader.execute(
+            "SELECT id, category, names, descriptions FROM topics ORDER BY id"
+        ) as cur:
+            return {
+                row[0]: Topic(category=row[1], names=_json_decode(row[2]), descriptions=_json_decode(row[3]))
+                async for row in cur
+            }
+
+    async def get_topic(self, topic_id: str) -> Topic | None:
+        return await _get_topic(self.reader, topic_id)
+
+    async def find_key(self, key_hash: str) -> ApiKey | None:
+        async with self.reader.execute(
+            "SELECT id, name, role, key_prefix, created_at, revoked_at FROM api_keys WHERE key_hash = ?",
+            (key_hash,),
+        ) as cur:
+            row = await cur.fetchone()
+        return None if row is None else _key_from_row(row)
+
+    async def list_keys(self) -> list[ApiKey]:
+        async with self.reader.execute(
+            "SELECT id, name, role, key_prefix, created_at, revoked_at FROM api_keys ORDER BY id"
+        ) as cur:
+            return [_key_from_row(row) async for row in cur]
+
+    async def ledger_head(self) -> tuple[int, str]:
+        async with self.reader.execute("SELECT seq, hash FROM ledger_head WHERE id = 1") as cur:
+            row = await cur.fetchone()
+        if row is None:
+            raise RuntimeError("ledger head missing")
+        return int(row[0]), str(row[1])
+
+    async def consent_events(self, flt: EventFilter, *, after_seq: int, limit: int) -> list[dict[str, Any]]:
+        where, params = _event_where(flt)
+        async with self.reader.execute(
+            f"SELECT {_EVENT_COLUMNS} FROM consent_events WHERE seq > ? AND {where} ORDER BY seq LIMIT ?",
+            (after_seq, *params, limit),
+        ) as cur:
+            return [_event_from_row(row) for row in await cur.fetchall()]
+
+    async def iter_consent_events(
+        self, flt: EventFilter, *, after_seq: int = 0, up_to_seq: int | None = None, chunk: int = 2000
+    ) -> AsyncIterator[dict[str, Any]]:
+        """Events in seq order in chunks (keyset pagination): memory stays constant for any size.
+
+        ``up_to_seq`` None means the head at the start of the iteration.
+        """
+        if up_to_seq is None:
+            up_to_seq = (await self.ledger_head())[0]
+        where, params = _event_where(flt)
+        after = after_seq
+        sql = (
+            f"SELECT {_EVENT_COLUMNS} FROM consent_events WHERE seq > ? AND seq <= ? AND {where} "
+            "ORDER BY seq LIMIT ?"
+        )
+        while True:
+            async with self.reader.execute(sql, (after, up_to_seq, *params, chunk)) as cur:
+                rows = list(await cur.fetchall())
+            if not rows:
+                return
+            for row in rows:
+                yield _event_from_row(row)
+            after = rows[-1][0]
+            if len(rows) < chunk:
+                return

@@ -1,0 +1,104 @@
+"""Shared fixtures: a real SQLite file per test, the real ASGI app, a clock the test controls."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from litestar.testing import AsyncTestClient
+
+from prefcenter.api.app import create_app
+from prefcenter.config import Settings, load_settings
+from prefcenter.domain.model import Topic
+from prefcenter.domain.pseudonyms import Pseudonymizer
+from prefcenter.services import keys, topics
+from prefcenter.services.runtime import Runtime
+from prefcenter.store.sqlite import SqliteStore
+
+SECRET = "test-secret-key-0123456789"
+
+
+class FakeClock:
+    def __init__(self, start: datetime) -> None:
+        self.t = start
+
+    def __call__(self) -> datetime:
+        return self.t
+
+    def advance(self, **delta: float) -> None:
+        self.t += timedelta(**delta)
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock(datetime(2026, 11, 22, 9, 0, tzinfo=UTC))
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    return tmp_path / "prefcenter.db"
+
+
+@pytest.fixture
+def settings(db_path: Path) -> Settings:
+    return load_settings({}, database_url=f"sqlite:///{db_path}", secret_key=SECRET)
+
+
+@pytest.fixture
+def rt(settings: Settings, db_path: Path, clock: FakeClock) -> Runtime:
+    return Runtime(settings=settings, store=SqliteStore(db_path), pseudonyms=Pseudonymizer(SECRET), now=clock)
+
+
+@dataclass
+class Api:
+    client: AsyncTestClient[Any]
+    rt: Runtime
+    headers: dict[str, dict[str, str]]
+
+    def as_(self, role: str) -> dict[str, str]:
+        return self.headers[role]
+
+
+TOPICS = {
+    "promotions": Topic(category="marketing", names={"en": "Offers", "pl": "Oferty"}),
+    "product-news": Topic(category="marketing", names={"en": "Product news"}),
+    "order-updates": Topic(category="transactional", names={"en": "Order updates"}),
+}
+
+
+@pytest.fixture
+async def api(rt: Runtime) -> AsyncIterator[Api]:
+    app = create_app(rt)
+    async with AsyncTestClient(app=app) as client:
+        headers = {}
+        for role in ("admin", "marketing", "auditor"):
+            _, key = await keys.create_key(rt, role, f"test-{role}")  # type: ignore[arg-type]
+            headers[role] = {"Authorization": f"Bearer {key}"}
+        for topic_id, topic in TOPICS.items():
+            await topics.put_topic(rt, topic_id, topic)
+        yield Api(client, rt, headers)
+
+
+PROFILE = {
+    "timezone": "Europe/Warsaw",
+    "locale": "pl",
+    "country": "PL",
+    "contacts": {"email": "ola@example.pl", "sms": "+48600100200", "push": "device-token", "voice": "+48600100200"},
+}
+
+
+def prefs_body(**overrides: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "channel": "email",
+        "topics": ["promotions"],
+        "quiet_hours": {"start": "21:00", "end": "08:00"},
+        "max_per_week": 2,
+        "paused_until": None,
+        "provenance": {"source": "crm", "actor": "agent-17", "notice_version": "2026-10", "evidence": {"ticket": "A-991"}},
+    }
+    body.update(overrides)
+    return body
