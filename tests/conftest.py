@@ -45,7 +45,7 @@ def db_path(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def settings(db_path: Path) -> Settings:
-    return load_settings({}, database_url=f"sqlite:///{db_path}", secret_key=SECRET)
+    return load_settings({}, database_url=f"sqlite:///{db_path}", secret_key=SECRET, key_cache_seconds=0)
 
 
 @pytest.fixture
@@ -87,7 +87,12 @@ PROFILE = {
     "timezone": "Europe/Warsaw",
     "locale": "pl",
     "country": "PL",
-    "contacts": {"email": "ola@example.pl", "sms": "+48600100200", "push": "device-token", "voice": "+48600100200"},
+    "contacts": {
+        "email": "ola@example.pl",
+        "sms": "+48600100200",
+        "push": "device-token",
+        "voice": "+48600100200",
+    },
 }
 
 
@@ -98,7 +103,12 @@ def prefs_body(**overrides: Any) -> dict[str, Any]:
         "quiet_hours": {"start": "21:00", "end": "08:00"},
         "max_per_week": 2,
         "paused_until": None,
-        "provenance": {"source": "crm", "actor": "agent-17", "notice_version": "2026-10", "evidence": {"ticket": "A-991"}},
+        "provenance": {
+            "source": "crm",
+            "actor": "agent-17",
+            "notice_version": "2026-10",
+            "evidence": {"ticket": "A-991"},
+        },
     }
     body.update(overrides)
     return body

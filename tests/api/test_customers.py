@@ -56,13 +56,21 @@ async def test_new_customer_has_no_channel_and_no_topics(api: Api) -> None:
     """COMPLIANCE C13: nothing is sent until they opt in; creating a customer writes no consent event."""
     await put_customer(api)
     r = await api.client.get("/v1/customers/c1/preferences", headers=api.as_("marketing"))
-    assert r.json() == {"channel": None, "topics": [], "quiet_hours": None, "max_per_week": None, "paused_until": None}
+    assert r.json() == {
+        "channel": None,
+        "topics": [],
+        "quiet_hours": None,
+        "max_per_week": None,
+        "paused_until": None,
+    }
     assert await events(api, "c1") == []
 
 
 async def test_replacing_profile_never_changes_preferences(api: Api) -> None:
     await put_customer(api)
-    await api.client.put("/v1/customers/c1/preferences", json=prefs_body(channel="sms"), headers=api.as_("marketing"))
+    await api.client.put(
+        "/v1/customers/c1/preferences", json=prefs_body(channel="sms"), headers=api.as_("marketing")
+    )
     body = copy.deepcopy(PROFILE)
     del body["contacts"]["sms"]
     assert (await put_customer(api, body=body)).status_code == 200
@@ -149,7 +157,12 @@ async def test_preferences_put_get_and_events_per_change(api: Api) -> None:
         ("update", "max_per_week", 2),
     ]
     e = first[0]
-    assert (e["source"], e["actor"], e["notice_version"], e["evidence"]) == ("crm", "agent-17", "2026-10", {"ticket": "A-991"})
+    assert (e["source"], e["actor"], e["notice_version"], e["evidence"]) == (
+        "crm",
+        "agent-17",
+        "2026-10",
+        {"ticket": "A-991"},
+    )
     assert e["customer_id"] == "c1" and len(e["customer_ref"]) == 64
     assert e["at"].endswith("Z") and len(e["at"]) == len("2026-11-22T09:00:00.000000Z")
 
@@ -158,7 +171,10 @@ async def test_preferences_put_get_and_events_per_change(api: Api) -> None:
     assert len(await events(api, "c1")) == 4
 
     change = prefs_body(
-        channel="sms", topics=["product-news"], quiet_hours=None, max_per_week=None,
+        channel="sms",
+        topics=["product-news"],
+        quiet_hours=None,
+        max_per_week=None,
         paused_until="2026-12-01T10:00:00+01:00",
     )
     r = await api.client.put("/v1/customers/c1/preferences", json=change, headers=api.as_("marketing"))
@@ -183,7 +199,10 @@ async def test_channel_null_withdraws_without_grant(api: Api) -> None:
         "/v1/customers/c1/preferences", json=prefs_body(channel=None, topics=[]), headers=api.as_("marketing")
     )
     tail = (await events(api, "c1"))[4:]
-    assert [(e["action"], e["subject"]) for e in tail] == [("withdraw", "channel:email"), ("withdraw", "topic:promotions")]
+    assert [(e["action"], e["subject"]) for e in tail] == [
+        ("withdraw", "channel:email"),
+        ("withdraw", "topic:promotions"),
+    ]
 
 
 async def test_etag_and_if_match(api: Api) -> None:
@@ -227,22 +246,71 @@ async def test_etag_and_if_match(api: Api) -> None:
         ({"paused_until": "2026-12-01T10:00:00"}, "paused_until"),
         ({"paused_until": "tomorrow"}, "paused_until"),
         ({"provenance": None}, "provenance"),
-        ({"provenance": {"source": "preference_page", "actor": "a", "notice_version": "v"}}, "provenance.source"),
-        ({"provenance": {"source": "crm", "actor": "ola@example.pl", "notice_version": "v"}}, "provenance.actor"),
+        (
+            {"provenance": {"source": "preference_page", "actor": "a", "notice_version": "v"}},
+            "provenance.source",
+        ),
+        (
+            {"provenance": {"source": "crm", "actor": "ola@example.pl", "notice_version": "v"}},
+            "provenance.actor",
+        ),
         ({"provenance": {"source": "crm", "actor": "a", "notice_version": ""}}, "provenance.notice_version"),
-        ({"provenance": {"source": "crm", "actor": "a", "notice_version": "v", "evidence": {"f": 1.5}}}, "provenance.evidence.f"),
-        ({"provenance": {"source": "crm", "actor": "a", "notice_version": "v", "evidence": {"n": 2**53}}}, "provenance.evidence.n"),
-        ({"provenance": {"source": "crm", "actor": "a", "notice_version": "v", "evidence": {"bad key": 1}}}, "provenance.evidence.bad key"),
-        ({"provenance": {"source": "crm", "actor": "a", "notice_version": "v", "evidence": {"k": "x" * 5000}}}, "provenance.evidence"),
-        ({"provenance": {"source": "crm", "actor": "a", "notice_version": "v", "evidence": {"k": [{"f": 0.1}]}}}, "provenance.evidence.k[0].f"),
-        ({"provenance": {"source": "crm", "actor": "a", "notice_version": "v", "extra": 1}}, "provenance.extra"),
+        (
+            {"provenance": {"source": "crm", "actor": "a", "notice_version": "v", "evidence": {"f": 1.5}}},
+            "provenance.evidence.f",
+        ),
+        (
+            {"provenance": {"source": "crm", "actor": "a", "notice_version": "v", "evidence": {"n": 2**53}}},
+            "provenance.evidence.n",
+        ),
+        (
+            {
+                "provenance": {
+                    "source": "crm",
+                    "actor": "a",
+                    "notice_version": "v",
+                    "evidence": {"bad key": 1},
+                }
+            },
+            "provenance.evidence.bad key",
+        ),
+        (
+            {
+                "provenance": {
+                    "source": "crm",
+                    "actor": "a",
+                    "notice_version": "v",
+                    "evidence": {"k": "x" * 5000},
+                }
+            },
+            "provenance.evidence",
+        ),
+        (
+            {
+                "provenance": {
+                    "source": "crm",
+                    "actor": "a",
+                    "notice_version": "v",
+                    "evidence": {"k": [{"f": 0.1}]},
+                }
+            },
+            "provenance.evidence.k[0].f",
+        ),
+        (
+            {"provenance": {"source": "crm", "actor": "a", "notice_version": "v", "extra": 1}},
+            "provenance.extra",
+        ),
         ({"surprise": True}, "surprise"),
     ],
 )
-async def test_bad_preferences_are_400_and_write_nothing(api: Api, change: dict[str, Any], error_field: str) -> None:
+async def test_bad_preferences_are_400_and_write_nothing(
+    api: Api, change: dict[str, Any], error_field: str
+) -> None:
     await put_customer(api)
     before = table_counts(api)
-    r = await api.client.put("/v1/customers/c1/preferences", json=prefs_body(**change), headers=api.as_("marketing"))
+    r = await api.client.put(
+        "/v1/customers/c1/preferences", json=prefs_body(**change), headers=api.as_("marketing")
+    )
     assert r.status_code == 400, r.text
     assert error_field in [e["field"] for e in r.json()["errors"]], r.json()
     assert table_counts(api) == before
@@ -258,7 +326,9 @@ async def test_lone_surrogate_in_evidence_is_400(api: Api) -> None:
     assert r.status_code == 400
 
 
-@pytest.mark.parametrize("missing", ["channel", "topics", "quiet_hours", "max_per_week", "paused_until", "provenance"])
+@pytest.mark.parametrize(
+    "missing", ["channel", "topics", "quiet_hours", "max_per_week", "paused_until", "provenance"]
+)
 async def test_every_preference_field_is_required(api: Api, missing: str) -> None:
     await put_customer(api)
     body = {k: v for k, v in prefs_body().items() if k != missing}
@@ -277,7 +347,9 @@ async def test_admin_source_needs_admin_key(api: Api) -> None:
 
 
 async def test_preferences_of_unknown_customer_is_404(api: Api) -> None:
-    r = await api.client.put("/v1/customers/ghost/preferences", json=prefs_body(), headers=api.as_("marketing"))
+    r = await api.client.put(
+        "/v1/customers/ghost/preferences", json=prefs_body(), headers=api.as_("marketing")
+    )
     assert r.status_code == 404
     r = await api.client.get("/v1/customers/ghost/preferences", headers=api.as_("marketing"))
     assert r.status_code == 404

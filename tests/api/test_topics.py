@@ -7,7 +7,11 @@ from tests.conftest import PROFILE, Api, prefs_body
 
 async def test_topic_crud_and_409_when_in_use(api: Api) -> None:
     admin = api.as_("admin")
-    body = {"category": "marketing", "names": {"en": "Offers", "pl": "Oferty"}, "descriptions": {"en": "Deals"}}
+    body = {
+        "category": "marketing",
+        "names": {"en": "Offers", "pl": "Oferty"},
+        "descriptions": {"en": "Deals"},
+    }
     r = await api.client.put("/v1/topics/offers", json=body, headers=admin)
     assert r.status_code == 201 and r.json() == body
     r = await api.client.put("/v1/topics/offers", json=body, headers=admin)
@@ -25,7 +29,9 @@ async def test_topic_crud_and_409_when_in_use(api: Api) -> None:
     assert r.status_code == 409
     r = await api.client.put("/v1/topics/offers", json={**body, "category": "transactional"}, headers=admin)
     assert r.status_code == 409
-    await api.client.put("/v1/customers/c1/preferences", json=prefs_body(topics=[]), headers=api.as_("marketing"))
+    await api.client.put(
+        "/v1/customers/c1/preferences", json=prefs_body(topics=[]), headers=api.as_("marketing")
+    )
     r = await api.client.delete("/v1/topics/offers", headers=admin)
     assert r.status_code == 204
     assert (await api.client.get("/v1/topics/offers", headers=admin)).status_code == 404
