@@ -48,6 +48,7 @@ SELECT c.id, c.ref, c.timezone, c.locale, c.country, c.channel, c.quiet_start, c
        (SELECT json_group_array(topic_id) FROM customer_topics WHERE customer_id = c.id)
 FROM customers c WHERE c.id = ?
 """
+_CUSTOMER_BY_REF_SQL = _CUSTOMER_SQL.replace("WHERE c.id = ?", "WHERE c.ref = ?")
 _EVENT_COLUMNS = ", ".join(EVENT_FIELDS)
 
 
@@ -457,6 +458,11 @@ class SqliteStore:
 
     async def get_customer(self, customer_id: str) -> Customer | None:
         return await _get_customer(self.reader, customer_id)
+
+    async def get_customer_by_ref(self, customer_ref: str) -> Customer | None:
+        async with self.reader.execute(_CUSTOMER_BY_REF_SQL, (customer_ref,)) as cur:
+            row = await cur.fetchone()
+        return None if row is None else _customer_from_row(row)
 
     async def list_topics(self) -> dict[str, Topic]:
         async with self.reader.execute(
