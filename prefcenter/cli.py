@@ -59,13 +59,16 @@ def serve(host: str | None, port: int | None) -> None:
     import uvicorn
 
     from prefcenter.api.app import create_app
+    from prefcenter.domain.policy import PolicyError
 
     settings = _settings(host=host, port=port)
     try:
         rt = build_runtime(settings)
-    except ConfigError as exc:
+        app = create_app(rt)
+    except (ConfigError, PolicyError) as exc:
         raise click.ClickException(str(exc)) from None
-    app = create_app(rt)
+    except OSError as exc:
+        raise click.ClickException(f"cannot read the policy {settings.policy_path}: {exc}") from None
     click.echo(f"prefcenter serving on http://{settings.host}:{settings.port} (API docs: /schema)", err=True)
     uvicorn.run(app, host=settings.host, port=settings.port, log_config=None, access_log=False)
 
@@ -137,6 +140,57 @@ def keys_revoke(key_id: int) -> None:
 
     _with_runtime(settings, work)
     click.echo(f"revoked key #{key_id}")
+
+
+@main.group()
+def policy() -> None:
+    """Check a policy file and run the policy's test cases."""
+
+
+@policy.command("check")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def policy_check(file: Path) -> None:
+    """Validate a policy file; print its version, or the file, field and reason it fails on."""
+    from prefcenter.domain.policy import PolicyError
+    from prefcenter.services.policies import load_policy_file
+
+    try:
+        loaded = load_policy_file(file)
+    except PolicyError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"{file}: ok ({loaded.policy.name}, {loaded.version})")
+
+
+@policy.command("test")
+@click.option(
+    "--file",
+    "file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="The policy to test (default: the active policy).",
+)
+@click.option(
+    "--cases",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    default=None,
+    help="The folder of case files (default: tests/ beside the policy).",
+)
+def policy_test(file: Path | None, cases: Path | None) -> None:
+    """Run the policy's test cases (policies/tests/*.toml) and print PASS/FAIL per case, like opa test."""
+    from prefcenter.domain.policy import PolicyError
+    from prefcenter.services.policies import load_policy_file
+    from prefcenter.services.policy_tests import PolicyTestError, format_report, run_policy_tests
+
+    settings = _settings()
+    path = file or settings.policy_path
+    try:
+        loaded = load_policy_file(path)
+        results = run_policy_tests(loaded, cases or path.parent / "tests")
+    except (PolicyError, PolicyTestError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(format_report(results))
+    if not results or not all(r.passed for r in results):
+        sys.exit(1)
 
 
 @main.group()

@@ -16,10 +16,12 @@ from prefcenter.config import Settings, load_settings
 from prefcenter.domain.model import Topic
 from prefcenter.domain.pseudonyms import Pseudonymizer
 from prefcenter.services import keys, topics
+from prefcenter.services.policies import load_policy_file
 from prefcenter.services.runtime import Runtime
 from prefcenter.store.sqlite import SqliteStore
 
 SECRET = "test-secret-key-0123456789"
+POLICY_FILE = Path(__file__).resolve().parents[1] / "policies" / "default.toml"
 
 
 class FakeClock:
@@ -50,7 +52,13 @@ def settings(db_path: Path) -> Settings:
 
 @pytest.fixture
 def rt(settings: Settings, db_path: Path, clock: FakeClock) -> Runtime:
-    return Runtime(settings=settings, store=SqliteStore(db_path), pseudonyms=Pseudonymizer(SECRET), now=clock)
+    return Runtime(
+        settings=settings,
+        store=SqliteStore(db_path),
+        pseudonyms=Pseudonymizer(SECRET),
+        now=clock,
+        policy=load_policy_file(POLICY_FILE),
+    )
 
 
 @dataclass
@@ -112,3 +120,13 @@ def prefs_body(**overrides: Any) -> dict[str, Any]:
     }
     body.update(overrides)
     return body
+
+
+CAMPAIGN = {
+    "topic": "promotions",
+    "channels": ["email", "sms"],
+    "content": {
+        "email": {"subject": "Hi {{ customer_id }}", "text": "Offer. Manage: {{ manage_url }}", "html": "<p>Offer</p>"},
+        "sms": {"text": "Offer! {{ unsubscribe_url }}"},
+    },
+}

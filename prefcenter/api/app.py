@@ -17,13 +17,17 @@ from litestar.openapi.spec import Components, SecurityScheme
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from prefcenter.api.auth import ROLES_OPT
+from prefcenter.api.campaigns import CampaignController, approve
 from prefcenter.api.consent import ConsentController
 from prefcenter.api.customers import CustomerController
+from prefcenter.api.links import LinkController
 from prefcenter.api.ops import healthz, metrics, readyz
 from prefcenter.api.problems import EXCEPTION_HANDLERS
 from prefcenter.api.topics import TopicController
 from prefcenter.services.keys import KeyCache
+from prefcenter.services.policies import load_active_policy
 from prefcenter.services.runtime import Runtime
+from prefcenter.web.pages import PAGE_HANDLERS
 
 log = structlog.get_logger("prefcenter.http")
 
@@ -106,6 +110,11 @@ def _annotate_roles(app: Litestar) -> None:
 def create_app(runtime: Runtime, *, manage_store: bool = True) -> Litestar:
     """Build the app around ``runtime``; with ``manage_store`` the lifespan opens and migrates the store."""
 
+    if runtime.policy is None:
+        # A bad policy stops start-up here, with the file, the field and the reason.
+        runtime.policy = load_active_policy(runtime.settings)
+        log.info("policy loaded", source=runtime.policy.source, version=runtime.policy.version)
+
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         if manage_store:
@@ -118,7 +127,18 @@ def create_app(runtime: Runtime, *, manage_store: bool = True) -> Litestar:
                 await runtime.store.close()
 
     app = Litestar(
-        route_handlers=[CustomerController, TopicController, ConsentController, healthz, readyz, metrics],
+        route_handlers=[
+            CustomerController,
+            TopicController,
+            ConsentController,
+            CampaignController,
+            approve,
+            healthz,
+            readyz,
+            metrics,
+            LinkController,
+            *PAGE_HANDLERS,
+        ],
         exception_handlers=EXCEPTION_HANDLERS,
         middleware=[request_context],
         lifespan=[lifespan],
@@ -140,7 +160,6 @@ def create_app(runtime: Runtime, *, manage_store: bool = True) -> Litestar:
     )
     app.state.runtime = runtime
     app.state.key_cache = KeyCache(runtime.settings.key_cache_seconds)
-    app.state.policy = None
     _annotate_roles(app)
     return app
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from litestar import Controller, Request, Response, delete, get, put
-from litestar.params import FromPath, HeaderParameter, JSONBody
+from litestar.params import FromPath, HeaderParameter, JSONBody, QueryParameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
 from prefcenter.api.auth import ALL, READ_AUDIT, WRITE, access, current_key
 from prefcenter.api.params import runtime
-from prefcenter.domain.model import Preferences, PreferencesWrite, Profile
-from prefcenter.services import consent, customers
+from prefcenter.domain.model import Preferences, PreferencesWrite, Profile, check_customer_id
+from prefcenter.services import approvals, consent, customers
 
 
 class CustomerController(Controller):
@@ -67,6 +67,17 @@ class CustomerController(Controller):
             runtime(request), customer_id, data, if_match=if_match, caller_role=current_key(request).role
         )
         return Response(prefs, headers={"ETag": etag})
+
+    @get("/decisions", operation_id="getDecisions", **access(*ALL))
+    async def decisions(
+        self,
+        request: Request[Any, Any, Any],
+        customer_id: FromPath[str],
+        campaign_id: Annotated[str | None, QueryParameter(required=False)] = None,
+    ) -> dict[str, Any]:
+        """The decision log: every real gate decision for this customer, with the policy version."""
+        check_customer_id(customer_id)
+        return {"decisions": await approvals.decision_log(runtime(request), customer_id, campaign_id)}
 
     @get("/consent-receipt", operation_id="getConsentReceipt", **access(*READ_AUDIT))
     async def consent_receipt(

@@ -29,8 +29,7 @@ async def readyz(request: Request[Any, Any, Any]) -> Response[Any]:
         checks["migrations"] = "ok" if not pending else f"pending: {', '.join(pending)}"
     except Exception as exc:  # readiness reports any failure as not ready
         checks["database"] = f"unreachable: {type(exc).__name__}"
-    policy = getattr(request.app.state, "policy", None)
-    checks["policy"] = "ok" if policy is not None else "not loaded"
+    checks["policy"] = "ok" if rt.policy is not None else "not loaded"
     if all(v == "ok" for v in checks.values()):
         return Response({"status": "ready", "checks": checks})
     return problem(503, "not ready", checks=checks)

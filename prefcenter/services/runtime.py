@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from prefcenter.config import Settings
+from prefcenter.domain.policy import LoadedPolicy
 from prefcenter.domain.pseudonyms import Pseudonymizer
 from prefcenter.store.base import Store
 
@@ -35,6 +36,12 @@ class Metrics:
             registry=self.registry,
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10),
         )
+        self.decisions = Counter(
+            "prefcenter_decisions",
+            "Gate decisions (real, not dry runs) by verdict and reason",
+            ["verdict", "reason"],
+            registry=self.registry,
+        )
         self.consent_events = Counter(
             "prefcenter_consent_events",
             "Consent ledger events appended, by source and action",
@@ -48,5 +55,6 @@ class Runtime:
     settings: Settings
     store: Store
     pseudonyms: Pseudonymizer
+    policy: LoadedPolicy | None = None
     now: Callable[[], datetime] = system_clock
     metrics: Metrics = field(default_factory=Metrics)

@@ -9,6 +9,8 @@ from typing import Any, Protocol
 
 import msgspec
 
+from prefcenter.domain.campaigns import Campaign
+from prefcenter.domain.engine import CustomerState
 from prefcenter.domain.ledger import Attribution, Change, ConsentEvent
 from prefcenter.domain.model import Customer, Preferences, Role, Topic
 
@@ -28,6 +30,24 @@ class EventFilter(msgspec.Struct, frozen=True):
     customer_ref: str | None = None
     since: str | None = None
     until: str | None = None
+
+
+class Reservation(msgspec.Struct, frozen=True):
+    at_us: int
+    channel: str
+
+
+class GateInput(msgspec.Struct, frozen=True):
+    """One recipient's state for the engine: profile and preferences, the customer's other marketing
+    reservations, and this campaign's own reservation if there is one (a retry)."""
+
+    state: CustomerState
+    sends: list[datetime]
+    own: Reservation | None
+
+
+# (customer_id, campaign_id, at, verdict, reason, channel, not_before, policy_version)
+DecisionRow = tuple[str, str, str, str, str, str | None, str | None, str]
 
 
 class MigrationError(Exception):
@@ -55,6 +75,16 @@ class WriteTx(Protocol):
         attribution: Attribution,
         at: datetime,
     ) -> list[ConsentEvent]: ...
+    async def get_campaign(self, campaign_id: str) -> Campaign | None: ...
+    async def put_campaign(self, campaign_id: str, campaign: Campaign, at: datetime) -> bool: ...
+    async def gate_inputs(self, ids: list[str], topic: str, campaign_id: str) -> dict[str, GateInput]: ...
+    async def record_gate(
+        self,
+        campaign_id: str,
+        reserve: list[tuple[str, int, str, bool]],
+        release: list[str],
+        decisions: list[DecisionRow],
+    ) -> None: ...
     async def create_key(self, name: str, role: Role, key_hash: str, prefix: str, at: datetime) -> ApiKey: ...
     async def revoke_key(self, key_id: int, at: datetime) -> bool: ...
 
@@ -72,6 +102,10 @@ class Store(Protocol):
     async def get_customer_by_ref(self, customer_ref: str) -> Customer | None: ...
     async def list_topics(self) -> dict[str, Topic]: ...
     async def get_topic(self, topic_id: str) -> Topic | None: ...
+    async def get_campaign(self, campaign_id: str) -> Campaign | None: ...
+    async def gate_inputs(self, ids: list[str], topic: str, campaign_id: str) -> dict[str, GateInput]: ...
+    async def decision_log(self, customer_id: str, campaign_id: str | None) -> list[DecisionRow]: ...
+    async def decision_counts(self, campaign_id: str) -> dict[str, int]: ...
     async def find_key(self, key_hash: str) -> ApiKey | None: ...
     async def list_keys(self) -> list[ApiKey]: ...
 

@@ -15,7 +15,7 @@ import re
 import uuid
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,8 @@ import aiosqlite
 import msgspec
 import structlog
 
+from prefcenter.domain.campaigns import Campaign
+from prefcenter.domain.engine import CustomerState
 from prefcenter.domain.ledger import EVENT_FIELDS, Attribution, Change, ConsentEvent, chain_events, format_at
 from prefcenter.domain.model import (
     Contacts,
@@ -33,7 +35,14 @@ from prefcenter.domain.model import (
     Role,
     Topic,
 )
-from prefcenter.store.base import ApiKey, EventFilter, MigrationError
+from prefcenter.store.base import (
+    ApiKey,
+    DecisionRow,
+    EventFilter,
+    GateInput,
+    MigrationError,
+    Reservation,
+)
 
 log = structlog.get_logger("prefcenter.store")
 
@@ -122,6 +131,80 @@ async def _get_topic(conn: aiosqlite.Connection, topic_id: str) -> Topic | None:
     return Topic(category=row[0], names=_json_decode(row[1]), descriptions=_json_decode(row[2]))
 
 
+_GATE_STATES_SQL = """
+SELECT c.id, c.timezone, c.country, c.channel, c.quiet_start, c.quiet_end, c.max_per_week, c.paused_until,
+       (SELECT group_concat(k.channel) FROM contacts k WHERE k.customer_id = c.id),
+       (SELECT group_concat(k.channel) FROM contacts k
+          JOIN suppressions s ON s.channel = k.channel AND s.address_ref = k.address_ref
+         WHERE k.customer_id = c.id),
+       EXISTS (SELECT 1 FROM customer_topics t WHERE t.customer_id = c.id AND t.topic_id = ?)
+FROM json_each(?) j JOIN customers c ON c.id = j.value
+"""
+_GATE_RESERVATIONS_SQL = """
+SELECT r.customer_id, r.campaign_id, r.at_us, r.channel
+FROM json_each(?) j JOIN reservations r ON r.customer_id = j.value
+WHERE r.marketing = 1 OR r.campaign_id = ?
+"""
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _from_us(us: int) -> datetime:
+    return _EPOCH + timedelta(microseconds=us)
+
+
+async def _gate_inputs(
+    conn: aiosqlite.Connection, ids: list[str], topic: str, campaign_id: str
+) -> dict[str, GateInput]:
+    """Everything the engine needs for these recipients, in two queries (never one per recipient)."""
+    packed = _json_encode(ids).decode()
+    async with conn.execute(_GATE_STATES_SQL, (topic, packed)) as cur:
+        rows = await cur.fetchall()
+    async with conn.execute(_GATE_RESERVATIONS_SQL, (packed, campaign_id)) as cur:
+        held = await cur.fetchall()
+    sends: dict[str, list[datetime]] = {}
+    own: dict[str, Reservation] = {}
+    for cid, camp, at_us, channel in held:
+        if camp == campaign_id:
+            own[cid] = Reservation(at_us=at_us, channel=channel)
+        else:
+            sends.setdefault(cid, []).append(_from_us(at_us))
+    out: dict[str, GateInput] = {}
+    parse = _parse_time
+    for cid, zone, country, channel, qs, qe, cap, paused, addresses, suppressed, subscribed in rows:
+        state = CustomerState(
+            customer_id=cid,
+            timezone=zone,
+            country=country,
+            channel=channel,
+            addresses=frozenset(addresses.split(",")) if addresses else frozenset(),
+            suppressed=frozenset(suppressed.split(",")) if suppressed else frozenset(),
+            subscribed=bool(subscribed),
+            quiet_hours=(qs, qe) if qs is not None else None,
+            max_per_week=cap,
+            paused_until=parse(paused) if paused else None,
+        )
+        out[cid] = GateInput(state=state, sends=sends.get(cid, []), own=own.get(cid))
+    return out
+
+
+async def _get_campaign(conn: aiosqlite.Connection, campaign_id: str) -> Campaign | None:
+    async with conn.execute(
+        "SELECT topic, channels, send_by, content FROM campaigns WHERE id = ?", (campaign_id,)
+    ) as cur:
+        row = await cur.fetchone()
+    if row is None:
+        return None
+    return msgspec.convert(
+        {
+            "topic": row[0],
+            "channels": _json_decode(row[1]),
+            "send_by": row[2],
+            "content": _json_decode(row[3]),
+        },
+        Campaign,
+    )
+
+
 class SqliteWriteTx:
     def __init__(self, conn: aiosqlite.Connection, new_id: Any) -> None:
         self.conn = conn
@@ -184,6 +267,7 @@ class SqliteWriteTx:
         await self.conn.execute(
             "UPDATE consent_events SET customer_id = NULL WHERE customer_id = ?", (customer_id,)
         )
+        await self.conn.execute("DELETE FROM decisions WHERE customer_id = ?", (customer_id,))
         await self.conn.execute("DELETE FROM customers WHERE id = ?", (customer_id,))
 
     async def topic_categories(self, topic_ids: Iterable[str]) -> dict[str, str]:
@@ -223,12 +307,6 @@ class SqliteWriteTx:
             row = await cur.fetchone()
         if row and row[0]:
             return True
-        async with self.conn.execute(
-            "SELECT name FROM sqlite_schema WHERE type = 'table' AND name = 'campaigns'"
-        ) as cur:
-            has_campaigns = await cur.fetchone() is not None
-        if not has_campaigns:
-            return False
         async with self.conn.execute(
             "SELECT EXISTS (SELECT 1 FROM campaigns WHERE topic = ?)", (topic_id,)
         ) as cur:
@@ -290,6 +368,59 @@ class SqliteWriteTx:
             "UPDATE ledger_head SET seq = ?, hash = ? WHERE id = 1", (last.seq, last.hash)
         )
         return events
+
+    async def get_campaign(self, campaign_id: str) -> Campaign | None:
+        return await _get_campaign(self.conn, campaign_id)
+
+    async def put_campaign(self, campaign_id: str, campaign: Campaign, at: datetime) -> bool:
+        stamp = format_at(at)
+        async with self.conn.execute("SELECT 1 FROM campaigns WHERE id = ?", (campaign_id,)) as cur:
+            exists = await cur.fetchone() is not None
+        await self.conn.execute(
+            "INSERT INTO campaigns (id, topic, channels, send_by, content, created_at, updated_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET topic = excluded.topic, "
+            "channels = excluded.channels, send_by = excluded.send_by, content = excluded.content, "
+            "updated_at = excluded.updated_at",
+            (
+                campaign_id,
+                campaign.topic,
+                _json_encode(campaign.channels).decode(),
+                format_at(campaign.send_by) if campaign.send_by else None,
+                _json_encode(campaign.content).decode(),
+                stamp,
+                stamp,
+            ),
+        )
+        return not exists
+
+    async def gate_inputs(self, ids: list[str], topic: str, campaign_id: str) -> dict[str, GateInput]:
+        return await _gate_inputs(self.conn, ids, topic, campaign_id)
+
+    async def record_gate(
+        self,
+        campaign_id: str,
+        reserve: list[tuple[str, int, str, bool]],
+        release: list[str],
+        decisions: list[DecisionRow],
+    ) -> None:
+        """Reservations made (customer, at_us, channel, marketing) and released, and the decision log."""
+        if release:
+            await self.conn.executemany(
+                "DELETE FROM reservations WHERE customer_id = ? AND campaign_id = ?",
+                [(cid, campaign_id) for cid in release],
+            )
+        if reserve:
+            await self.conn.executemany(
+                "INSERT INTO reservations (customer_id, campaign_id, at_us, channel, marketing) "
+                "VALUES (?, ?, ?, ?, ?)",
+                [(cid, campaign_id, at_us, ch, int(mk)) for cid, at_us, ch, mk in reserve],
+            )
+        if decisions:
+            await self.conn.executemany(
+                "INSERT INTO decisions (customer_id, campaign_id, at, verdict, reason, channel, not_before, "
+                "policy_version) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                decisions,
+            )
 
     async def create_key(self, name: str, role: Role, key_hash: str, prefix: str, at: datetime) -> ApiKey:
         stamp = format_at(at)
@@ -475,6 +606,39 @@ class SqliteStore:
 
     async def get_topic(self, topic_id: str) -> Topic | None:
         return await _get_topic(self.reader, topic_id)
+
+    async def get_campaign(self, campaign_id: str) -> Campaign | None:
+        return await _get_campaign(self.reader, campaign_id)
+
+    async def gate_inputs(self, ids: list[str], topic: str, campaign_id: str) -> dict[str, GateInput]:
+        """A consistent snapshot for a dry run (one read transaction over both queries)."""
+        await self.reader.execute("BEGIN")
+        try:
+            return await _gate_inputs(self.reader, ids, topic, campaign_id)
+        finally:
+            await self.reader.execute("COMMIT")
+
+    async def decision_log(self, customer_id: str, campaign_id: str | None) -> list[DecisionRow]:
+        sql = (
+            "SELECT customer_id, campaign_id, at, verdict, reason, channel, not_before, policy_version "
+            "FROM decisions WHERE customer_id = ?"
+        )
+        params: tuple[str, ...] = (customer_id,)
+        if campaign_id is not None:
+            sql += " AND campaign_id = ?"
+            params = (customer_id, campaign_id)
+        async with self.reader.execute(sql + " ORDER BY id", params) as cur:
+            return [tuple(row) for row in await cur.fetchall()]
+
+    async def decision_counts(self, campaign_id: str) -> dict[str, int]:
+        """Deny reasons of the latest decision per customer of a campaign."""
+        async with self.reader.execute(
+            "SELECT reason, count(*) FROM decisions d WHERE campaign_id = ? AND verdict = 'deny' "
+            "AND id = (SELECT max(id) FROM decisions e WHERE e.campaign_id = d.campaign_id "
+            "AND e.customer_id = d.customer_id) GROUP BY reason",
+            (campaign_id,),
+        ) as cur:
+            return {row[0]: row[1] for row in await cur.fetchall()}
 
     async def find_key(self, key_hash: str) -> ApiKey | None:
         async with self.reader.execute(

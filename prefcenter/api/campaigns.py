@@ -1,0 +1,46 @@
+"""``/v1/campaigns`` and ``/v1/approvals``: the send-approval gate."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Controller, Request, Response, get, post, put
+from litestar.params import FromPath, JSONBody
+from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
+
+from prefcenter.api.auth import ALL, WRITE, access
+from prefcenter.api.params import runtime
+from prefcenter.domain.campaigns import Campaign
+from prefcenter.services import approvals, campaigns
+
+
+class CampaignController(Controller):
+    path = "/v1/campaigns"
+    tags = ["campaigns"]
+
+    @put("/{campaign_id:str}", operation_id="putCampaign", status_code=HTTP_200_OK, **access(*WRITE))
+    async def put_campaign(
+        self, request: Request[Any, Any, Any], campaign_id: FromPath[str], data: JSONBody[Campaign]
+    ) -> Response[Campaign]:
+        """Create or replace a campaign (201 / 200). The topic must exist; every offered channel needs
+        content; templates may use only {{ customer_id }}, {{ manage_url }} and {{ unsubscribe_url }}."""
+        created = await campaigns.put_campaign(runtime(request), campaign_id, data)
+        return Response(data, status_code=HTTP_201_CREATED if created else HTTP_200_OK)
+
+    @get("/{campaign_id:str}", operation_id="getCampaign", **access(*ALL))
+    async def get_campaign(
+        self, request: Request[Any, Any, Any], campaign_id: FromPath[str]
+    ) -> dict[str, Any]:
+        """The campaign and its counts (denied: by reason of each recipient's latest decision)."""
+        return await campaigns.campaign_with_counts(runtime(request), campaign_id)
+
+
+@post("/v1/approvals", operation_id="approve", status_code=HTTP_200_OK, tags=["gate"], **access(*WRITE))
+async def approve(
+    request: Request[Any, Any, Any], data: JSONBody[approvals.ApprovalRequest]
+) -> approvals.ApprovalAnswer:
+    """May this campaign go to these customers at ``at`` (default now)? allow / defer until / deny, with a
+    reason, in the order of ``customer_ids`` (at most 10,000: more is 413). A real allow reserves the
+    send; asking again for the same campaign and customer reserves nothing more. ``dry_run`` answers
+    exactly what a real call would, and reserves and logs nothing."""
+    return await approvals.approve(runtime(request), data)

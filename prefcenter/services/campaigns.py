@@ -1,0 +1,51 @@
+"""Campaigns: stored as given, checked at PUT; their counts come from the decision log (and outbox)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+import structlog
+
+from prefcenter.domain.campaigns import Campaign, check_campaign
+from prefcenter.domain.model import check_topic_id
+from prefcenter.services.errors import NotFound
+from prefcenter.services.runtime import Runtime
+
+log = structlog.get_logger("prefcenter.campaigns")
+
+
+def check_campaign_id(campaign_id: str) -> None:
+    check_topic_id(campaign_id, "campaign_id")  # the same id grammar as topics (API.md)
+
+
+async def put_campaign(rt: Runtime, campaign_id: str, campaign: Campaign) -> bool:
+    check_campaign_id(campaign_id)
+    async with rt.store.write() as tx:
+        check_campaign(campaign, await tx.get_topic(campaign.topic) is not None)
+        created = await tx.put_campaign(campaign_id, campaign, rt.now())
+    log.info("campaign stored", campaign_id=campaign_id, created=created)
+    return created
+
+
+async def get_campaign(rt: Runtime, campaign_id: str) -> Campaign:
+    check_campaign_id(campaign_id)
+    campaign = await rt.store.get_campaign(campaign_id)
+    if campaign is None:
+        raise NotFound(f"no campaign {campaign_id!r}")
+    return campaign
+
+
+async def campaign_with_counts(rt: Runtime, campaign_id: str) -> dict[str, Any]:
+    campaign = await get_campaign(rt, campaign_id)
+    body: dict[str, Any] = msgspec.to_builtins(campaign)
+    body["counts"] = {
+        "queued": 0,
+        "deferred": 0,
+        "sent": 0,
+        "failed": 0,
+        "suppressed": 0,
+        "withdrawn": 0,
+        "denied": await rt.store.decision_counts(campaign_id),
+    }
+    return body

@@ -1,0 +1,153 @@
+"""Minting and verifying signed customer links (itsdangerous).
+
+- **Keys.** ``PREFCENTER_LINK_KEYS`` lists signing keys newest first: the newest signs, every listed key
+  still verifies, so a key is rotated by putting a new one in front and dropped once its links may have
+  expired (400 days for unsubscribe links). Without it, one key is derived from the secret key:
+  HMAC-SHA256(secret key, ``"prefcenter link signing key/v1"``) — the label can never be a customer id,
+  an address or an IP label, so the derived key is never a pseudonym that appears in the ledger.
+- **Salts.** One per purpose (``prefcenter.link.manage``, ``prefcenter.link.unsubscribe``): a manage
+  token does not verify as an unsubscribe token or the reverse.
+- **Signature.** HMAC-SHA256, base64url. The signature must be in canonical base64 (no spare bits set),
+  so every one-character change of a token is rejected, not only most.
+- **Claims** (``domain/tokens.py``): the customer's opaque ``customer_ref``, the scope (all or one
+  topic) and the issue time from the injected clock ``rt.now``. Expiry is checked against ``rt.now``.
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import hashlib
+import hmac
+from typing import Any
+
+import msgspec
+from itsdangerous import BadSignature, URLSafeSerializer
+from itsdangerous.signer import Signer
+
+from prefcenter.domain.model import Customer
+from prefcenter.domain.tokens import (
+    InvalidClaims,
+    LinkClaims,
+    Purpose,
+    decode_claims,
+    is_expired,
+    new_claims,
+)
+from prefcenter.services.runtime import Runtime
+
+DERIVED_KEY_LABEL = "prefcenter link signing key/v1"
+CSRF_KEY_LABEL = "prefcenter csrf key/v1"
+_B64URL = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
+
+
+class StrictSigner(Signer):
+    """itsdangerous' Signer, but a signature must be canonical base64url.
+
+    base64 of a 32-byte digest has two spare bits in its last character; the stock decoder ignores them,
+    so four spellings of each signature would verify. Requiring the canonical one makes any change of any
+    character of a token fail.
+    """
+
+    default_digest_method = staticmethod(hashlib.sha256)
+
+    def verify_signature(self, value: str | bytes, sig: str | bytes) -> bool:
+        raw = sig.encode("ascii", "replace") if isinstance(sig, str) else sig
+        if not raw or not set(raw) <= _B64URL:
+            return False
+        try:
+            decoded = base64.urlsafe_b64decode(raw + b"=" * (-len(raw) % 4))
+        except ValueError:
+            return False
+        if base64.urlsafe_b64encode(decoded).rstrip(b"=") != raw:
+            return False
+        return super().verify_signature(value, sig)
+
+
+class _ClaimsJson:
+    """The payload codec itsdangerous calls: msgspec JSON (compact, no whitespace)."""
+
+    @staticmethod
+    def dumps(obj: Any, **_: Any) -> str:
+        return msgspec.json.encode(obj).decode("utf-8")
+
+    @staticmethod
+    def loads(data: str | bytes, **_: Any) -> Any:
+        return msgspec.json.decode(data)
+
+
+class Verified(msgspec.Struct, frozen=True):
+    """A token whose signature holds: its claims, and whether its lifetime is over."""
+
+    claims: LinkClaims
+    expired: bool
+
+
+def signing_keys(rt: Runtime) -> tuple[str, ...]:
+    """The link keys, newest first (``PREFCENTER_LINK_KEYS``, else one derived from the secret key)."""
+    if rt.settings.link_keys:
+        return rt.settings.link_keys
+    return (rt.pseudonyms.customer_ref(DERIVED_KEY_LABEL),)
+
+
+def csrf_key(rt: Runtime) -> bytes:
+    """The key of the pages' CSRF tokens: derived from the secret key, separate from the link keys."""
+    return rt.pseudonyms.customer_ref(CSRF_KEY_LABEL).encode("ascii")
+
+
+@functools.lru_cache(maxsize=32)
+def _serializer(keys_newest_first: tuple[str, ...], purpose: Purpose) -> URLSafeSerializer:
+    return URLSafeSerializer(
+        list(reversed(keys_newest_first)),  # itsdangerous: oldest to newest, the last one signs
+        salt=f"prefcenter.link.{purpose}",
+        serializer=_ClaimsJson,
+        signer=StrictSigner,
+    )
+
+
+def mint_token(rt: Runtime, customer_ref: str, purpose: Purpose, topic: str | None = None) -> str:
+    claims = new_claims(customer_ref, purpose, topic, rt.now())
+    token: str = _serializer(signing_keys(rt), purpose).dumps(msgspec.to_builtins(claims))
+    return token
+
+
+def verify_token(rt: Runtime, token: str, purpose: Purpose) -> Verified | None:
+    """The claims of a genuine token of that purpose (expired or not); None for anything else."""
+    if not token or len(token) > 1024 or not token.isascii():
+        return None
+    try:
+        raw = _serializer(signing_keys(rt), purpose).loads(token)
+        claims = decode_claims(raw, purpose)
+    except (BadSignature, InvalidClaims, msgspec.DecodeError, ValueError):
+        return None
+    return Verified(claims=claims, expired=is_expired(claims, purpose, rt.now()))
+
+
+def public_base(rt: Runtime) -> str:
+    return rt.settings.public_url.rstrip("/")
+
+
+def manage_url(rt: Runtime, customer_ref: str) -> str:
+    return f"{public_base(rt)}/p/{mint_token(rt, customer_ref, 'manage')}"
+
+
+def unsubscribe_url(rt: Runtime, customer_ref: str, topic: str | None) -> str:
+    return f"{public_base(rt)}/u/{mint_token(rt, customer_ref, 'unsubscribe', topic)}"
+
+
+def mint_links(rt: Runtime, customer: Customer, topic: str | None) -> tuple[str, str]:
+    """``(manage_url, unsubscribe_url)`` for a customer; the unsubscribe link is scoped to ``topic``
+    (None: all marketing). No I/O: cheap enough to call once per outgoing message."""
+    return manage_url(rt, customer.customer_ref), unsubscribe_url(rt, customer.customer_ref, topic)
+
+
+def csrf_token(rt: Runtime, browser_secret: str, link_token: str) -> str:
+    """The hidden form field: HMAC over the per-browser cookie and the link token (see web/pages.py)."""
+    mac = hmac.new(csrf_key(rt), f"{browser_secret}\x00{link_token}".encode(), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(mac).rstrip(b"=").decode("ascii")
+
+
+def csrf_valid(rt: Runtime, browser_secret: str | None, link_token: str, presented: str | None) -> bool:
+    if not browser_secret or not presented:
+        return False
+    return hmac.compare_digest(csrf_token(rt, browser_secret, link_token), presented)

@@ -1,0 +1,499 @@
+"""The customer pages: ``/p/{token}`` (preferences), ``/u/{token}`` (unsubscribe), their forms, and the
+stylesheet. HTML rendered with Jinja2 (autoescape on), usable without JavaScript.
+
+**Links.** A token opens exactly one customer's pages (see ``services/links.py``). A bad, tampered or
+foreign token, or one whose customer is gone, gets a 4xx page that says what to do; an expired manage or
+unsubscribe link whose signature is valid offers one button that emails a fresh manage link to the
+address on file. GET never changes anything (link scanners prefetch).
+
+**CSRF.** Every form on these pages except the RFC 8058 one-click (double-submit cookie, bound to the
+link): the first page view sets an HttpOnly, SameSite=Lax cookie holding 32 random bytes (``__Host-``
+prefixed and Secure when ``PREFCENTER_PUBLIC_URL`` is https); each form carries a hidden ``csrf`` field
+``= HMAC-SHA256(csrf key, cookie value + link token)``, the csrf key being derived from the secret key.
+A POST without the cookie or with a field that does not match is refused (403) and changes nothing.
+Another site can neither read the cookie nor compute the field, and a field copied from one link does
+not work for another.
+
+**One-click.** ``POST /u/{token}`` needs no cookie and no CSRF field: the signed URL is the authority
+(RFC 8058 §3-4; anyone holding the URL could POST it anyway). Its body must be exactly
+``List-Unsubscribe=One-Click``, urlencoded or multipart, else 400 and no change; it answers 200 with a
+confirmation page (no redirect). The page's own Unsubscribe button posts that same body.
+
+Every response of these pages carries ``Referrer-Policy: no-referrer``, ``Cache-Control: no-store``,
+``X-Robots-Tag: noindex`` and a Content-Security-Policy that allows no script at all and
+``frame-ancestors 'none'``. Nothing here logs a token or a customer id (only the pseudonym).
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from pathlib import Path
+from typing import Any
+
+import structlog
+from jinja2 import Environment, FileSystemLoader, StrictUndefined
+from litestar import Controller, Request, Response, get, post
+from litestar.datastructures import Cookie
+from litestar.enums import MediaType
+from litestar.exceptions import HTTPException, ValidationException
+from litestar.params import FromPath, FromQuery
+from litestar.static_files import create_static_files_router
+from litestar.status_codes import (
+    HTTP_200_OK,
+    HTTP_303_SEE_OTHER,
+    HTTP_400_BAD_REQUEST,
+    HTTP_403_FORBIDDEN,
+    HTTP_404_NOT_FOUND,
+    HTTP_410_GONE,
+    HTTP_429_TOO_MANY_REQUESTS,
+    HTTP_500_INTERNAL_SERVER_ERROR,
+    HTTP_503_SERVICE_UNAVAILABLE,
+)
+from litestar.types import ControllerRouterHandler
+
+from prefcenter.domain.model import Customer
+from prefcenter.domain.tokens import Purpose
+from prefcenter.services import links
+from prefcenter.services.link_mailer import LinkMailer, RenewOutcome
+from prefcenter.services.pages import (
+    Client,
+    LinkProblem,
+    PageForm,
+    form_from_fields,
+    localized,
+    mask_email,
+    one_click_unsubscribe,
+    open_link,
+    page_model,
+    save_form,
+    stop_all_marketing,
+)
+from prefcenter.services.runtime import Runtime
+from prefcenter.web.i18n import Catalogue, choose_language
+
+log = structlog.get_logger("prefcenter.web")
+
+TEMPLATES_DIR = Path(__file__).parent / "templates"
+STATIC_DIR = Path(__file__).parent / "static"
+ONE_CLICK_BODY = b"List-Unsubscribe=One-Click"
+PAGE_BODY_LIMIT = 64 * 1024
+CSP = (
+    "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; base-uri 'none'; "
+    "frame-ancestors 'none'"
+)
+PAGE_HEADERS = {
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+    "X-Robots-Tag": "noindex",
+    "Content-Security-Policy": CSP,
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+}
+RESULTS = frozenset({"saved", "unchanged", "stopped"})
+_BROWSER_SECRET = re.compile(r"^[A-Za-z0-9_-]{43}$")
+
+_env = Environment(
+    loader=FileSystemLoader(TEMPLATES_DIR),
+    autoescape=True,
+    undefined=StrictUndefined,
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+
+
+# ---------------------------------------------------------------------------------------------------
+# rendering
+
+
+def _runtime(request: Request[Any, Any, Any]) -> Runtime:
+    rt: Runtime = request.app.state.runtime
+    return rt
+
+
+def _catalogue(request: Request[Any, Any, Any], customer: Customer | None) -> Catalogue:
+    locale = customer.profile.locale if customer is not None else None
+    return Catalogue(choose_language(locale, request.headers.get("accept-language")))
+
+
+def _client(request: Request[Any, Any, Any]) -> Client:
+    return Client(
+        user_agent=request.headers.get("user-agent", ""),
+        ip=request.client.host if request.client else None,
+    )
+
+
+def render(
+    request: Request[Any, Any, Any],
+    t: Catalogue,
+    template: str,
+    *,
+    title: str,
+    status: int = HTTP_200_OK,
+    cookies: list[Cookie] | None = None,
+    **context: Any,
+) -> Response[str]:
+    rt = _runtime(request)
+    html = _env.get_template(template).render(
+        t=t,
+        lang=t.lang,
+        dir=t.dir,
+        title=title,
+        notice_version=rt.settings.page_notice_version,
+        **context,
+    )
+    return Response(
+        html, status_code=status, media_type=MediaType.HTML, headers=PAGE_HEADERS, cookies=cookies or []
+    )
+
+
+def message_page(
+    request: Request[Any, Any, Any],
+    t: Catalogue,
+    key: str,
+    status: int,
+    *,
+    paragraphs: list[str] | None = None,
+    alert: bool = True,
+    **context: Any,
+) -> Response[str]:
+    """A page with a title and some text (errors, outcomes); ``key`` names ``<key>.title``/``.text``."""
+    context.setdefault("renew_action", None)
+    context.setdefault("reload_path", None)
+    context.setdefault("csrf", "")
+    return render(
+        request,
+        t,
+        "message.html",
+        title=t(f"{key}.title"),
+        status=status,
+        paragraphs=paragraphs if paragraphs is not None else [t(f"{key}.text")],
+        alert=alert,
+        **context,
+    )
+
+
+def redirect(path: str) -> Response[str]:
+    return Response("", status_code=HTTP_303_SEE_OTHER, headers={**PAGE_HEADERS, "Location": path})
+
+
+# ---------------------------------------------------------------------------------------------------
+# CSRF: a per-browser secret cookie, and an HMAC of it with the link token in each form
+
+
+def _cookie_name(rt: Runtime) -> str:
+    return "__Host-prefcenter_csrf" if _secure(rt) else "prefcenter_csrf"
+
+
+def _secure(rt: Runtime) -> bool:
+    return rt.settings.public_url.startswith("https://")
+
+
+def browser_secret(request: Request[Any, Any, Any]) -> tuple[str, list[Cookie]]:
+    """The browser's CSRF secret, and the cookie to set when it has none yet."""
+    rt = _runtime(request)
+    current = request.cookies.get(_cookie_name(rt))
+    if current and _BROWSER_SECRET.match(current):
+        return current, []
+    value = secrets.token_urlsafe(32)
+    cookie = Cookie(
+        key=_cookie_name(rt), value=value, path="/", httponly=True, samesite="lax", secure=_secure(rt)
+    )
+    return value, [cookie]
+
+
+def csrf_ok(request: Request[Any, Any, Any], token: str, fields: dict[str, list[str]]) -> bool:
+    rt = _runtime(request)
+    presented = (fields.get("csrf") or [""])[0]
+    return links.csrf_valid(rt, request.cookies.get(_cookie_name(rt)), token, presented)
+
+
+async def form_fields(request: Request[Any, Any, Any]) -> dict[str, list[str]]:
+    form = await request.form()
+    return {key: [v for v in form.getall(key) if isinstance(v, str)] for key in form}
+
+
+# ---------------------------------------------------------------------------------------------------
+# link problems
+
+
+def link_problem_page(
+    request: Request[Any, Any, Any], problem: LinkProblem, token: str, purpose: Purpose
+) -> Response[str]:
+    t = _catalogue(request, problem.customer)
+    if problem.kind == "invalid":
+        return message_page(request, t, "invalid", HTTP_400_BAD_REQUEST)
+    if problem.kind == "unknown" or problem.customer is None:
+        return message_page(request, t, "unknown", HTTP_404_NOT_FOUND)
+    # Expired, signature valid: offer to email a fresh manage link to the address on file.
+    text = t("expired.text") if purpose == "manage" else t("expired.unsubscribe_text")
+    if problem.customer.profile.contacts.email is None:
+        return message_page(request, t, "expired", HTTP_410_GONE, paragraphs=[text, t("expired.no_email")])
+    secret, cookies = browser_secret(request)
+    prefix = "p" if purpose == "manage" else "u"
+    return message_page(
+        request,
+        t,
+        "expired",
+        HTTP_410_GONE,
+        paragraphs=[text],
+        renew_action=f"/{prefix}/{token}/renew",
+        csrf=links.csrf_token(_runtime(request), secret, token),
+        cookies=cookies,
+    )
+
+
+def csrf_page(request: Request[Any, Any, Any], t: Catalogue, reload_path: str) -> Response[str]:
+    return message_page(request, t, "csrf", HTTP_403_FORBIDDEN, reload_path=reload_path)
+
+
+def _mailer(request: Request[Any, Any, Any]) -> LinkMailer:
+    state = request.app.state
+    mailer: LinkMailer | None = getattr(state, "link_mailer", None)
+    if mailer is None:
+        mailer = LinkMailer(_runtime(request).settings)
+        state.link_mailer = mailer
+    return mailer
+
+
+_RENEW_STATUS: dict[RenewOutcome, int] = {
+    "sent": HTTP_200_OK,
+    "no_email": HTTP_200_OK,
+    "throttled": HTTP_429_TOO_MANY_REQUESTS,
+    "failed": HTTP_503_SERVICE_UNAVAILABLE,
+}
+
+
+async def renew(request: Request[Any, Any, Any], token: str, purpose: Purpose) -> Response[str]:
+    """The expired-link page's button: email a fresh manage link to the address on file."""
+    rt = _runtime(request)
+    try:
+        customer, _ = await open_link(rt, token, purpose, allow_expired=True)
+    except LinkProblem as problem:
+        return link_problem_page(request, problem, token, purpose)
+    t = _catalogue(request, customer)
+    fields = await form_fields(request)
+    if not csrf_ok(request, token, fields):
+        return csrf_page(request, t, f"/{'p' if purpose == 'manage' else 'u'}/{token}")
+    outcome, address = await _mailer(request).send_fresh_link(rt, customer, t("mail.subject"), t("mail.body"))
+    key = f"renew.{outcome}"
+    text = t(f"{key}.text", address=mask_email(address)) if address else t(f"{key}.text")
+    return message_page(
+        request, t, key, _RENEW_STATUS[outcome], paragraphs=[text], alert=outcome in ("failed", "throttled")
+    )
+
+
+async def _topic_name(rt: Runtime, topic_id: str | None, lang: str) -> str | None:
+    if topic_id is None:
+        return None
+    topic = await rt.store.get_topic(topic_id)
+    named = localized(topic.names, lang) if topic is not None else None
+    return named[0] if named else topic_id
+
+
+def _manage_path(rt: Runtime, customer: Customer) -> str:
+    """A freshly minted manage link, as a path on this host (works whatever the public URL is)."""
+    return f"/p/{links.mint_token(rt, customer.customer_ref, 'manage')}"
+
+
+async def is_one_click_body(request: Request[Any, Any, Any]) -> bool:
+    """RFC 8058: exactly ``List-Unsubscribe=One-Click``, urlencoded or as the one multipart field."""
+    content_type, _ = request.content_type
+    if content_type == "application/x-www-form-urlencoded":
+        return await request.body() == ONE_CLICK_BODY
+    if content_type == "multipart/form-data":
+        form = await request.form()
+        items = list(form.multi_items())
+        return len(items) == 1 and items[0][0] == "List-Unsubscribe" and items[0][1] == "One-Click"
+    return False
+
+
+_FIELD_ANCHORS = {
+    "channel": "channel-none",
+    "quiet": "quiet-start",
+    "max_per_week": "max-per-week",
+    "paused_until": "paused-until",
+}
+
+
+async def form_with_errors(
+    request: Request[Any, Any, Any],
+    t: Catalogue,
+    token: str,
+    customer: Customer,
+    form: PageForm,
+    errors: dict[str, str],
+) -> Response[str]:
+    """The submitted form again, with each error next to its field and a summary on top (400)."""
+    rt = _runtime(request)
+    secret, cookies = browser_secret(request)
+    model = page_model(customer, await rt.store.list_topics(), t.lang, rt.now(), form=form)
+    first_topic = f"topic-{model.marketing[0].id}" if model.marketing else "topics-hint"
+    return render(
+        request,
+        t,
+        "preferences.html",
+        title=t("prefs.title"),
+        status=HTTP_400_BAD_REQUEST,
+        cookies=cookies,
+        model=model,
+        form=form,
+        token=token,
+        csrf=links.csrf_token(rt, secret, token),
+        errors=errors,
+        anchors={**_FIELD_ANCHORS, "topics": first_topic},
+        result=None,
+    )
+
+
+# ---------------------------------------------------------------------------------------------------
+# exception handlers: these pages answer HTML, never problem+json
+
+
+def _error_page(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    t = _catalogue(request, None)
+    status = exc.status_code if isinstance(exc, HTTPException) else HTTP_500_INTERNAL_SERVER_ERROR
+    if status >= 500:
+        log.error("page error", exc_info=exc, route=request.scope.get("path_template", "unknown"))
+        return message_page(request, t, "server_error", status)
+    return message_page(request, t, "bad_request", status)
+
+
+# ---------------------------------------------------------------------------------------------------
+# the pages
+
+
+class PageController(Controller):
+    """The customer's own pages, reached by a signed link; no API key, no login."""
+
+    path = "/"
+    include_in_schema = False
+    request_max_body_size = PAGE_BODY_LIMIT
+    # Every layer's handlers are merged and the most specific class wins: name the ones the app maps to
+    # problem+json, so these pages always answer HTML.
+    exception_handlers = {
+        ValidationException: _error_page,
+        HTTPException: _error_page,
+        Exception: _error_page,
+    }
+
+    @get("/p/{token:str}", name="preference-page")
+    async def preference_page(
+        self, request: Request[Any, Any, Any], token: FromPath[str], result: FromQuery[str | None] = None
+    ) -> Response[str]:
+        """The preference page, showing the current preferences."""
+        rt = _runtime(request)
+        try:
+            customer, _ = await open_link(rt, token, "manage")
+        except LinkProblem as problem:
+            return link_problem_page(request, problem, token, "manage")
+        t = _catalogue(request, customer)
+        secret, cookies = browser_secret(request)
+        model = page_model(customer, await rt.store.list_topics(), t.lang, rt.now())
+        return render(
+            request,
+            t,
+            "preferences.html",
+            title=t("prefs.title"),
+            cookies=cookies,
+            model=model,
+            form=model.form,
+            token=token,
+            csrf=links.csrf_token(rt, secret, token),
+            errors={},
+            anchors={},
+            result=result if result in RESULTS else None,
+        )
+
+    @post("/p/{token:str}", name="preference-save", status_code=HTTP_200_OK)
+    async def save_preferences(self, request: Request[Any, Any, Any], token: FromPath[str]) -> Response[str]:
+        """Save the form (``action=save``) or stop all marketing (``action=stop_all``); then redirect
+        to the page (303) with the outcome; a form with errors is shown again with them (400)."""
+        rt = _runtime(request)
+        try:
+            customer, _ = await open_link(rt, token, "manage")
+        except LinkProblem as problem:
+            return link_problem_page(request, problem, token, "manage")
+        t = _catalogue(request, customer)
+        fields = await form_fields(request)
+        if not csrf_ok(request, token, fields):
+            return csrf_page(request, t, f"/p/{token}")
+        client = _client(request)
+        try:
+            if (fields.get("action") or [""])[0] == "stop_all":
+                await stop_all_marketing(rt, customer.customer_id, client)
+                return redirect(f"/p/{token}?result=stopped")
+            form = form_from_fields(fields)
+            outcome = await save_form(rt, customer.customer_id, form, client)
+        except LinkProblem as problem:
+            return link_problem_page(request, problem, token, "manage")
+        if outcome.errors:
+            return await form_with_errors(
+                request, t, token, outcome.customer or customer, form, outcome.errors
+            )
+        return redirect(f"/p/{token}?result={'saved' if outcome.events else 'unchanged'}")
+
+    @post("/p/{token:str}/renew", name="preference-renew", status_code=HTTP_200_OK)
+    async def renew_manage_link(self, request: Request[Any, Any, Any], token: FromPath[str]) -> Response[str]:
+        """Email a fresh manage link to the customer's address on file (expired manage link)."""
+        return await renew(request, token, "manage")
+
+    @get("/u/{token:str}", name="unsubscribe-page")
+    async def unsubscribe_page(self, request: Request[Any, Any, Any], token: FromPath[str]) -> Response[str]:
+        """A page with one Unsubscribe button; a GET alone changes nothing."""
+        rt = _runtime(request)
+        try:
+            customer, claims = await open_link(rt, token, "unsubscribe")
+        except LinkProblem as problem:
+            return link_problem_page(request, problem, token, "unsubscribe")
+        t = _catalogue(request, customer)
+        return render(
+            request,
+            t,
+            "unsubscribe.html",
+            title=t("unsub.title"),
+            token=token,
+            topic=await _topic_name(rt, claims.topic, t.lang),
+            manage_path=_manage_path(rt, customer),
+        )
+
+    @post("/u/{token:str}", name="one-click-unsubscribe", status_code=HTTP_200_OK)
+    async def one_click(self, request: Request[Any, Any, Any], token: FromPath[str]) -> Response[str]:
+        """RFC 8058 one-click unsubscribe: body exactly ``List-Unsubscribe=One-Click``; 200, no redirect."""
+        rt = _runtime(request)
+        try:
+            customer, claims = await open_link(rt, token, "unsubscribe")
+        except LinkProblem as problem:
+            return link_problem_page(request, problem, token, "unsubscribe")
+        t = _catalogue(request, customer)
+        if not await is_one_click_body(request):
+            return message_page(request, t, "bad_request", HTTP_400_BAD_REQUEST)
+        try:
+            await one_click_unsubscribe(rt, customer.customer_id, claims, _client(request))
+        except LinkProblem as problem:
+            return link_problem_page(request, problem, token, "unsubscribe")
+        return render(
+            request,
+            t,
+            "unsubscribed.html",
+            title=t("done.title"),
+            topic=await _topic_name(rt, claims.topic, t.lang),
+            manage_path=_manage_path(rt, customer),
+        )
+
+    @post("/u/{token:str}/renew", name="unsubscribe-renew", status_code=HTTP_200_OK)
+    async def renew_from_unsubscribe(
+        self, request: Request[Any, Any, Any], token: FromPath[str]
+    ) -> Response[str]:
+        """Email a fresh manage link to the customer's address on file (expired unsubscribe link)."""
+        return await renew(request, token, "unsubscribe")
+
+
+STATIC_FILES = create_static_files_router(
+    path="/static",
+    directories=[STATIC_DIR],
+    name="page-static",
+    include_in_schema=False,
+    send_as_attachment=False,
+)
+PAGE_HANDLERS: list[ControllerRouterHandler] = [PageController, STATIC_FILES]

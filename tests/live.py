@@ -1,0 +1,41 @@
+"""The real app served by uvicorn on 127.0.0.1 in a background thread, for tests that need a server."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import uvicorn
+
+from prefcenter.api.app import create_app
+from prefcenter.services.runtime import Runtime
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def serve(rt: Runtime) -> Iterator[str]:
+    """Serve ``rt`` until the block ends; yields the base URL. The store is opened by the app's lifespan
+    on the server's own loop, so the test must talk to it over HTTP (or read the file with sqlite3)."""
+    port = free_port()
+    config = uvicorn.Config(create_app(rt), host="127.0.0.1", port=port, log_config=None, access_log=False)
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 15
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("the test server did not start")
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=15)
