@@ -24,6 +24,7 @@ from prefcenter.api.links import LinkController
 from prefcenter.api.ops import healthz, metrics, readyz
 from prefcenter.api.problems import EXCEPTION_HANDLERS
 from prefcenter.api.topics import TopicController
+from prefcenter.services.approvals import GateBatcher
 from prefcenter.services.keys import KeyCache
 from prefcenter.services.policies import load_active_policy
 from prefcenter.services.runtime import Runtime
@@ -160,6 +161,7 @@ def create_app(runtime: Runtime, *, manage_store: bool = True) -> Litestar:
     )
     app.state.runtime = runtime
     app.state.key_cache = KeyCache(runtime.settings.key_cache_seconds)
+    app.state.gate_batcher = GateBatcher(runtime)
     _annotate_roles(app)
     return app
 

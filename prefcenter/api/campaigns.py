@@ -43,4 +43,4 @@ async def approve(
     reason, in the order of ``customer_ids`` (at most 10,000: more is 413). A real allow reserves the
     send; asking again for the same campaign and customer reserves nothing more. ``dry_run`` answers
     exactly what a real call would, and reserves and logs nothing."""
-    return await approvals.approve(runtime(request), data)
+    return await approvals.approve(runtime(request), request.app.state.gate_batcher, data)

@@ -1,34 +1,42 @@
 """The send-approval gate: batched loads, the pure engine, one write of reservations and decision log.
 
-A real call runs inside one writing transaction (``BEGIN IMMEDIATE``): the recipients' states and
-reservations are read, decided and reserved while no other writer can move, so concurrent approvals
-can never together exceed a cap. A dry run reads one snapshot and writes nothing.
+Real approvals go through a :class:`GateBatcher`: requests that arrive while a transaction is running
+wait, and the next transaction (``BEGIN IMMEDIATE``) takes all of them at once — group commit. Inside
+it the recipients of each campaign are loaded once, the requests are decided in arrival order (each
+seeing the reservations the earlier ones made), and every reservation and decision-log row is written
+with a few ``executemany`` calls. Nothing moves between the load and the write, so concurrent
+approvals can never together exceed a cap; a batch of one is the plain case. A dry run reads one
+snapshot and writes nothing.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 import msgspec
 import structlog
 
-from prefcenter.domain.engine import CampaignView, Decision, decide_batch
+from prefcenter.domain.engine import CampaignView, CustomerState, Decision, decide_batch
 from prefcenter.domain.ledger import format_instant
 from prefcenter.domain.model import CUSTOMER_ID_RE, AwareDatetime, FieldError, InvalidInput
-from prefcenter.domain.policy import LoadedPolicy
 from prefcenter.services.campaigns import get_campaign
 from prefcenter.services.errors import NotFound, PayloadTooLarge
 from prefcenter.services.runtime import Runtime
-from prefcenter.store.base import DecisionRow, GateInput
+from prefcenter.store.base import DecisionRow, GateInputs, Reservation, WriteTx
 
 log = structlog.get_logger("prefcenter.approvals")
 
 MAX_IDS = 10_000
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _US = timedelta(microseconds=1)
+
+# Called inside the approval's transaction with its decisions (the sends endpoint queues messages).
+OnDecided = Callable[[WriteTx, CampaignView, datetime, list[Decision]], Awaitable[None]]
 
 
 class ApprovalRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -74,15 +82,176 @@ def to_us(moment: datetime) -> int:
     return (moment - _EPOCH) // _US
 
 
-def _decide(
-    ids: list[str], inputs: dict[str, GateInput], view: CampaignView, at: datetime, policy: LoadedPolicy
+def from_us(us: int) -> datetime:
+    return _EPOCH + us * _US
+
+
+def decide_recipients(
+    rt: Runtime, view: CampaignView, ids: list[str], at: datetime, inputs: GateInputs
 ) -> list[Decision]:
-    items = []
+    """The engine over loaded inputs: a customer's other marketing reservations count against the
+    caps; its own reservation for this campaign makes the ask a retry (rules 1-8 only)."""
+    assert rt.policy is not None
+    items: list[tuple[str, CustomerState | None, Sequence[datetime]]] = []
+    retries = set()
+    camp = view.campaign_id
     for cid in ids:
-        g = inputs.get(cid)
-        items.append((cid, None, ()) if g is None else (cid, g.state, g.sends))
-    retries = {cid for cid, g in inputs.items() if g.own is not None}
-    return decide_batch(items, view, at, policy.policy, retries=retries)
+        state = inputs.states.get(cid)
+        held = inputs.held.get(cid)
+        if state is None:
+            items.append((cid, None, ()))
+            continue
+        if not held:
+            items.append((cid, state, ()))
+            continue
+        if camp in held:
+            retries.add(cid)
+        items.append((cid, state, [from_us(r.at_us) for c, r in held.items() if c != camp and r.marketing]))
+    return decide_batch(items, view, at, rt.policy.policy, retries=retries)
+
+
+async def campaign_view(rt: Runtime, campaign_id: str) -> CampaignView:
+    campaign = await get_campaign(rt, campaign_id)
+    topic = await rt.store.get_topic(campaign.topic)
+    if topic is None:  # pragma: no cover - a campaign's topic cannot be deleted (409)
+        raise NotFound(f"campaign topic {campaign.topic!r} is gone")
+    return CampaignView(
+        campaign_id=campaign_id,
+        topic=campaign.topic,
+        category=topic.category,
+        channels=tuple(campaign.channels),
+        send_by=campaign.send_by,
+    )
+
+
+@dataclass
+class _Ask:
+    campaign_id: str
+    ids: list[str]
+    at: datetime
+    on_decided: OnDecided | None
+    done: asyncio.Future[tuple[CampaignView, list[Decision]]]
+
+
+@dataclass
+class GateBatcher:
+    """Group commit for real approvals (one per process; see the module docstring)."""
+
+    rt: Runtime
+    max_batch_ids: int = 20_000
+    _waiting: list[_Ask] = field(default_factory=list)
+    _task: asyncio.Task[None] | None = None
+
+    async def submit(
+        self, campaign_id: str, ids: list[str], at: datetime, on_decided: OnDecided | None
+    ) -> tuple[CampaignView, list[Decision]]:
+        """Decide (and reserve) in the next group transaction; NotFound for an unknown campaign."""
+        ask = _Ask(campaign_id, ids, at, on_decided, asyncio.get_running_loop().create_future())
+        self._waiting.append(ask)
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._drain())
+        return await ask.done
+
+    def _take(self) -> list[_Ask]:
+        batch: list[_Ask] = []
+        size = 0
+        while self._waiting and (not batch or size + len(self._waiting[0].ids) <= self.max_batch_ids):
+            ask = self._waiting.pop(0)
+            batch.append(ask)
+            size += len(ask.ids)
+        return batch
+
+    async def _drain(self) -> None:
+        while self._waiting:
+            batch = self._take()
+            try:
+                results = await self._run(batch)
+            except BaseException as exc:  # the transaction rolled back: every ask in it fails alike
+                for ask in batch:
+                    if not ask.done.done():
+                        ask.done.set_exception(exc)
+                if not isinstance(exc, Exception):
+                    raise
+            else:
+                for ask, result in zip(batch, results, strict=True):
+                    if ask.done.done():
+                        continue
+                    if isinstance(result, Exception):
+                        ask.done.set_exception(result)
+                    else:
+                        ask.done.set_result(result)
+
+    async def _run(self, batch: list[_Ask]) -> list[tuple[CampaignView, list[Decision]] | Exception]:
+        rt = self.rt
+        assert rt.policy is not None
+        version = rt.policy.version
+        async with rt.store.write() as tx:
+            views = await tx.campaign_views(sorted({ask.campaign_id for ask in batch}))
+            # One load per campaign over the union of its recipients in this batch.
+            by_campaign: dict[str, set[str]] = {}
+            for ask in batch:
+                if ask.campaign_id in views:
+                    by_campaign.setdefault(ask.campaign_id, set()).update(ask.ids)
+            states: dict[str, dict[str, CustomerState]] = {}
+            held: dict[str, dict[str, Reservation]] = {}
+            for camp, ids in by_campaign.items():
+                loaded = await tx.gate_inputs(sorted(ids), views[camp].topic, camp)
+                states[camp] = loaded.states
+                for cid, reservations in loaded.held.items():
+                    held.setdefault(cid, {}).update(reservations)
+            changed: dict[tuple[str, str], Reservation | None] = {}
+            rows: list[DecisionRow] = []
+            results: list[tuple[CampaignView, list[Decision]] | Exception] = []
+            for ask in batch:
+                camp = ask.campaign_id
+                view = views.get(camp)
+                if view is None:
+                    results.append(NotFound(f"no campaign {camp!r}"))
+                    continue
+                inputs = GateInputs(states=states[camp], held=held)
+                decisions = decide_recipients(rt, view, ask.ids, ask.at, inputs)
+                at_text, at_us = format_instant(ask.at), to_us(ask.at)
+                marketing = view.category == "marketing"
+                for d in decisions:
+                    mine = held.get(d.customer_id)
+                    retry = mine is not None and camp in mine
+                    if d.verdict == "allow" and not retry:
+                        reservation = Reservation(at_us, d.channel or "", marketing)
+                        held.setdefault(d.customer_id, {})[camp] = reservation
+                        changed[(d.customer_id, camp)] = reservation
+                    elif d.verdict == "deny" and retry and mine is not None:
+                        del mine[camp]
+                        changed[(d.customer_id, camp)] = None
+                    rows.append(
+                        (
+                            d.customer_id,
+                            camp,
+                            at_text,
+                            d.verdict,
+                            d.reason,
+                            d.channel,
+                            format_instant(d.not_before) if d.not_before else None,
+                            version,
+                        )
+                    )
+                if ask.on_decided is not None:
+                    await ask.on_decided(tx, view, ask.at, decisions)
+                results.append((view, decisions))
+            await tx.record_gate(
+                [(cid, camp, r) for (cid, camp), r in changed.items() if r is not None],
+                [key for key, r in changed.items() if r is None],
+                rows,
+            )
+        for result in results:
+            if isinstance(result, Exception):
+                continue
+            for (verdict, reason), n in Counter((d.verdict, d.reason) for d in result[1]).items():
+                rt.metrics.decisions.labels(verdict, reason).inc(n)
+        if len(batch) > 1 or sum(len(a.ids) for a in batch) > 100:
+            log.info(
+                "approvals committed", requests=len(batch), recipients=len(rows), reservations=len(changed)
+            )
+        return results
 
 
 def summarise(decisions: list[Decision]) -> Summary:
@@ -93,67 +262,23 @@ def summarise(decisions: list[Decision]) -> Summary:
     )
 
 
-async def approve(rt: Runtime, request: ApprovalRequest) -> ApprovalAnswer:
+async def approve(
+    rt: Runtime, batcher: GateBatcher, request: ApprovalRequest, on_decided: OnDecided | None = None
+) -> ApprovalAnswer:
     ids = request.customer_ids
     check_ids(ids)
-    policy = rt.policy
-    if policy is None:
+    if rt.policy is None:
         raise RuntimeError("no policy loaded")
-    campaign = await get_campaign(rt, request.campaign_id)
-    topic = await rt.store.get_topic(campaign.topic)
-    if topic is None:  # pragma: no cover - a campaign's topic cannot be deleted (409)
-        raise NotFound(f"campaign topic {campaign.topic!r} is gone")
-    view = CampaignView(
-        campaign_id=request.campaign_id,
-        topic=campaign.topic,
-        category=topic.category,
-        channels=tuple(campaign.channels),
-        send_by=campaign.send_by,
-    )
     at = (request.at or rt.now()).astimezone(UTC)
     if request.dry_run:
-        inputs = await rt.store.gate_inputs(ids, campaign.topic, request.campaign_id)
-        decisions = _decide(ids, inputs, view, at, policy)
+        view = await campaign_view(rt, request.campaign_id)
+        inputs = await rt.store.gate_inputs(ids, view.topic, request.campaign_id)
+        decisions = decide_recipients(rt, view, ids, at, inputs)
     else:
-        at_text, at_us = format_instant(at), to_us(at)
-        marketing = topic.category == "marketing"
-        async with rt.store.write() as tx:
-            inputs = await tx.gate_inputs(ids, campaign.topic, request.campaign_id)
-            decisions = _decide(ids, inputs, view, at, policy)
-            reserve: list[tuple[str, int, str, bool]] = []
-            release: list[str] = []
-            rows: list[DecisionRow] = []
-            for d in decisions:
-                retry = (g := inputs.get(d.customer_id)) is not None and g.own is not None
-                if d.verdict == "allow" and not retry:
-                    reserve.append((d.customer_id, at_us, d.channel or "", marketing))
-                elif d.verdict == "deny" and retry:
-                    release.append(d.customer_id)
-                rows.append(
-                    (
-                        d.customer_id,
-                        request.campaign_id,
-                        at_text,
-                        d.verdict,
-                        d.reason,
-                        d.channel,
-                        format_instant(d.not_before) if d.not_before else None,
-                        policy.version,
-                    )
-                )
-            await tx.record_gate(request.campaign_id, reserve, release, rows)
-        for (verdict, reason), n in Counter((d.verdict, d.reason) for d in decisions).items():
-            rt.metrics.decisions.labels(verdict, reason).inc(n)
-        log.info(
-            "approvals decided",
-            campaign_id=request.campaign_id,
-            recipients=len(ids),
-            reserved=len(reserve),
-            released=len(release),
-        )
+        view, decisions = await batcher.submit(request.campaign_id, ids, at, on_decided)
     return ApprovalAnswer(
         campaign_id=request.campaign_id,
-        policy_version=policy.version,
+        policy_version=rt.policy.version,
         evaluated_at=format_instant(at),
         decisions=decisions,
         summary=summarise(decisions),

@@ -10,7 +10,7 @@ from typing import Any, Protocol
 import msgspec
 
 from prefcenter.domain.campaigns import Campaign
-from prefcenter.domain.engine import CustomerState
+from prefcenter.domain.engine import CampaignView, CustomerState
 from prefcenter.domain.ledger import Attribution, Change, ConsentEvent
 from prefcenter.domain.model import Customer, Preferences, Role, Topic
 
@@ -35,15 +35,15 @@ class EventFilter(msgspec.Struct, frozen=True):
 class Reservation(msgspec.Struct, frozen=True):
     at_us: int
     channel: str
+    marketing: bool
 
 
-class GateInput(msgspec.Struct, frozen=True):
-    """One recipient's state for the engine: profile and preferences, the customer's other marketing
-    reservations, and this campaign's own reservation if there is one (a retry)."""
+class GateInputs(msgspec.Struct):
+    """Recipients' states for one campaign's topic, and every reservation the caps or a retry need:
+    each customer's marketing reservations (any campaign) and this campaign's own."""
 
-    state: CustomerState
-    sends: list[datetime]
-    own: Reservation | None
+    states: dict[str, CustomerState]
+    held: dict[str, dict[str, Reservation]]  # customer -> campaign -> reservation
 
 
 # (customer_id, campaign_id, at, verdict, reason, channel, not_before, policy_version)
@@ -77,12 +77,12 @@ class WriteTx(Protocol):
     ) -> list[ConsentEvent]: ...
     async def get_campaign(self, campaign_id: str) -> Campaign | None: ...
     async def put_campaign(self, campaign_id: str, campaign: Campaign, at: datetime) -> bool: ...
-    async def gate_inputs(self, ids: list[str], topic: str, campaign_id: str) -> dict[str, GateInput]: ...
+    async def gate_inputs(self, ids: list[str], topic: str, campaign_id: str) -> GateInputs: ...
+    async def campaign_views(self, campaign_ids: list[str]) -> dict[str, CampaignView]: ...
     async def record_gate(
         self,
-        campaign_id: str,
-        reserve: list[tuple[str, int, str, bool]],
-        release: list[str],
+        upsert: list[tuple[str, str, Reservation]],
+        delete: list[tuple[str, str]],
         decisions: list[DecisionRow],
     ) -> None: ...
     async def create_key(self, name: str, role: Role, key_hash: str, prefix: str, at: datetime) -> ApiKey: ...
@@ -103,7 +103,7 @@ class Store(Protocol):
     async def list_topics(self) -> dict[str, Topic]: ...
     async def get_topic(self, topic_id: str) -> Topic | None: ...
     async def get_campaign(self, campaign_id: str) -> Campaign | None: ...
-    async def gate_inputs(self, ids: list[str], topic: str, campaign_id: str) -> dict[str, GateInput]: ...
+    async def gate_inputs(self, ids: list[str], topic: str, campaign_id: str) -> GateInputs: ...
     async def decision_log(self, customer_id: str, campaign_id: str | None) -> list[DecisionRow]: ...
     async def decision_counts(self, campaign_id: str) -> dict[str, int]: ...
     async def find_key(self, key_hash: str) -> ApiKey | None: ...

@@ -15,7 +15,7 @@ import re
 import uuid
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,7 @@ import msgspec
 import structlog
 
 from prefcenter.domain.campaigns import Campaign
-from prefcenter.domain.engine import CustomerState
+from prefcenter.domain.engine import CampaignView, CustomerState
 from prefcenter.domain.ledger import EVENT_FIELDS, Attribution, Change, ConsentEvent, chain_events, format_at
 from prefcenter.domain.model import (
     Contacts,
@@ -39,7 +39,7 @@ from prefcenter.store.base import (
     ApiKey,
     DecisionRow,
     EventFilter,
-    GateInput,
+    GateInputs,
     MigrationError,
     Reservation,
 )
@@ -141,37 +141,28 @@ SELECT c.id, c.timezone, c.country, c.channel, c.quiet_start, c.quiet_end, c.max
 FROM json_each(?) j JOIN customers c ON c.id = j.value
 """
 _GATE_RESERVATIONS_SQL = """
-SELECT r.customer_id, r.campaign_id, r.at_us, r.channel
+SELECT r.customer_id, r.campaign_id, r.at_us, r.channel, r.marketing
 FROM json_each(?) j JOIN reservations r ON r.customer_id = j.value
 WHERE r.marketing = 1 OR r.campaign_id = ?
 """
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-def _from_us(us: int) -> datetime:
-    return _EPOCH + timedelta(microseconds=us)
 
 
 async def _gate_inputs(
     conn: aiosqlite.Connection, ids: list[str], topic: str, campaign_id: str
-) -> dict[str, GateInput]:
+) -> GateInputs:
     """Everything the engine needs for these recipients, in two queries (never one per recipient)."""
     packed = _json_encode(ids).decode()
     async with conn.execute(_GATE_STATES_SQL, (topic, packed)) as cur:
         rows = await cur.fetchall()
     async with conn.execute(_GATE_RESERVATIONS_SQL, (packed, campaign_id)) as cur:
-        held = await cur.fetchall()
-    sends: dict[str, list[datetime]] = {}
-    own: dict[str, Reservation] = {}
-    for cid, camp, at_us, channel in held:
-        if camp == campaign_id:
-            own[cid] = Reservation(at_us=at_us, channel=channel)
-        else:
-            sends.setdefault(cid, []).append(_from_us(at_us))
-    out: dict[str, GateInput] = {}
+        reserved = await cur.fetchall()
+    held: dict[str, dict[str, Reservation]] = {}
+    for cid, camp, at_us, channel, marketing in reserved:
+        held.setdefault(cid, {})[camp] = Reservation(at_us, channel, bool(marketing))
+    states: dict[str, CustomerState] = {}
     parse = _parse_time
     for cid, zone, country, channel, qs, qe, cap, paused, addresses, suppressed, subscribed in rows:
-        state = CustomerState(
+        states[cid] = CustomerState(
             customer_id=cid,
             timezone=zone,
             country=country,
@@ -183,8 +174,7 @@ async def _gate_inputs(
             max_per_week=cap,
             paused_until=parse(paused) if paused else None,
         )
-        out[cid] = GateInput(state=state, sends=sends.get(cid, []), own=own.get(cid))
-    return out
+    return GateInputs(states=states, held=held)
 
 
 async def _get_campaign(conn: aiosqlite.Connection, campaign_id: str) -> Campaign | None:
@@ -393,27 +383,45 @@ class SqliteWriteTx:
         )
         return not exists
 
-    async def gate_inputs(self, ids: list[str], topic: str, campaign_id: str) -> dict[str, GateInput]:
+    async def gate_inputs(self, ids: list[str], topic: str, campaign_id: str) -> GateInputs:
         return await _gate_inputs(self.conn, ids, topic, campaign_id)
+
+    async def campaign_views(self, campaign_ids: list[str]) -> dict[str, CampaignView]:
+        """The gate's view of these campaigns (with their topics' categories), in one query."""
+        async with self.conn.execute(
+            "SELECT c.id, c.topic, t.category, c.channels, c.send_by FROM json_each(?) j "
+            "JOIN campaigns c ON c.id = j.value JOIN topics t ON t.id = c.topic",
+            (_json_encode(campaign_ids).decode(),),
+        ) as cur:
+            rows = await cur.fetchall()
+        return {
+            row[0]: CampaignView(
+                campaign_id=row[0],
+                topic=row[1],
+                category=row[2],
+                channels=tuple(_json_decode(row[3])),
+                send_by=_parse_time(row[4]) if row[4] else None,
+            )
+            for row in rows
+        }
 
     async def record_gate(
         self,
-        campaign_id: str,
-        reserve: list[tuple[str, int, str, bool]],
-        release: list[str],
+        upsert: list[tuple[str, str, Reservation]],
+        delete: list[tuple[str, str]],
         decisions: list[DecisionRow],
     ) -> None:
-        """Reservations made (customer, at_us, channel, marketing) and released, and the decision log."""
-        if release:
+        """Reservations made ((customer, campaign, reservation)) and released ((customer, campaign)),
+        and the decision log rows."""
+        if delete:
             await self.conn.executemany(
-                "DELETE FROM reservations WHERE customer_id = ? AND campaign_id = ?",
-                [(cid, campaign_id) for cid in release],
+                "DELETE FROM reservations WHERE customer_id = ? AND campaign_id = ?", delete
             )
-        if reserve:
+        if upsert:
             await self.conn.executemany(
-                "INSERT INTO reservations (customer_id, campaign_id, at_us, channel, marketing) "
+                "INSERT OR REPLACE INTO reservations (customer_id, campaign_id, at_us, channel, marketing) "
                 "VALUES (?, ?, ?, ?, ?)",
-                [(cid, campaign_id, at_us, ch, int(mk)) for cid, at_us, ch, mk in reserve],
+                [(cid, camp, r.at_us, r.channel, int(r.marketing)) for cid, camp, r in upsert],
             )
         if decisions:
             await self.conn.executemany(
@@ -610,7 +618,7 @@ class SqliteStore:
     async def get_campaign(self, campaign_id: str) -> Campaign | None:
         return await _get_campaign(self.reader, campaign_id)
 
-    async def gate_inputs(self, ids: list[str], topic: str, campaign_id: str) -> dict[str, GateInput]:
+    async def gate_inputs(self, ids: list[str], topic: str, campaign_id: str) -> GateInputs:
         """A consistent snapshot for a dry run (one read transaction over both queries)."""
         await self.reader.execute("BEGIN")
         try:

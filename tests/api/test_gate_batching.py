@@ -1,0 +1,71 @@
+"""Group commit: approvals that share one transaction are decided as if one after another."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from datetime import UTC, datetime
+
+from prefcenter.services.approvals import ApprovalRequest, GateBatcher, approve
+from tests.api.test_approvals import campaign, customer
+from tests.conftest import Api
+
+AT = datetime(2026, 11, 22, 12, tzinfo=UTC)
+
+
+async def test_one_batch_keeps_sequential_semantics(api: Api) -> None:
+    await campaign(api, "a")
+    await campaign(api, "b")
+    for cid in ("c1", "c2"):
+        await customer(api, cid)
+    batcher = GateBatcher(api.rt)
+    runs = 0
+    original = batcher._run
+
+    async def counting(batch: list) -> list:  # type: ignore[type-arg]
+        nonlocal runs
+        runs += 1
+        return await original(batch)
+
+    batcher._run = counting  # type: ignore[method-assign]
+    asks = [
+        ApprovalRequest(campaign_id="a", customer_ids=["c1", "c2"], at=AT),
+        ApprovalRequest(campaign_id="b", customer_ids=["c1"], at=AT),  # per_day = 1: capped by "a"
+        ApprovalRequest(campaign_id="a", customer_ids=["c2"], at=AT),  # a retry of the first ask
+    ]
+    answers = await asyncio.gather(*[approve(api.rt, batcher, a) for a in asks])
+    assert runs <= 2  # the three asks shared transactions (the first may start alone)
+    assert [d.verdict for d in answers[0].decisions] == ["allow", "allow"]
+    assert (answers[1].decisions[0].verdict, answers[1].decisions[0].reason) == ("defer", "frequency_cap")
+    assert answers[2].decisions[0] == answers[0].decisions[1]
+    conn = sqlite3.connect(api.rt.store.path)  # type: ignore[attr-defined]
+    rows = conn.execute("SELECT customer_id, campaign_id FROM reservations ORDER BY 1, 2").fetchall()
+    log = conn.execute("SELECT count(*) FROM decisions").fetchone()[0]
+    conn.close()
+    assert rows == [("c1", "a"), ("c2", "a")]
+    assert log == 4
+
+
+async def test_a_failed_transaction_fails_its_asks_and_the_next_batch_works(api: Api) -> None:
+    await campaign(api, "a")
+    await customer(api, "c1")
+    batcher = GateBatcher(api.rt)
+    original = batcher._run
+    calls = 0
+
+    async def failing_once(batch: list) -> list:  # type: ignore[type-arg]
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise RuntimeError("disk full")
+        return await original(batch)
+
+    batcher._run = failing_once  # type: ignore[method-assign]
+    try:
+        await approve(api.rt, batcher, ApprovalRequest(campaign_id="a", customer_ids=["c1"], at=AT))
+    except RuntimeError as exc:
+        assert "disk full" in str(exc)
+    else:
+        raise AssertionError("the failed batch's ask must fail")
+    answer = await approve(api.rt, batcher, ApprovalRequest(campaign_id="a", customer_ids=["c1"], at=AT))
+    assert answer.decisions[0].verdict == "allow"
