@@ -8,6 +8,7 @@ from prefcenter.services.runtime import Runtime
 from prefcenter.store.sqlite import SqliteStore
 
 
-def build_runtime(settings: Settings) -> Runtime:
-    store = SqliteStore(settings.sqlite_path)
+def build_runtime(settings: Settings, *, server: bool = False) -> Runtime:
+    """``server``: the long-running process, which checkpoints the WAL in the background."""
+    store = SqliteStore(settings.sqlite_path, autocheckpoint=not server)
     return Runtime(settings=settings, store=store, pseudonyms=Pseudonymizer(resolve_secret_key(settings)))

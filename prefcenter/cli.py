@@ -63,7 +63,7 @@ def serve(host: str | None, port: int | None) -> None:
 
     settings = _settings(host=host, port=port)
     try:
-        rt = build_runtime(settings)
+        rt = build_runtime(settings, server=True)
         app = create_app(rt)
     except (ConfigError, PolicyError) as exc:
         raise click.ClickException(str(exc)) from None

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import itertools
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -46,6 +49,15 @@ def route_template(scope: Scope) -> str:
     return next(iter(sorted(handler.paths)), "unknown")
 
 
+_PROCESS_ID = uuid.uuid4().hex[:12]
+_request_numbers = itertools.count(1)
+
+
+def next_request_id() -> str:
+    """Unique across processes and cheap: a random per-process prefix and a counter."""
+    return f"{_PROCESS_ID}-{next(_request_numbers):x}"
+
+
 def request_context(app: ASGIApp) -> ASGIApp:
     """Bind a request id to every log line of a request, echo it, log and count the request."""
 
@@ -55,7 +67,7 @@ def request_context(app: ASGIApp) -> ASGIApp:
             return
         method = scope["method"]
         incoming = next((v for k, v in scope["headers"] if k == b"x-request-id"), b"").decode("latin-1")
-        request_id = incoming if 0 < len(incoming) <= 128 and incoming.isprintable() else uuid.uuid4().hex
+        request_id = incoming if 0 < len(incoming) <= 128 and incoming.isprintable() else next_request_id()
         structlog.contextvars.bind_contextvars(request_id=request_id)
         started = time.perf_counter()
         status = 500
@@ -116,14 +128,27 @@ def create_app(runtime: Runtime, *, manage_store: bool = True) -> Litestar:
         runtime.policy = load_active_policy(runtime.settings)
         log.info("policy loaded", source=runtime.policy.source, version=runtime.policy.version)
 
+    async def checkpoints() -> None:
+        """Copy the WAL into the database off the request path (see SqliteStore.autocheckpoint)."""
+        while True:
+            await asyncio.sleep(1.0)
+            try:
+                await runtime.store.checkpoint()
+            except Exception:  # a failed checkpoint is retried next second; log, never crash
+                log.exception("background checkpoint failed")
+
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         if manage_store:
             await runtime.store.open()
             await runtime.store.migrate()
+        checkpointer = asyncio.create_task(checkpoints())
         try:
             yield
         finally:
+            checkpointer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await checkpointer
             if manage_store:
                 await runtime.store.close()
 

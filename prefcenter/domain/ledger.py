@@ -86,16 +86,13 @@ class ConsentEvent(msgspec.Struct, frozen=True):
 
 
 def format_at(moment: datetime) -> str:
-    """An event time: UTC, always with microseconds, ``Z`` suffix."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    """An event time: UTC, always with microseconds, ``Z`` suffix (``2026-11-22T09:00:00.123456Z``)."""
+    return moment.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
 def format_instant(moment: datetime) -> str:
     """An API time: UTC with ``Z``; microseconds only when there are any."""
-    moment = moment.astimezone(UTC)
-    if moment.microsecond:
-        return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return moment.astimezone(UTC).replace(tzinfo=None).isoformat() + "Z"
 
 
 def canonical(event: dict[str, Any]) -> bytes:

@@ -95,6 +95,7 @@ def decide_recipients(
     items: list[tuple[str, CustomerState | None, Sequence[datetime]]] = []
     retries = set()
     camp = view.campaign_id
+    instants: dict[int, datetime] = {}  # a campaign's reservations share few instants: convert each once
     for cid in ids:
         state = inputs.states.get(cid)
         held = inputs.held.get(cid)
@@ -106,7 +107,14 @@ def decide_recipients(
             continue
         if camp in held:
             retries.add(cid)
-        items.append((cid, state, [from_us(r.at_us) for c, r in held.items() if c != camp and r.marketing]))
+        sends = []
+        for c, r in held.items():
+            if c != camp and r.marketing:
+                moment = instants.get(r.at_us)
+                if moment is None:
+                    moment = instants[r.at_us] = from_us(r.at_us)
+                sends.append(moment)
+        items.append((cid, state, sends))
     return decide_batch(items, view, at, rt.policy.policy, retries=retries)
 
 
