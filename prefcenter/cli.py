@@ -277,11 +277,15 @@ def demo(count: int) -> None:
     logging.getLogger("prefcenter").setLevel(logging.WARNING)  # one line per seeded row is noise
 
     async def work(rt: Runtime) -> Any:
+        from prefcenter.services.links import mint_links
+
         created = await seed_demo(rt, count)
         _, key = await create_key(rt, "admin", "demo-admin")
-        return created, key
+        customer = await rt.store.get_customer("demo-0001")
+        links = mint_links(rt, customer, None) if customer else ("", "")
+        return created, key, links
 
-    created, key = _with_runtime(settings, work)
+    created, key, (manage, unsubscribe) = _with_runtime(settings, work)
     base = f"http://{settings.host}:{settings.port}"
     click.echo(f"demo data ready in {settings.sqlite_path} ({created} customers created now)")
     click.echo("try, once `prefcenter serve` runs:")
@@ -290,6 +294,8 @@ def demo(count: int) -> None:
         f"  a customer:   curl -H 'Authorization: Bearer {key}' {base}/v1/customers/demo-0001/preferences"
     )
     click.echo(f"  the ledger:   curl -H 'Authorization: Bearer {key}' {base}/v1/consent-events/verify")
+    click.echo(f"  demo-0001's preference page:  {manage}")
+    click.echo(f"  demo-0001's unsubscribe page: {unsubscribe}")
     click.echo("admin key (shown once):")
     click.echo(key)
 
