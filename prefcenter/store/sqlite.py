@@ -133,12 +133,8 @@ async def _get_topic(conn: aiosqlite.Connection, topic_id: str) -> Topic | None:
 
 _GATE_STATES_SQL = """
 SELECT c.id, c.timezone, c.country, c.channel, c.quiet_start, c.quiet_end, c.max_per_week, c.paused_until,
-       (SELECT group_concat(k.channel) FROM contacts k WHERE k.customer_id = c.id),
-       (SELECT group_concat(k.channel) FROM contacts k
-          JOIN suppressions s ON s.channel = k.channel AND s.address_ref = k.address_ref
-         WHERE k.customer_id = c.id),
-       EXISTS (SELECT 1 FROM customer_topics t WHERE t.customer_id = c.id AND t.topic_id = ?)
-FROM json_each(?) j JOIN customers c ON c.id = j.value
+       c.contact_channels, c.suppressed_channels, instr(c.topic_list, ',' || ? || ',') > 0
+FROM customers c WHERE c.id IN (SELECT value FROM json_each(?))
 """
 _GATE_RESERVATIONS_SQL = """
 SELECT r.customer_id, r.campaign_id, r.at_us, r.channel, r.marketing
