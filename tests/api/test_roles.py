@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from prefcenter.services import keys
-from tests.conftest import PROFILE, Api, prefs_body
+from tests.conftest import CAMPAIGN, PROFILE, Api, prefs_body
 
 ALL = {"admin", "marketing", "auditor"}
 # (method, path, body, roles allowed by API.md)
@@ -24,6 +24,11 @@ ENDPOINTS: list[tuple[str, str, Any, set[str]]] = [
     ("GET", "/v1/consent-events", None, {"admin", "auditor"}),
     ("GET", "/v1/consent-events/export?format=csv", None, {"admin", "auditor"}),
     ("GET", "/v1/consent-events/verify", None, {"admin", "auditor"}),
+    ("PUT", "/v1/campaigns/bf", CAMPAIGN, {"admin", "marketing"}),
+    ("GET", "/v1/campaigns/bf0", None, ALL),
+    ("POST", "/v1/approvals", {"campaign_id": "bf0", "customer_ids": ["c1"], "dry_run": True}, {"admin", "marketing"}),
+    ("GET", "/v1/customers/c1/decisions", None, ALL),
+    ("POST", "/v1/customers/c1/links", {}, {"admin", "marketing"}),
     ("DELETE", "/v1/customers/c1", None, {"admin"}),
 ]
 
@@ -37,6 +42,7 @@ async def call(api: Api, method: str, path: str, body: Any, headers: dict[str, s
 )
 async def test_role_matrix(api: Api, method: str, path: str, body: Any, allowed: set[str]) -> None:
     await api.client.put("/v1/customers/c1", json=PROFILE, headers=api.as_("admin"))
+    await api.client.put("/v1/campaigns/bf0", json=CAMPAIGN, headers=api.as_("admin"))
     for role in sorted(ALL):
         r = await call(api, method, path, body, api.as_(role))
         if role in allowed:
@@ -90,11 +96,13 @@ async def test_openapi_documents_every_endpoint_and_its_roles(api: Api) -> None:
             .replace("/promotions", "/{topic_id}")
             .replace("/offers", "/{topic_id}")
             .replace("/product-news", "/{topic_id}")
+            .replace("/bf0", "/{campaign_id}")
+            .replace("/bf", "/{campaign_id}")
         )
         op = ops[(method, template)]
         roles_line = next(line for line in op["description"].splitlines() if line.startswith("**Roles:**"))
         assert {r.strip(" .") for r in roles_line.removeprefix("**Roles:**").split(",")} == allowed
         assert op["security"] == [{"bearer": []}]
     assert "bearer" in doc["components"]["securitySchemes"]
-    for name in ("Profile", "PreferencesWrite", "Preferences", "Topic"):
+    for name in ("Profile", "PreferencesWrite", "Preferences", "Topic", "Campaign", "ApprovalRequest", "ApprovalAnswer"):
         assert name in doc["components"]["schemas"], name
