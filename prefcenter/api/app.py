@@ -19,7 +19,7 @@ from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
-from prefcenter.api.auth import ROLES_OPT
+from prefcenter.api.auth import ROLES_OPT, role_check
 from prefcenter.api.campaigns import CampaignController, approve
 from prefcenter.api.consent import ConsentController
 from prefcenter.api.customers import CustomerController
@@ -166,7 +166,7 @@ def create_app(runtime: Runtime, *, manage_store: bool = True) -> Litestar:
             *PAGE_HANDLERS,
         ],
         exception_handlers=EXCEPTION_HANDLERS,
-        middleware=[request_context],
+        middleware=[request_context, role_check],
         lifespan=[lifespan],
         request_max_body_size=MAX_BODY_BYTES,
         openapi_config=OpenAPIConfig(

@@ -34,12 +34,18 @@ _TITLES = {
 }
 
 
+def problem_body(status: int, detail: str, **extra: Any) -> dict[str, Any]:
+    body = {"type": "about:blank", "title": _TITLES.get(status, "Error"), "status": status, "detail": detail}
+    body.update(extra)
+    return body
+
+
 def problem(
     status: int, detail: str, *, headers: dict[str, str] | None = None, **extra: Any
 ) -> Response[Any]:
-    body = {"type": "about:blank", "title": _TITLES.get(status, "Error"), "status": status, "detail": detail}
-    body.update(extra)
-    return Response(body, status_code=status, media_type=PROBLEM, headers=headers)
+    return Response(
+        problem_body(status, detail, **extra), status_code=status, media_type=PROBLEM, headers=headers
+    )
 
 
 def _field_errors(extra: Any) -> list[dict[str, str]]:
