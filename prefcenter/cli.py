@@ -54,8 +54,17 @@ def main() -> None:
 @main.command()
 @click.option("--host", default=None, help="Address to listen on (PREFCENTER_HOST).")
 @click.option("--port", default=None, type=int, help="Port to listen on (PREFCENTER_PORT).")
-def serve(host: str | None, port: int | None) -> None:
-    """Migrate if needed, load the policy and serve the API and pages."""
+@click.option(
+    "--demo-sink",
+    "demo_sink",
+    default=None,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Also run a local SMTP sink on 127.0.0.1:PREFCENTER_SMTP_PORT saving each email as a .eml "
+    "file in this folder (development only; nothing is relayed).",
+)
+@click.option("--no-dispatcher", is_flag=True, help="Serve only; run `prefcenter dispatch` elsewhere.")
+def serve(host: str | None, port: int | None, demo_sink: Path | None, no_dispatcher: bool) -> None:
+    """Migrate if needed, load the policy, serve the API and pages, and run the dispatcher."""
     import uvicorn
 
     from prefcenter.api.app import create_app
@@ -64,13 +73,61 @@ def serve(host: str | None, port: int | None) -> None:
     settings = _settings(host=host, port=port)
     try:
         rt = build_runtime(settings, server=True)
-        app = create_app(rt)
+        app = create_app(rt, run_dispatcher=not no_dispatcher)
     except (ConfigError, PolicyError) as exc:
         raise click.ClickException(str(exc)) from None
     except OSError as exc:
         raise click.ClickException(f"cannot read the policy {settings.policy_path}: {exc}") from None
+    sink = None
+    if demo_sink is not None:
+        from prefcenter.messaging.sink import start_sink
+
+        try:
+            sink = start_sink(demo_sink, settings.smtp_port)
+        except OSError as exc:
+            raise click.ClickException(
+                f"cannot start the SMTP sink on port {settings.smtp_port}: {exc}"
+            ) from None
+        click.echo(
+            f"demo SMTP sink on 127.0.0.1:{settings.smtp_port}: emails are saved in {demo_sink.resolve()}",
+            err=True,
+        )
+    elif settings.production and settings.smtp_tls == "none":
+        import structlog
+
+        structlog.get_logger("prefcenter.cli").warning("PREFCENTER_SMTP_TLS=none in production")
     click.echo(f"prefcenter serving on http://{settings.host}:{settings.port} (API docs: /schema)", err=True)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_config=None, access_log=False)
+    try:
+        uvicorn.run(app, host=settings.host, port=settings.port, log_config=None, access_log=False)
+    finally:
+        if sink is not None:
+            sink.stop()
+
+
+@main.command()
+def dispatch() -> None:
+    """Run the dispatcher alone until SIGINT/SIGTERM (with SQLite: one dispatcher per deployment)."""
+    import signal
+
+    from prefcenter.messaging.dispatcher import Dispatcher, default_transports
+    from prefcenter.services.policies import load_active_policy
+
+    settings = _settings()
+
+    async def work(rt: Runtime) -> None:
+        rt.policy = load_active_policy(settings)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        dispatcher = Dispatcher(rt, default_transports(rt))
+        try:
+            await dispatcher.run(stop)
+        finally:
+            await dispatcher.close()
+
+    click.echo("prefcenter dispatcher running (Ctrl-C stops it after the batch in hand)", err=True)
+    _with_runtime(settings, work)
 
 
 @main.command()

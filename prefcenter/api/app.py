@@ -23,10 +23,13 @@ from prefcenter.api.auth import ROLES_OPT, role_check
 from prefcenter.api.campaigns import CampaignController, approve
 from prefcenter.api.consent import ConsentController
 from prefcenter.api.customers import CustomerController
+from prefcenter.api.inbound import INBOUND_HANDLERS
 from prefcenter.api.links import LinkController
 from prefcenter.api.ops import healthz, metrics, readyz
 from prefcenter.api.problems import EXCEPTION_HANDLERS
+from prefcenter.api.sends import send_campaign
 from prefcenter.api.topics import TopicController
+from prefcenter.messaging.dispatcher import Dispatcher, default_transports
 from prefcenter.services.approvals import GateBatcher
 from prefcenter.services.keys import KeyCache
 from prefcenter.services.policies import load_active_policy
@@ -120,8 +123,10 @@ def _annotate_roles(app: Litestar) -> None:
                 op.description = f"{op.description}\n\n{note}" if op.description else note
 
 
-def create_app(runtime: Runtime, *, manage_store: bool = True) -> Litestar:
-    """Build the app around ``runtime``; with ``manage_store`` the lifespan opens and migrates the store."""
+def create_app(runtime: Runtime, *, manage_store: bool = True, run_dispatcher: bool = False) -> Litestar:
+    """Build the app around ``runtime``; with ``manage_store`` the lifespan opens and migrates the store;
+    with ``run_dispatcher`` it also runs the dispatcher as a background task (stopped gracefully: the
+    batch in hand is finished, nothing is lost either way)."""
 
     if runtime.policy is None:
         # A bad policy stops start-up here, with the file, the field and the reason.
@@ -143,9 +148,19 @@ def create_app(runtime: Runtime, *, manage_store: bool = True) -> Litestar:
             await runtime.store.open()
             await runtime.store.migrate()
         checkpointer = asyncio.create_task(checkpoints())
+        stop = asyncio.Event()
+        dispatcher = Dispatcher(runtime, default_transports(runtime)) if run_dispatcher else None
+        sender = asyncio.create_task(dispatcher.run(stop)) if dispatcher else None
         try:
             yield
         finally:
+            if sender is not None and dispatcher is not None:
+                stop.set()
+                try:
+                    await asyncio.wait_for(sender, timeout=30)
+                except TimeoutError:
+                    log.warning("dispatcher did not finish its batch in 30 s; its leases will expire")
+                await dispatcher.close()
             checkpointer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await checkpointer
@@ -159,6 +174,8 @@ def create_app(runtime: Runtime, *, manage_store: bool = True) -> Litestar:
             ConsentController,
             CampaignController,
             approve,
+            send_campaign,
+            *INBOUND_HANDLERS,
             healthz,
             readyz,
             metrics,

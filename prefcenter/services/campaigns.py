@@ -39,13 +39,11 @@ async def get_campaign(rt: Runtime, campaign_id: str) -> Campaign:
 async def campaign_with_counts(rt: Runtime, campaign_id: str) -> dict[str, Any]:
     campaign = await get_campaign(rt, campaign_id)
     body: dict[str, Any] = msgspec.to_builtins(campaign)
-    body["counts"] = {
-        "queued": 0,
-        "deferred": 0,
-        "sent": 0,
-        "failed": 0,
-        "suppressed": 0,
-        "withdrawn": 0,
-        "denied": await rt.store.decision_counts(campaign_id),
+    outbox = await rt.store.outbox_counts(campaign_id)
+    counts: dict[str, Any] = {
+        status: outbox.get(status, 0)
+        for status in ("queued", "deferred", "sent", "failed", "suppressed", "withdrawn")
     }
+    counts["denied"] = await rt.store.decision_counts(campaign_id)
+    body["counts"] = counts
     return body

@@ -50,6 +50,28 @@ class GateInputs(msgspec.Struct):
 DecisionRow = tuple[str, str, str, str, str, str | None, str | None, str]
 
 
+class OutboxItem(msgspec.Struct, frozen=True):
+    """One claimed outbox row: the message of one campaign to one customer."""
+
+    campaign_id: str
+    customer_id: str
+    channel: str
+    status: str  # queued | deferred
+    not_before_us: int
+    attempts: int
+
+
+# (campaign_id, customer_id, channel, status queued|deferred, not_before_us)
+QueueRow = tuple[str, str, str, str, int]
+
+
+class Suppression(msgspec.Struct, frozen=True):
+    channel: str
+    address_ref: str
+    reason: str
+    since: str
+
+
 class MigrationError(Exception):
     """A migration failed; the database is left as it was before it."""
 
@@ -87,6 +109,29 @@ class WriteTx(Protocol):
     ) -> None: ...
     async def create_key(self, name: str, role: Role, key_hash: str, prefix: str, at: datetime) -> ApiKey: ...
     async def revoke_key(self, key_id: int, at: datetime) -> bool: ...
+    # -- outbox (throttled messaging) --
+    async def queue_messages(self, rows: list[QueueRow], at: datetime) -> int: ...
+    async def claim_due(self, now_us: int, lease_until_us: int, limit: int) -> list[OutboxItem]: ...
+    async def update_outbox(
+        self,
+        campaign_id: str,
+        customer_id: str,
+        *,
+        status: str,
+        at: datetime,
+        channel: str | None = None,
+        not_before_us: int | None = None,
+        last_error: str | None = None,
+        attempted: bool = False,
+        sent: bool = False,
+        keep_lease: bool = False,
+    ) -> None: ...
+    async def release_leases(self) -> int: ...
+    async def has_reservation(self, customer_id: str, campaign_id: str) -> bool: ...
+    # -- suppressions --
+    async def add_suppression(self, channel: str, address_ref: str, reason: str, at: datetime) -> bool: ...
+    async def remove_suppression(self, channel: str, address_ref: str) -> bool: ...
+    async def customers_with_address(self, channel: str, address_ref: str) -> list[str]: ...
 
 
 class Store(Protocol):
@@ -108,6 +153,9 @@ class Store(Protocol):
     async def decision_log(self, customer_id: str, campaign_id: str | None) -> list[DecisionRow]: ...
     async def decision_counts(self, campaign_id: str) -> dict[str, int]: ...
     async def find_key(self, key_hash: str) -> ApiKey | None: ...
+    async def outbox_counts(self, campaign_id: str) -> dict[str, int]: ...
+    async def outbox_due_count(self) -> int: ...
+    async def list_suppressions(self, channel: str | None) -> list[Suppression]: ...
     async def list_keys(self) -> list[ApiKey]: ...
 
     async def ledger_head(self) -> tuple[int, str]: ...

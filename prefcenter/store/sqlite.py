@@ -41,7 +41,10 @@ from prefcenter.store.base import (
     EventFilter,
     GateInputs,
     MigrationError,
+    OutboxItem,
+    QueueRow,
     Reservation,
+    Suppression,
 )
 
 log = structlog.get_logger("prefcenter.store")
@@ -444,6 +447,115 @@ class SqliteWriteTx:
         return cur.rowcount > 0
 
 
+    # -- outbox ---------------------------------------------------------------------------------
+
+    async def queue_messages(self, rows: list[QueueRow], at: datetime) -> int:
+        """Queue messages; a pair already queued or sent is left alone (a deferred one becomes queued
+        when it is now allowed; a withdrawn, failed or suppressed one is queued again)."""
+        if not rows:
+            return 0
+        stamp = format_at(at)
+        before = self.conn.total_changes
+        await self.conn.executemany(
+            "INSERT INTO outbox (campaign_id, customer_id, channel, status, not_before_us, created_at, "
+            "updated_at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (campaign_id, customer_id) DO UPDATE SET "
+            "channel = excluded.channel, status = excluded.status, not_before_us = excluded.not_before_us, "
+            "lease_until_us = NULL, last_error = NULL, updated_at = excluded.updated_at "
+            "WHERE outbox.status IN ('withdrawn', 'failed', 'suppressed') "
+            "OR (outbox.status = 'deferred' AND excluded.status = 'queued' "
+            "AND outbox.lease_until_us IS NULL)",
+            [(*row, stamp, stamp) for row in rows],
+        )
+        return int(self.conn.total_changes - before)
+
+    async def claim_due(self, now_us: int, lease_until_us: int, limit: int) -> list[OutboxItem]:
+        async with self.conn.execute(
+            "SELECT campaign_id, customer_id, channel, status, not_before_us, attempts FROM outbox "
+            "WHERE status IN ('queued', 'deferred') AND not_before_us <= ? "
+            "AND (lease_until_us IS NULL OR lease_until_us <= ?) ORDER BY not_before_us LIMIT ?",
+            (now_us, now_us, limit),
+        ) as cur:
+            rows = await cur.fetchall()
+        items = [OutboxItem(*row) for row in rows]
+        if items:
+            await self.conn.executemany(
+                "UPDATE outbox SET lease_until_us = ? WHERE campaign_id = ? AND customer_id = ?",
+                [(lease_until_us, i.campaign_id, i.customer_id) for i in items],
+            )
+        return items
+
+    async def update_outbox(
+        self,
+        campaign_id: str,
+        customer_id: str,
+        *,
+        status: str,
+        at: datetime,
+        channel: str | None = None,
+        not_before_us: int | None = None,
+        last_error: str | None = None,
+        attempted: bool = False,
+        sent: bool = False,
+        keep_lease: bool = False,
+    ) -> None:
+        stamp = format_at(at)
+        await self.conn.execute(
+            "UPDATE outbox SET status = ?, channel = coalesce(?, channel), "
+            "not_before_us = coalesce(?, not_before_us), last_error = ?, attempts = attempts + ?, "
+            "sent_at = CASE WHEN ? THEN ? ELSE sent_at END, "
+            "lease_until_us = CASE WHEN ? THEN lease_until_us ELSE NULL END, updated_at = ? "
+            "WHERE campaign_id = ? AND customer_id = ?",
+            (
+                status,
+                channel,
+                not_before_us,
+                last_error,
+                int(attempted),
+                int(sent),
+                stamp,
+                int(keep_lease),
+                stamp,
+                campaign_id,
+                customer_id,
+            ),
+        )
+
+    async def release_leases(self) -> int:
+        cur = await self.conn.execute(
+            "UPDATE outbox SET lease_until_us = NULL WHERE lease_until_us IS NOT NULL "
+            "AND status IN ('queued', 'deferred')"
+        )
+        return int(cur.rowcount)
+
+    async def has_reservation(self, customer_id: str, campaign_id: str) -> bool:
+        async with self.conn.execute(
+            "SELECT 1 FROM reservations WHERE customer_id = ? AND campaign_id = ?", (customer_id, campaign_id)
+        ) as cur:
+            return await cur.fetchone() is not None
+
+    # -- suppressions ---------------------------------------------------------------------------
+
+    async def add_suppression(self, channel: str, address_ref: str, reason: str, at: datetime) -> bool:
+        cur = await self.conn.execute(
+            "INSERT OR IGNORE INTO suppressions (channel, address_ref, reason, since) VALUES (?, ?, ?, ?)",
+            (channel, address_ref, reason, format_at(at)),
+        )
+        return cur.rowcount > 0
+
+    async def remove_suppression(self, channel: str, address_ref: str) -> bool:
+        cur = await self.conn.execute(
+            "DELETE FROM suppressions WHERE channel = ? AND address_ref = ?", (channel, address_ref)
+        )
+        return cur.rowcount > 0
+
+    async def customers_with_address(self, channel: str, address_ref: str) -> list[str]:
+        async with self.conn.execute(
+            "SELECT customer_id FROM contacts WHERE channel = ? AND address_ref = ? ORDER BY customer_id",
+            (channel, address_ref),
+        ) as cur:
+            return [row[0] for row in await cur.fetchall()]
+
+
 class SqliteStore:
     """The aiosqlite adapter of :class:`prefcenter.store.base.Store`."""
 
@@ -665,6 +777,28 @@ class SqliteStore:
             (campaign_id,),
         ) as cur:
             return {row[0]: row[1] for row in await cur.fetchall()}
+
+    async def outbox_counts(self, campaign_id: str) -> dict[str, int]:
+        async with self.reader.execute(
+            "SELECT status, count(*) FROM outbox WHERE campaign_id = ? GROUP BY status", (campaign_id,)
+        ) as cur:
+            return {row[0]: row[1] for row in await cur.fetchall()}
+
+    async def outbox_due_count(self) -> int:
+        async with self.reader.execute(
+            "SELECT count(*) FROM outbox WHERE status IN ('queued', 'deferred')"
+        ) as cur:
+            row = await cur.fetchone()
+        return int(row[0]) if row else 0
+
+    async def list_suppressions(self, channel: str | None) -> list[Suppression]:
+        sql = "SELECT channel, address_ref, reason, since FROM suppressions"
+        params: tuple[str, ...] = ()
+        if channel is not None:
+            sql += " WHERE channel = ?"
+            params = (channel,)
+        async with self.reader.execute(sql + " ORDER BY since, channel, address_ref", params) as cur:
+            return [Suppression(*row) for row in await cur.fetchall()]
 
     async def find_key(self, key_hash: str) -> ApiKey | None:
         async with self.reader.execute(

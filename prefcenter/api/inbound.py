@@ -1,0 +1,81 @@
+"""``/v1/inbound/*`` (SMS keywords, email bounces and complaints) and ``/v1/suppressions``."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from litestar import Request, Response, delete, get, post, put
+from litestar.params import FromPath, JSONBody, QueryParameter
+from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CONTENT
+
+from prefcenter.api.auth import READ_AUDIT, WRITE, access, current_key
+from prefcenter.api.params import runtime
+from prefcenter.services import inbound, suppressions
+from prefcenter.services.errors import NotFound
+
+
+@post(
+    "/v1/inbound/sms", operation_id="inboundSms", status_code=HTTP_200_OK, tags=["inbound"], **access(*WRITE)
+)
+async def inbound_sms(
+    request: Request[Any, Any, Any], data: JSONBody[inbound.InboundSms]
+) -> inbound.SmsAnswer:
+    """An SMS reply. STOP (STOPALL, UNSUBSCRIBE, CANCEL, END, QUIT, REVOKE, OPT OUT; first word of the
+    normalised text) suppresses SMS for that number, known or not, and withdraws SMS marketing of every
+    customer with it; START/UNSTOP lift the suppression; HELP answers the help text."""
+    return await inbound.inbound_sms(runtime(request), data)
+
+
+@post(
+    "/v1/inbound/email-events",
+    operation_id="inboundEmailEvent",
+    status_code=HTTP_200_OK,
+    tags=["inbound"],
+    **access(*WRITE),
+)
+async def inbound_email_event(
+    request: Request[Any, Any, Any], data: JSONBody[inbound.EmailEvent]
+) -> inbound.EmailEventAnswer:
+    """A permanent bounce suppresses the address; a complaint suppresses it and withdraws email marketing."""
+    return await inbound.email_event(runtime(request), data)
+
+
+@get("/v1/suppressions", operation_id="listSuppressions", tags=["suppressions"], **access(*READ_AUDIT))
+async def list_suppressions(
+    request: Request[Any, Any, Any],
+    channel: Annotated[str | None, QueryParameter(description="only this channel", required=False)] = None,
+) -> dict[str, list[dict[str, str]]]:
+    """Suppressed addresses (as keyed hashes), optionally of one channel."""
+    return {"suppressions": await suppressions.list_suppressions(runtime(request), channel)}
+
+
+@put(
+    "/v1/suppressions/{channel:str}/{address:str}",
+    operation_id="putSuppression",
+    tags=["suppressions"],
+    **access("admin"),
+)
+async def put_suppression(
+    request: Request[Any, Any, Any], channel: FromPath[str], address: FromPath[str]
+) -> Response[dict[str, Any]]:
+    """Suppress one address (201 when new, 200 when it already was); a ledger event with source admin."""
+    added = await suppressions.admin_put(runtime(request), channel, address, current_key(request).id)
+    return Response({"suppressed": True}, status_code=HTTP_201_CREATED if added else HTTP_200_OK)
+
+
+@delete(
+    "/v1/suppressions/{channel:str}/{address:str}",
+    operation_id="deleteSuppression",
+    tags=["suppressions"],
+    status_code=HTTP_204_NO_CONTENT,
+    **access("admin"),
+)
+async def delete_suppression(
+    request: Request[Any, Any, Any], channel: FromPath[str], address: FromPath[str]
+) -> None:
+    """Lift one suppression (404 when the address is not suppressed); a ledger event with source admin."""
+    if not await suppressions.admin_delete(runtime(request), channel, address, current_key(request).id):
+        raise NotFound("that address is not suppressed on that channel")
+
+
+INBOUND_HANDLERS = [inbound_sms, inbound_email_event, list_suppressions, put_suppression, delete_suppression]

@@ -1,0 +1,113 @@
+"""Email over SMTP (aiosmtplib), with a small pool of persistent connections.
+
+Outcome classes (API.md "Sending"): 5xx at RCPT, or any enhanced status 5.1.x, is a permanent rejection
+of the recipient (``bounce``: the address is suppressed); another 5xx (authentication, content, MAIL
+FROM) fails the message without suppressing anyone; 4xx, a refused or lost connection and a timeout are
+temporary (``retry``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Callable
+from datetime import datetime
+
+import aiosmtplib
+import structlog
+
+from prefcenter.config import Settings
+from prefcenter.messaging.email import Rendered, build_email
+from prefcenter.messaging.transports import Outcome
+
+log = structlog.get_logger("prefcenter.smtp")
+_ENHANCED_5_1 = re.compile(r"^\s*5\.1\.\d{1,3}\b")
+
+
+def _classify(code: int, message: str, at_rcpt: bool) -> Outcome:
+    detail = f"{code} {message}".strip()[:300]
+    if 500 <= code < 600:
+        if at_rcpt or _ENHANCED_5_1.match(message):
+            return Outcome("bounce", detail)
+        return Outcome("fail", detail)
+    return Outcome("retry", detail)
+
+
+class SmtpTransport:
+    def __init__(
+        self, settings: Settings, now: Callable[[], datetime], *, concurrency: int = 4, timeout: float = 30.0
+    ) -> None:
+        self.settings = settings
+        self.concurrency = concurrency
+        self.timeout = timeout
+        self._now = now
+        self._idle: list[aiosmtplib.SMTP] = []
+        self._slots = asyncio.Semaphore(concurrency)
+
+    def _client(self) -> aiosmtplib.SMTP:
+        s = self.settings
+        return aiosmtplib.SMTP(
+            hostname=s.smtp_host,
+            port=s.smtp_port,
+            use_tls=s.smtp_tls == "tls",
+            start_tls=s.smtp_tls == "starttls",
+            username=s.smtp_username,
+            password=s.smtp_password,
+            timeout=self.timeout,
+        )
+
+    async def _connected(self) -> tuple[aiosmtplib.SMTP, bool]:
+        while self._idle:
+            client = self._idle.pop()
+            if client.is_connected:
+                return client, True
+        client = self._client()
+        await client.connect()
+        return client, False
+
+    async def send(self, message: Rendered) -> Outcome:
+        msg = build_email(message, self.settings.smtp_from, self._now())
+        async with self._slots:
+            for attempt in range(2):
+                client: aiosmtplib.SMTP | None = None
+                reused = False
+                try:
+                    client, reused = await self._connected()
+                    errors, _ = await client.send_message(msg)
+                except aiosmtplib.SMTPRecipientsRefused as exc:
+                    self._discard(client)
+                    first = exc.recipients[0] if exc.recipients else None
+                    if first is None:
+                        return Outcome("retry", "recipients refused")
+                    return _classify(first.code, first.message, at_rcpt=True)
+                except aiosmtplib.SMTPServerDisconnected as exc:
+                    self._discard(client)
+                    if reused and attempt == 0:
+                        continue  # an idle pooled connection was closed by the server: one fresh try
+                    return Outcome("retry", f"connection lost: {exc}"[:300])
+                except aiosmtplib.SMTPResponseException as exc:
+                    self._discard(client)
+                    return _classify(exc.code, exc.message, at_rcpt=False)
+                except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
+                    self._discard(client)
+                    return Outcome("retry", f"{type(exc).__name__}: {exc}"[:300])
+                if errors:  # some recipient refused (we send to one, so this is that one)
+                    self._discard(client)
+                    resp = next(iter(errors.values()))
+                    return _classify(resp.code, resp.message, at_rcpt=True)
+                self._idle.append(client)
+                return Outcome("sent")
+        return Outcome("retry", "connection lost")  # pragma: no cover - the loop always returns
+
+    def _discard(self, client: aiosmtplib.SMTP | None) -> None:
+        if client is not None and client.is_connected:
+            client.close()
+
+    async def close(self) -> None:
+        idle, self._idle = self._idle, []
+        for client in idle:
+            if client.is_connected:
+                try:
+                    await client.quit()
+                except (aiosmtplib.SMTPException, OSError):
+                    client.close()

@@ -1,0 +1,54 @@
+"""``POST /v1/campaigns/{id}/sends``: gate each recipient exactly as an approval and queue what may go.
+
+The queueing happens inside the gate's own transaction (``approve(..., on_decided=...)``), so a
+reservation and its outbox row are committed together or not at all. One outbox row per (campaign,
+customer): a second send of a queued or sent pair queues nothing more (and is answered like a retried
+approval); a pair that was withdrawn, failed or suppressed is queued again when it is allowed now.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import msgspec
+import structlog
+
+from prefcenter.domain.engine import CampaignView, Decision
+from prefcenter.services.approvals import ApprovalAnswer, ApprovalRequest, GateBatcher, approve, to_us
+from prefcenter.services.runtime import Runtime
+from prefcenter.store.base import QueueRow, WriteTx
+
+log = structlog.get_logger("prefcenter.sends")
+
+
+class SendRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    customer_ids: list[str]
+
+
+def queue_rows(view: CampaignView, at: datetime, decisions: list[Decision]) -> list[QueueRow]:
+    rows: list[QueueRow] = []
+    for d in decisions:
+        if d.channel is None:
+            continue
+        if d.verdict == "allow":
+            rows.append((view.campaign_id, d.customer_id, d.channel, "queued", to_us(at)))
+        elif d.verdict == "defer" and d.not_before is not None:
+            rows.append((view.campaign_id, d.customer_id, d.channel, "deferred", to_us(d.not_before)))
+    return rows
+
+
+async def send(rt: Runtime, batcher: GateBatcher, campaign_id: str, request: SendRequest) -> ApprovalAnswer:
+    queued = 0
+
+    async def on_decided(tx: WriteTx, view: CampaignView, at: datetime, decisions: list[Decision]) -> None:
+        nonlocal queued
+        queued = await tx.queue_messages(queue_rows(view, at, decisions), rt.now())
+
+    answer = await approve(
+        rt,
+        batcher,
+        ApprovalRequest(campaign_id=campaign_id, customer_ids=request.customer_ids, at=None, dry_run=False),
+        on_decided,
+    )
+    log.info("sends queued", campaign_id=campaign_id, recipients=len(request.customer_ids), queued=queued)
+    return answer

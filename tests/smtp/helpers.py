@@ -1,0 +1,48 @@
+from __future__ import annotations
+
+import sqlite3
+from typing import Any
+
+import msgspec
+
+from prefcenter.messaging.dispatcher import Dispatcher
+from prefcenter.messaging.ratelimit import TokenBucket
+from prefcenter.messaging.transports import Transport
+from prefcenter.messaging.transports.smtp import SmtpTransport
+from prefcenter.messaging.transports.webhook import WebhookTransport
+from tests.conftest import Api
+
+
+def dispatcher(api: Api, port: int, **options: Any) -> Dispatcher:
+    settings = msgspec.structs.replace(api.rt.settings, smtp_port=port)
+    webhook = WebhookTransport(settings.webhook_url)
+    transports: dict[str, Transport] = {ch: webhook for ch in ("sms", "push", "voice", "whatsapp")}
+    transports["email"] = SmtpTransport(settings, api.rt.now, timeout=5.0)
+    options.setdefault("jitter", lambda: 1.0)
+    options.setdefault("bucket_factory", lambda rate: TokenBucket(max(rate, 10_000.0)))
+    return Dispatcher(api.rt, transports, **options)
+
+
+async def send(api: Api, ids: list[str], cid: str = "black-friday") -> Any:
+    r = await api.client.post(
+        f"/v1/campaigns/{cid}/sends", json={"customer_ids": ids}, headers=api.as_("marketing")
+    )
+    assert r.status_code == 202, r.text
+    return r.json()
+
+
+async def counts(api: Api, cid: str = "black-friday") -> dict[str, Any]:
+    r = await api.client.get(f"/v1/campaigns/{cid}", headers=api.as_("auditor"))
+    assert r.status_code == 200, r.text
+    result: dict[str, Any] = r.json()["counts"]
+    return result
+
+
+def outbox(api: Api) -> list[tuple[Any, ...]]:
+    conn = sqlite3.connect(api.rt.store.path)  # type: ignore[attr-defined]
+    try:
+        return conn.execute(
+            "SELECT campaign_id, customer_id, channel, status, attempts, last_error FROM outbox ORDER BY 1, 2"
+        ).fetchall()
+    finally:
+        conn.close()
