@@ -38,4 +38,6 @@ async def readyz(request: Request[Any, Any, Any]) -> Response[Any]:
 @get("/metrics", operation_id="metrics", tags=["operations"], media_type=CONTENT_TYPE_LATEST)
 async def metrics(request: Request[Any, Any, Any]) -> Response[bytes]:
     """Prometheus text exposition."""
-    return Response(generate_latest(runtime(request).metrics.registry), media_type=CONTENT_TYPE_LATEST)
+    rt = runtime(request)
+    rt.metrics.outbox_depth.set(await rt.store.outbox_due_count())
+    return Response(generate_latest(rt.metrics.registry), media_type=CONTENT_TYPE_LATEST)

@@ -1,37 +1,46 @@
 """The dispatcher: sends queued outbox messages from ``not_before`` on, no faster than the policy's rate.
 
-Per message (never holding a transaction open while a transport is waiting):
+A round, per channel (never holding a transaction open while a transport is waiting):
 
-1. **claim** a batch of due rows (``status`` queued/deferred, ``not_before <= now``, no live lease) by
-   setting a lease, and commit;
-2. wait for a token of the channel's bucket (``policy.rates``, burst one second's worth);
-3. **re-gate** in a short transaction right before the hand-off: deny (a withdrawal or suppression that
-   landed meanwhile, ``expired``) stops the message (``withdrawn``, or ``suppressed`` when the reason is
-   ``suppressed``) and releases the reservation; defer moves ``not_before``; allow reserves at that
-   instant when the message has no reservation yet (a deferred one). The hand-off is counted
-   (``attempts``) in the same commit;
-4. hand it to the transport; 5. **mark** it sent, or retry later (exponential backoff with jitter, up to
-   ``max_attempts``, then failed), or, for a permanent rejection of the recipient, suppress the address
-   (ledger source ``bounce``) and release the reservation.
+1. **claim** the due rows (``status`` queued/deferred, ``not_before <= now``, no live lease), at most
+   about two seconds' worth of the channel's rate, by setting a lease, and commit;
+2. then, a chunk at a time: take the chunk's tokens from the channel's bucket (``policy.rates``, burst
+   one second's worth), and only then **re-gate** the chunk in one short transaction, so the re-gate is
+   right before the hand-off. A deny (a withdrawal or suppression that landed meanwhile, ``expired``)
+   stops the message (``withdrawn``, or ``suppressed`` when the reason is ``suppressed``) and releases
+   its reservation; a defer moves ``not_before``; an allow reserves at that instant when the message has
+   no reservation yet (a deferred one). Re-gate decisions that change something go to the decision log.
+   Each hand-off is counted (``attempts``) in the same commit;
+3. hand each message to the transport (bounded concurrency per transport, and a bound on messages
+   re-gated but not yet handed off);
+4. **mark** the outcomes, batched, at most ``flush_seconds`` after the transport answered: sent; retry
+   later (exponential backoff with jitter, up to ``max_attempts``, then failed); for a permanent
+   rejection of the recipient, suppress the address (ledger source ``bounce``) and release the
+   reservation; for any other permanent failure, failed and release the reservation.
 
-Delivery is at-least-once: a crash anywhere leaves the row queued with a lease that expires (and a
-restarted dispatcher releases leases at start), so it is sent again; only a crash between the server's
-250 and the sent mark (step 4-5) delivers twice, with the same Message-ID, and ``attempts`` counts it.
-With SQLite run exactly one dispatcher per deployment (``serve`` or ``dispatch``): the rates are a
-ceiling for the whole deployment and the bucket lives in that one process.
+Delivery is at-least-once. A crash anywhere leaves the row queued with a lease (a restarted dispatcher
+releases leases at start; otherwise they expire after ``lease``), so it is sent again. Only a crash
+between the server's 250 and the sent mark — at most ``flush_seconds`` plus one commit — delivers a
+message twice, with the same Message-ID, and ``attempts`` counts it. With SQLite run exactly one
+dispatcher per deployment (``serve`` or ``dispatch``): the rates are a ceiling for the whole deployment
+and the buckets live in that one process.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import random
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import structlog
 
+from prefcenter.domain.engine import CampaignView, Decision
+from prefcenter.domain.ledger import format_instant
 from prefcenter.domain.policy import CHANNELS
 from prefcenter.messaging.email import Rendered, render
 from prefcenter.messaging.ratelimit import TokenBucket
@@ -42,7 +51,7 @@ from prefcenter.services.approvals import decide_recipients, to_us
 from prefcenter.services.links import mint_links
 from prefcenter.services.runtime import Runtime
 from prefcenter.services.suppressions import suppress
-from prefcenter.store.base import OutboxItem, Reservation
+from prefcenter.store.base import DecisionRow, OutboxItem, OutboxUpdate, Reservation
 
 log = structlog.get_logger("prefcenter.dispatcher")
 
@@ -54,22 +63,33 @@ def default_transports(rt: Runtime) -> dict[str, Transport]:
     return transports
 
 
+@dataclass(frozen=True)
+class _Handed:
+    """A message the transport has answered for, waiting for its mark."""
+
+    item: OutboxItem
+    message: Rendered
+    outcome: Outcome
+
+
 @dataclass
-class Stats:
-    sent: int = 0
-    retried: int = 0
-    failed: int = 0
-    bounced: int = 0
-    withdrawn: int = 0
-    suppressed: int = 0
-    deferred: int = 0
+class _Regated:
+    ready: list[tuple[OutboxItem, Rendered]] = field(default_factory=list)
+    upserts: list[tuple[str, str, Reservation]] = field(default_factory=list)
+    deletes: list[tuple[str, str]] = field(default_factory=list)
+    log_rows: list[DecisionRow] = field(default_factory=list)
+    updates: list[OutboxUpdate] = field(default_factory=list)
+    outcomes: list[str] = field(default_factory=list)  # withdrawn / suppressed / deferred / failed
 
 
 @dataclass
 class Dispatcher:
     rt: Runtime
     transports: dict[str, Transport]
-    batch_size: int = 500
+    batch_size: int = 500  # claimed per channel per round (and at most two seconds of its rate)
+    chunk_size: int = 50  # re-gated together, right before they leave
+    max_in_flight: int = 100  # re-gated but not yet answered for, per channel
+    flush_seconds: float = 0.05  # how long an outcome may wait for its mark
     lease: timedelta = timedelta(minutes=5)
     max_attempts: int = 8
     backoff_base: timedelta = timedelta(seconds=30)
@@ -78,18 +98,21 @@ class Dispatcher:
     jitter: Callable[[], float] = random.random
     bucket_factory: Callable[[float], TokenBucket] = TokenBucket
     after_send: Callable[[OutboxItem, Outcome], Awaitable[None]] | None = None  # a test hook
-    stats: Stats = field(default_factory=Stats)
     _buckets: dict[str, TokenBucket] = field(default_factory=dict)
     _rates: dict[str, float] = field(default_factory=dict)
+    _pending: list[_Handed] = field(default_factory=list)
 
     def bucket(self, channel: str) -> TokenBucket:
         assert self.rt.policy is not None
-        rate = float(self.rt.policy.policy.rates.get(channel))  # type: ignore[arg-type]
+        rate = float(getattr(self.rt.policy.policy.rates, channel))
         bucket = self._buckets.get(channel)
         if bucket is None or self._rates.get(channel) != rate:
             bucket = self._buckets[channel] = self.bucket_factory(rate)
             self._rates[channel] = rate
         return bucket
+
+    def _count(self, channel: str, outcome: str, n: int = 1) -> None:
+        self.rt.metrics.dispatched.labels(channel, outcome).inc(n)
 
     async def recover(self) -> int:
         """Release every lease (with SQLite there is one dispatcher: leases left are from a dead one)."""
@@ -100,18 +123,31 @@ class Dispatcher:
         return released
 
     async def run_once(self) -> int:
-        """Claim one batch of due messages and process all of them; returns how many were claimed."""
+        """Claim one round of due messages and process all of them; returns how many were claimed."""
         now = self.rt.now()
+        now_us, lease_us = to_us(now), to_us(now + self.lease)
+        claimed: dict[str, list[OutboxItem]] = {}
         async with self.rt.store.write() as tx:
-            items = await tx.claim_due(to_us(now), to_us(now + self.lease), self.batch_size)
-        if not items:
+            for channel in self.transports:
+                limit = max(1, min(self.batch_size, math.ceil(2 * self.bucket(channel).rate)))
+                items = await tx.claim_due(channel, now_us, lease_us, limit)
+                if items:
+                    claimed[channel] = items
+        if not claimed:
             return 0
-        await asyncio.gather(*(self._process(item) for item in items))
-        return len(items)
+        flusher = asyncio.create_task(self._flush_every(self.flush_seconds))
+        try:
+            await asyncio.gather(*(self._channel(ch, items) for ch, items in claimed.items()))
+        finally:
+            flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await flusher
+            await self._flush()
+        return sum(len(items) for items in claimed.values())
 
-    async def run_until_idle(self, max_batches: int = 1000) -> int:
+    async def run_until_idle(self, max_rounds: int = 1000) -> int:
         total = 0
-        for _ in range(max_batches):
+        for _ in range(max_rounds):
             n = await self.run_once()
             if n == 0:
                 break
@@ -119,14 +155,14 @@ class Dispatcher:
         return total
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Loop until ``stop`` is set; finishes the batch in hand (graceful shutdown)."""
+        """Loop until ``stop`` is set; finishes the round in hand (graceful shutdown)."""
         await self.recover()
         log.info("dispatcher started")
         while not stop.is_set():
             try:
                 n = await self.run_once()
             except Exception:
-                log.exception("dispatcher batch failed; retrying")
+                log.exception("dispatcher round failed; its leases expire and the messages are retried")
                 n = 0
             if n == 0:
                 with contextlib.suppress(TimeoutError):
@@ -137,85 +173,141 @@ class Dispatcher:
         for transport in {id(t): t for t in self.transports.values()}.values():
             await transport.close()
 
-    # -- one message ------------------------------------------------------------------------------
+    # -- one channel's round ----------------------------------------------------------------------
 
-    async def _process(self, item: OutboxItem) -> None:
-        try:
-            await self.bucket(item.channel).acquire()
-            message = await self._regate(item)
-            if message is None:
-                return
-            if message.channel != item.channel:
-                await self.bucket(message.channel).acquire()
-            transport = self.transports[message.channel]
+    async def _channel(self, channel: str, items: list[OutboxItem]) -> None:
+        bucket = self.bucket(channel)
+        size = max(1, min(self.chunk_size, int(bucket.capacity), self.max_in_flight))
+        slots = asyncio.Semaphore(self.max_in_flight)
+        tasks: list[asyncio.Task[None]] = []
+        for start in range(0, len(items), size):
+            chunk = items[start : start + size]
+            for _ in chunk:
+                await slots.acquire()
+            await bucket.acquire(len(chunk))  # tokens first: the re-gate is then right before the hand-off
             try:
-                outcome = await transport.send(message)
+                ready = await self._regate(chunk)
+            except Exception:
+                log.exception("re-gate failed; the chunk's leases expire and it is tried again", n=len(chunk))
+                ready = []
+            for _ in range(len(chunk) - len(ready)):
+                slots.release()
+            tasks.extend(asyncio.create_task(self._deliver(item, message, slots)) for item, message in ready)
+        await asyncio.gather(*tasks)
+
+    async def _deliver(self, item: OutboxItem, message: Rendered, slots: asyncio.Semaphore) -> None:
+        try:
+            if message.channel != item.channel:  # the customer switched channel since queueing
+                await self.bucket(message.channel).acquire()
+            try:
+                outcome = await self.transports[message.channel].send(message)
             except Exception as exc:  # a transport bug must not lose the message: retry it
                 log.exception("transport raised", channel=message.channel)
                 outcome = Outcome("retry", f"transport error: {type(exc).__name__}")
             if self.after_send is not None:
                 await self.after_send(item, outcome)
-            await self._mark(item, message, outcome)
-        except Exception:
-            log.exception("processing a message failed; its lease will expire and it is tried again")
+            self._pending.append(_Handed(item, message, outcome))
+        finally:
+            slots.release()
 
-    async def _regate(self, item: OutboxItem) -> Rendered | None:
+    async def _regate(self, chunk: list[OutboxItem]) -> list[tuple[OutboxItem, Rendered]]:
         rt = self.rt
         now = rt.now()
-        camp, cid = item.campaign_id, item.customer_id
+        result = _Regated()
         async with rt.store.write() as tx:
-            views = await tx.campaign_views([camp])
-            view = views.get(camp)
-            if view is None:  # pragma: no cover - outbox rows cascade with their campaign
-                return None
-            inputs = await tx.gate_inputs([cid], view.topic, camp)
-            decision = decide_recipients(rt, view, [cid], now, inputs)[0]
-            held = inputs.held.get(cid, {}).get(camp)
-            if decision.verdict == "deny":
-                if held is not None:
-                    await tx.record_gate([], [(cid, camp)], [])
-                status = "suppressed" if decision.reason == "suppressed" else "withdrawn"
-                await tx.update_outbox(camp, cid, status=status, at=now, last_error=decision.reason)
-                setattr(self.stats, status, getattr(self.stats, status) + 1)
-                return None
-            if decision.verdict == "defer":
-                assert decision.not_before is not None
-                await tx.update_outbox(
-                    camp,
+            views = await tx.campaign_views(sorted({i.campaign_id for i in chunk}))
+            customers = await tx.get_customers([i.customer_id for i in chunk])
+            by_campaign: dict[str, list[OutboxItem]] = {}
+            for item in chunk:
+                by_campaign.setdefault(item.campaign_id, []).append(item)
+            for camp, group in by_campaign.items():
+                view = views.get(camp)
+                if view is None:  # pragma: no cover - outbox rows cascade with their campaign
+                    continue
+                campaign = await tx.get_campaign(camp)
+                assert campaign is not None
+                ids = [i.customer_id for i in group]
+                inputs = await tx.gate_inputs(ids, view.topic, camp)
+                decisions = decide_recipients(rt, view, ids, now, inputs)
+                for item, decision in zip(group, decisions, strict=True):
+                    held = camp in inputs.held.get(item.customer_id, {})
+                    self._apply(result, item, decision, held, view, now)
+                    if decision.verdict != "allow":
+                        continue
+                    customer = customers[item.customer_id]
+                    channel = decision.channel or item.channel
+                    try:
+                        message = render(
+                            public_url_links=mint_links(rt, customer, view.topic),
+                            campaign_id=camp,
+                            campaign=campaign,
+                            marketing=view.category == "marketing",
+                            customer=customer,
+                            channel=channel,
+                            from_address=rt.settings.smtp_from,
+                        )
+                    except Exception as exc:  # bad content cannot get better by retrying
+                        result.upserts = [u for u in result.upserts if u[:2] != (item.customer_id, camp)]
+                        if held:
+                            result.deletes.append((item.customer_id, camp))
+                        result.updates.append(
+                            OutboxUpdate(camp, item.customer_id, "failed", last_error=f"render: {exc}"[:300])
+                        )
+                        result.outcomes.append("failed")
+                        continue
+                    result.updates.append(
+                        OutboxUpdate(
+                            camp, item.customer_id, "queued", channel=channel, attempted=True, keep_lease=True
+                        )
+                    )
+                    result.ready.append((item, message))
+            await tx.record_gate(result.upserts, result.deletes, result.log_rows)
+            await tx.update_outbox(result.updates, now)
+        for outcome, n in Counter(result.outcomes).items():
+            self._count(chunk[0].channel, outcome, n)
+        for row in result.log_rows:
+            rt.metrics.decisions.labels(row[3], row[4]).inc()
+        return result.ready
+
+    def _apply(
+        self, result: _Regated, item: OutboxItem, d: Decision, held: bool, view: CampaignView, now: datetime
+    ) -> None:
+        """The bookkeeping of one re-gate decision (the allow's rendering is the caller's)."""
+        assert self.rt.policy is not None
+        camp, cid = item.campaign_id, item.customer_id
+        changes = d.verdict != "allow" or not held
+        if changes:  # a decision that stops, moves or newly reserves the message is a real decision
+            result.log_rows.append(
+                (
                     cid,
-                    status="queued" if held else "deferred",
-                    at=now,
-                    not_before_us=to_us(decision.not_before),
-                    last_error=decision.reason,
+                    camp,
+                    format_instant(now),
+                    d.verdict,
+                    d.reason,
+                    d.channel,
+                    format_instant(d.not_before) if d.not_before else None,
+                    self.rt.policy.version,
                 )
-                self.stats.deferred += 1
-                return None
-            channel = decision.channel or item.channel
-            if held is None:
-                marketing = view.category == "marketing"
-                await tx.record_gate([(cid, camp, Reservation(to_us(now), channel, marketing))], [], [])
-            customer = await tx.get_customer(cid)
-            campaign = await tx.get_campaign(camp)
-            assert customer is not None and campaign is not None
-            try:
-                message = render(
-                    public_url_links=mint_links(rt, customer, view.topic),
-                    campaign_id=camp,
-                    campaign=campaign,
-                    marketing=view.category == "marketing",
-                    customer=customer,
-                    channel=channel,
-                    from_address=rt.settings.smtp_from,
-                )
-            except Exception as exc:  # bad content cannot get better by retrying
-                await tx.record_gate([], [(cid, camp)], [])
-                await tx.update_outbox(camp, cid, status="failed", at=now, last_error=f"render: {exc}"[:300])
-                self.stats.failed += 1
-                return None
-            await tx.update_outbox(
-                camp, cid, status="queued", at=now, channel=channel, attempted=True, keep_lease=True
             )
-        return message
+        if d.verdict == "deny":
+            if held:
+                result.deletes.append((cid, camp))
+            status = "suppressed" if d.reason == "suppressed" else "withdrawn"
+            result.updates.append(OutboxUpdate(camp, cid, status, last_error=d.reason))
+            result.outcomes.append(status)
+            log.info("message stopped at re-gate", campaign_id=camp, customer_id=cid, reason=d.reason)
+        elif d.verdict == "defer":
+            assert d.not_before is not None
+            status = "queued" if held else "deferred"
+            result.updates.append(
+                OutboxUpdate(camp, cid, status, not_before_us=to_us(d.not_before), last_error=d.reason)
+            )
+            result.outcomes.append("deferred")
+        elif not held:  # a deferred message now allowed reserves at this instant
+            marketing = view.category == "marketing"
+            result.upserts.append((cid, camp, Reservation(to_us(now), d.channel or item.channel, marketing)))
+
+    # -- marks ------------------------------------------------------------------------------------
 
     def _backoff(self, attempts: int) -> timedelta:
         delay = self.backoff_base * (2 ** max(0, attempts - 1))
@@ -223,44 +315,57 @@ class Dispatcher:
         result: timedelta = delay * (0.5 + self.jitter() / 2)
         return result  # "equal jitter": between half and the full delay
 
-    async def _mark(self, item: OutboxItem, message: Rendered, outcome: Outcome) -> None:
+    async def _flush_every(self, seconds: float) -> None:
+        while True:
+            await asyncio.sleep(seconds)
+            try:
+                await self._flush()
+            except Exception:
+                log.exception("marking outcomes failed; retrying at the next flush")
+
+    async def _flush(self) -> None:
+        """Write the pending outcomes in one transaction (put back if it fails)."""
+        handed, self._pending = self._pending, []
+        if not handed:
+            return
         rt = self.rt
         now = rt.now()
-        camp, cid = item.campaign_id, item.customer_id
-        attempts = item.attempts + 1
-        async with rt.store.write() as tx:
-            if outcome.kind == "sent":
-                await tx.update_outbox(camp, cid, status="sent", at=now, sent=True)
-                self.stats.sent += 1
-            elif outcome.kind == "retry" and attempts < self.max_attempts:
-                when = now + self._backoff(attempts)
-                await tx.update_outbox(
-                    camp, cid, status="queued", at=now, not_before_us=to_us(when), last_error=outcome.detail
-                )
-                self.stats.retried += 1
-            elif outcome.kind == "bounce":
-                ref = rt.pseudonyms.address_ref(message.channel, message.address)
-                await suppress(
-                    tx,
-                    rt,
-                    message.channel,
-                    ref,
-                    "bounce",
-                    "bounce",
-                    {"campaign_id": camp, "smtp": outcome.detail},
-                )
-                await tx.record_gate([], [(cid, camp)], [])
-                await tx.update_outbox(camp, cid, status="suppressed", at=now, last_error=outcome.detail)
-                self.stats.bounced += 1
-            else:
-                await tx.record_gate([], [(cid, camp)], [])
-                await tx.update_outbox(camp, cid, status="failed", at=now, last_error=outcome.detail)
-                self.stats.failed += 1
-        log.debug(
-            "message handled",
-            campaign_id=camp,
-            channel=message.channel,
-            outcome=outcome.kind,
-            detail=outcome.detail or None,
-            attempts=attempts,
-        )
+        updates: list[OutboxUpdate] = []
+        releases: list[tuple[str, str]] = []
+        kinds: list[tuple[str, str]] = []
+        try:
+            async with rt.store.write() as tx:
+                for h in handed:
+                    camp, cid = h.item.campaign_id, h.item.customer_id
+                    kind: str = h.outcome.kind
+                    detail = h.outcome.detail
+                    attempts = h.item.attempts + 1
+                    if kind == "sent":
+                        updates.append(OutboxUpdate(camp, cid, "sent", sent=True))
+                    elif kind == "retry" and attempts < self.max_attempts:
+                        when = to_us(now + self._backoff(attempts))
+                        updates.append(
+                            OutboxUpdate(camp, cid, "queued", not_before_us=when, last_error=detail)
+                        )
+                        kind = "retried"
+                    elif kind == "bounce":
+                        ref = rt.pseudonyms.address_ref(h.message.channel, h.message.address)
+                        evidence = {"campaign_id": camp, "smtp": detail}
+                        await suppress(tx, rt, h.message.channel, ref, "bounce", "bounce", evidence)
+                        releases.append((cid, camp))
+                        updates.append(OutboxUpdate(camp, cid, "suppressed", last_error=detail))
+                        kind = "bounced"
+                    else:
+                        releases.append((cid, camp))
+                        updates.append(OutboxUpdate(camp, cid, "failed", last_error=detail))
+                        kind = "failed"
+                    kinds.append((h.message.channel, kind))
+                    if kind != "sent":
+                        log.info("message not delivered", campaign_id=camp, outcome=kind, detail=detail)
+                await tx.record_gate([], releases, [])
+                await tx.update_outbox(updates, now)
+        except BaseException:
+            self._pending[:0] = handed
+            raise
+        for (channel, kind), n in Counter(kinds).items():
+            self._count(channel, kind, n)

@@ -13,12 +13,15 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 from datetime import datetime
-from email.message import EmailMessage
-from email.utils import format_datetime, parseaddr
+from email.header import Header
+from email.utils import format_datetime, formataddr, parseaddr
+from functools import lru_cache
 
 import msgspec
+from jinja2 import Template
 from jinja2.sandbox import SandboxedEnvironment
 
 from prefcenter.domain.campaigns import Campaign
@@ -27,6 +30,13 @@ from prefcenter.services.links import mint_links
 
 _text_env = SandboxedEnvironment(autoescape=False)
 _html_env = SandboxedEnvironment(autoescape=True)
+
+
+@lru_cache(maxsize=512)
+def _template(source: str, html: bool) -> Template:
+    """Compiled once per content (compiling costs more than rendering)."""
+    return (_html_env if html else _text_env).from_string(source)
+
 
 STOP_LINE = {
     "en": "Reply STOP to opt out",
@@ -108,14 +118,12 @@ def render(
         if content is None:
             raise ValueError("the campaign has no email content")
         footer = FOOTER[lang]
-        text = _text_env.from_string(content.text).render(values)
-        html = _html_env.from_string(content.html).render(values)
+        text = _template(content.text, False).render(values)
+        html = _template(content.html, True).render(values)
         text = f"{text.rstrip()}\n\n--\n{footer}: {manage_url}\n"
-        link = _html_env.from_string('<hr><p><a href="{{ u }}">{{ f }}</a></p>').render(
-            u=manage_url, f=footer
-        )
+        link = _template('<hr><p><a href="{{ u }}">{{ f }}</a></p>', True).render(u=manage_url, f=footer)
         html = f"{html}\n{link}\n"
-        subject = _text_env.from_string(content.subject).render(values).replace("\r", " ").replace("\n", " ")
+        subject = _template(content.subject, False).render(values).replace("\r", " ").replace("\n", " ")
         return Rendered(
             **base,
             text=text,
@@ -127,26 +135,71 @@ def render(
     part = getattr(campaign.content, channel)
     if part is None:
         raise ValueError(f"the campaign has no {channel} content")
-    text = _text_env.from_string(part.text).render(values)
+    text = _template(part.text, False).render(values)
     if marketing and channel == "sms":
         text = f"{text.rstrip()}\n{STOP_LINE[lang]}"
     return Rendered(**base, text=text, manage_url=manage_url)
 
 
-def build_email(message: Rendered, from_address: str, date: datetime) -> EmailMessage:
-    msg = EmailMessage()
-    msg["From"] = from_address
-    msg["To"] = message.address
-    msg["Subject"] = message.subject or ""
-    msg["Date"] = format_datetime(date)
-    msg["Message-ID"] = message.message_id
+def _header(name: str, value: str) -> bytes:
+    """One header line: ASCII values as they are, anything else as RFC 2047 encoded words."""
+    if "\r" in value or "\n" in value:
+        raise ValueError(f"line break in the {name} header")
+    if value.isascii():
+        return f"{name}: {value}\r\n".encode("ascii")
+    return f"{name}: {Header(value, 'utf-8', header_name=name).encode()}\r\n".encode("ascii")
+
+
+def _address_header(name: str, value: str) -> bytes:
+    """From/To: a non-ASCII display name is encoded, the address itself is kept (SMTPUTF8 otherwise)."""
+    if value.isascii():
+        return _header(name, value)
+    display, addr = parseaddr(value)
+    if not addr.isascii():
+        raise ValueError(f"{name} address {addr!r} needs SMTPUTF8, which prefcenter does not use")
+    return _header(name, formataddr((display, addr), charset="utf-8"))
+
+
+def _part(subtype: str, body: str) -> bytes:
+    encoded = base64.encodebytes(body.encode("utf-8")).replace(b"\n", b"\r\n")
+    return (
+        f'Content-Type: text/{subtype}; charset="utf-8"\r\n'.encode("ascii")
+        + b"Content-Transfer-Encoding: base64\r\n\r\n"
+        + encoded
+    )
+
+
+def build_email(message: Rendered, from_address: str, date: datetime) -> bytes:
+    """The RFC 5322 bytes of one email: multipart/alternative (text, then HTML) in UTF-8 base64, or a
+    single text part. Built directly rather than with ``email.message.EmailMessage``, which costs about
+    2 ms a message — more than the whole rest of a delivery; tests parse the result with the email
+    package (no defects) and compare every header and part."""
+    boundary = "=_" + hashlib.sha256(message.message_id.encode()).hexdigest()[:32]
+    head = [
+        _address_header("From", from_address),
+        _address_header("To", message.address),
+        _header("Subject", message.subject or ""),
+        _header("Date", format_datetime(date)),
+        _header("Message-ID", message.message_id),
+    ]
     if message.marketing and message.unsubscribe_url:
-        msg["List-Unsubscribe"] = f"<{message.unsubscribe_url}>"
-        msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
-    msg.set_content(message.text)
-    if message.html is not None:
-        msg.add_alternative(message.html, subtype="html")
-    return msg
+        head.append(_header("List-Unsubscribe", f"<{message.unsubscribe_url}>"))
+        head.append(b"List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n")
+    head.append(b"MIME-Version: 1.0\r\n")
+    if message.html is None:
+        return b"".join(head) + _part("plain", message.text)
+    head.append(f'Content-Type: multipart/alternative; boundary="{boundary}"\r\n\r\n'.encode("ascii"))
+    sep = f"--{boundary}\r\n".encode("ascii")
+    return b"".join(
+        [
+            *head,
+            sep,
+            _part("plain", message.text),
+            sep,
+            _part("html", message.html),
+            f"--{boundary}--\r\n".encode("ascii"),
+        ]
+    )
 
 
 __all__ = ["Rendered", "build_email", "message_id", "mint_links", "render"]

@@ -37,11 +37,14 @@ class TokenBucket:
         self._tokens = min(self.capacity, self._tokens + (now - self._stamp) * self.rate)
         self._stamp = now
 
-    async def acquire(self) -> None:
-        """Wait for one token; waiters are served in arrival order (the lock is FIFO)."""
+    async def acquire(self, n: int = 1) -> None:
+        """Wait for ``n`` tokens (at most the capacity); waiters are served in arrival order (the lock
+        is FIFO)."""
+        if not 1 <= n <= self.capacity:
+            raise ValueError(f"cannot take {n} tokens from a bucket of {self.capacity}")
         async with self._lock:
             self._refill()
-            while self._tokens < 1.0 - _EPSILON:  # tolerance: float sums may never reach 1.0 exactly
-                await self._sleep((1.0 - self._tokens) / self.rate)
+            while self._tokens < n - _EPSILON:  # tolerance: float sums may never reach n exactly
+                await self._sleep((n - self._tokens) / self.rate)
                 self._refill()
-            self._tokens = max(0.0, self._tokens - 1.0)
+            self._tokens = max(0.0, self._tokens - n)

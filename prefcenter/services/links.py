@@ -26,6 +26,7 @@ from itsdangerous import BadSignature, URLSafeSerializer
 from itsdangerous.signer import Signer
 
 from prefcenter.domain.model import Customer
+from prefcenter.domain.pseudonyms import Pseudonymizer
 from prefcenter.domain.tokens import (
     InvalidClaims,
     LinkClaims,
@@ -41,6 +42,9 @@ CSRF_KEY_LABEL = "prefcenter csrf key/v1"
 _B64URL = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
 
 
+_DERIVED: dict[tuple[str | bytes, str | bytes, str], bytes] = {}
+
+
 class StrictSigner(Signer):
     """itsdangerous' Signer, but a signature must be canonical base64url.
 
@@ -50,6 +54,16 @@ class StrictSigner(Signer):
     """
 
     default_digest_method = staticmethod(hashlib.sha256)
+
+    def derive_key(self, secret_key: str | bytes | None = None) -> bytes:
+        """itsdangerous derives the key again for every signature; it only depends on the key and the
+        salt, so it is kept (a few keys and purposes per process)."""
+        key = self.secret_keys[-1] if secret_key is None else secret_key
+        cache_key = (key, self.salt, self.key_derivation)
+        derived = _DERIVED.get(cache_key)
+        if derived is None:
+            derived = _DERIVED[cache_key] = super().derive_key(secret_key)
+        return derived
 
     def verify_signature(self, value: str | bytes, sig: str | bytes) -> bool:
         raw = sig.encode("ascii", "replace") if isinstance(sig, str) else sig
@@ -87,7 +101,12 @@ def signing_keys(rt: Runtime) -> tuple[str, ...]:
     """The link keys, newest first (``PREFCENTER_LINK_KEYS``, else one derived from the secret key)."""
     if rt.settings.link_keys:
         return rt.settings.link_keys
-    return (rt.pseudonyms.customer_ref(DERIVED_KEY_LABEL),)
+    return _derived_link_keys(rt.pseudonyms)
+
+
+@functools.lru_cache(maxsize=8)
+def _derived_link_keys(pseudonyms: Pseudonymizer) -> tuple[str, ...]:
+    return (pseudonyms.customer_ref(DERIVED_KEY_LABEL),)
 
 
 def csrf_key(rt: Runtime) -> bytes:

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from prefcenter.config import Settings
 from prefcenter.domain.policy import LoadedPolicy
@@ -40,6 +40,18 @@ class Metrics:
             "prefcenter_decisions",
             "Gate decisions (real, not dry runs) by verdict and reason",
             ["verdict", "reason"],
+            registry=self.registry,
+        )
+        self.dispatched = Counter(
+            "prefcenter_dispatched",
+            "Dispatcher outcomes by channel: sent, retried, failed, bounced (address suppressed), "
+            "and, at re-gate, withdrawn, suppressed and deferred",
+            ["channel", "outcome"],
+            registry=self.registry,
+        )
+        self.outbox_depth = Gauge(
+            "prefcenter_outbox_depth",
+            "Messages waiting in the outbox (queued or deferred), read at scrape time",
             registry=self.registry,
         )
         self.consent_events = Counter(

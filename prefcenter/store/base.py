@@ -65,6 +65,21 @@ class OutboxItem(msgspec.Struct, frozen=True):
 QueueRow = tuple[str, str, str, str, int]
 
 
+class OutboxUpdate(msgspec.Struct, frozen=True):
+    """A new state for one outbox row. ``None`` keeps the channel / not_before; ``attempted`` counts a
+    hand-off to a transport; ``sent`` stamps sent_at; ``keep_lease`` keeps the claim (else released)."""
+
+    campaign_id: str
+    customer_id: str
+    status: str
+    channel: str | None = None
+    not_before_us: int | None = None
+    last_error: str | None = None
+    attempted: bool = False
+    sent: bool = False
+    keep_lease: bool = False
+
+
 class Suppression(msgspec.Struct, frozen=True):
     channel: str
     address_ref: str
@@ -111,21 +126,11 @@ class WriteTx(Protocol):
     async def revoke_key(self, key_id: int, at: datetime) -> bool: ...
     # -- outbox (throttled messaging) --
     async def queue_messages(self, rows: list[QueueRow], at: datetime) -> int: ...
-    async def claim_due(self, now_us: int, lease_until_us: int, limit: int) -> list[OutboxItem]: ...
-    async def update_outbox(
-        self,
-        campaign_id: str,
-        customer_id: str,
-        *,
-        status: str,
-        at: datetime,
-        channel: str | None = None,
-        not_before_us: int | None = None,
-        last_error: str | None = None,
-        attempted: bool = False,
-        sent: bool = False,
-        keep_lease: bool = False,
-    ) -> None: ...
+    async def claim_due(
+        self, channel: str, now_us: int, lease_until_us: int, limit: int
+    ) -> list[OutboxItem]: ...
+    async def update_outbox(self, updates: list[OutboxUpdate], at: datetime) -> None: ...
+    async def get_customers(self, customer_ids: list[str]) -> dict[str, Customer]: ...
     async def release_leases(self) -> int: ...
     async def has_reservation(self, customer_id: str, campaign_id: str) -> bool: ...
     # -- suppressions --

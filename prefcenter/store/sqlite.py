@@ -42,6 +42,7 @@ from prefcenter.store.base import (
     GateInputs,
     MigrationError,
     OutboxItem,
+    OutboxUpdate,
     QueueRow,
     Reservation,
     Suppression,
@@ -468,12 +469,13 @@ class SqliteWriteTx:
         )
         return int(self.conn.total_changes - before)
 
-    async def claim_due(self, now_us: int, lease_until_us: int, limit: int) -> list[OutboxItem]:
+    async def claim_due(self, channel: str, now_us: int, lease_until_us: int, limit: int) -> list[OutboxItem]:
+        """Lease up to ``limit`` due messages of one channel, earliest first."""
         async with self.conn.execute(
             "SELECT campaign_id, customer_id, channel, status, not_before_us, attempts FROM outbox "
-            "WHERE status IN ('queued', 'deferred') AND not_before_us <= ? "
+            "WHERE status IN ('queued', 'deferred') AND not_before_us <= ? AND channel = ? "
             "AND (lease_until_us IS NULL OR lease_until_us <= ?) ORDER BY not_before_us LIMIT ?",
-            (now_us, now_us, limit),
+            (now_us, channel, now_us, limit),
         ) as cur:
             rows = await cur.fetchall()
         items = [OutboxItem(*row) for row in rows]
@@ -484,41 +486,41 @@ class SqliteWriteTx:
             )
         return items
 
-    async def update_outbox(
-        self,
-        campaign_id: str,
-        customer_id: str,
-        *,
-        status: str,
-        at: datetime,
-        channel: str | None = None,
-        not_before_us: int | None = None,
-        last_error: str | None = None,
-        attempted: bool = False,
-        sent: bool = False,
-        keep_lease: bool = False,
-    ) -> None:
+    async def update_outbox(self, updates: list[OutboxUpdate], at: datetime) -> None:
+        if not updates:
+            return
         stamp = format_at(at)
-        await self.conn.execute(
+        await self.conn.executemany(
             "UPDATE outbox SET status = ?, channel = coalesce(?, channel), "
             "not_before_us = coalesce(?, not_before_us), last_error = ?, attempts = attempts + ?, "
             "sent_at = CASE WHEN ? THEN ? ELSE sent_at END, "
             "lease_until_us = CASE WHEN ? THEN lease_until_us ELSE NULL END, updated_at = ? "
             "WHERE campaign_id = ? AND customer_id = ?",
-            (
-                status,
-                channel,
-                not_before_us,
-                last_error,
-                int(attempted),
-                int(sent),
-                stamp,
-                int(keep_lease),
-                stamp,
-                campaign_id,
-                customer_id,
-            ),
+            [
+                (
+                    u.status,
+                    u.channel,
+                    u.not_before_us,
+                    u.last_error,
+                    int(u.attempted),
+                    int(u.sent),
+                    stamp,
+                    int(u.keep_lease),
+                    stamp,
+                    u.campaign_id,
+                    u.customer_id,
+                )
+                for u in updates
+            ],
         )
+
+    async def get_customers(self, customer_ids: list[str]) -> dict[str, Customer]:
+        """Many customers in one query (the dispatcher renders a batch at once)."""
+        async with self.conn.execute(
+            _CUSTOMER_SQL.replace("WHERE c.id = ?", "WHERE c.id IN (SELECT value FROM json_each(?))"),
+            (_json_encode(customer_ids).decode(),),
+        ) as cur:
+            return {row[0]: _customer_from_row(row) for row in await cur.fetchall()}
 
     async def release_leases(self) -> int:
         cur = await self.conn.execute(

@@ -71,12 +71,16 @@ async def test_second_send_queues_nothing_more(api: Api, sink: tuple[Handler, in
     second = await send(api, ["c1"])
     assert first["decisions"] == second["decisions"]
     assert len(outbox(api)) == 1
+    assert "prefcenter_outbox_depth 1.0" in (await api.client.get("/metrics")).text
     d = dispatcher(api, port)
     await d.run_until_idle()
     await send(api, ["c1"])
     await d.run_until_idle()
     await d.close()
     assert len(handler.messages) == 1
+    metrics = (await api.client.get("/metrics")).text
+    assert "prefcenter_outbox_depth 0.0" in metrics
+    assert 'prefcenter_dispatched_total{channel="email",outcome="sent"} 1.0' in metrics
 
 
 async def test_transactional_has_footer_but_no_list_unsubscribe(api: Api, sink: tuple[Handler, int]) -> None:

@@ -12,6 +12,7 @@ import asyncio
 import re
 from collections.abc import Callable
 from datetime import datetime
+from email.utils import parseaddr
 
 import aiosmtplib
 import structlog
@@ -35,12 +36,13 @@ def _classify(code: int, message: str, at_rcpt: bool) -> Outcome:
 
 class SmtpTransport:
     def __init__(
-        self, settings: Settings, now: Callable[[], datetime], *, concurrency: int = 4, timeout: float = 30.0
+        self, settings: Settings, now: Callable[[], datetime], *, concurrency: int = 8, timeout: float = 30.0
     ) -> None:
         self.settings = settings
         self.concurrency = concurrency
         self.timeout = timeout
         self._now = now
+        self._sender = parseaddr(settings.smtp_from)[1]
         self._idle: list[aiosmtplib.SMTP] = []
         self._slots = asyncio.Semaphore(concurrency)
 
@@ -66,14 +68,17 @@ class SmtpTransport:
         return client, False
 
     async def send(self, message: Rendered) -> Outcome:
-        msg = build_email(message, self.settings.smtp_from, self._now())
+        try:
+            raw = build_email(message, self.settings.smtp_from, self._now())
+        except ValueError as exc:  # an address this transport cannot carry: retrying will not help
+            return Outcome("fail", str(exc)[:300])
         async with self._slots:
             for attempt in range(2):
                 client: aiosmtplib.SMTP | None = None
                 reused = False
                 try:
                     client, reused = await self._connected()
-                    errors, _ = await client.send_message(msg)
+                    errors, _ = await client.sendmail(self._sender, [message.address], raw)
                 except aiosmtplib.SMTPRecipientsRefused as exc:
                     self._discard(client)
                     first = exc.recipients[0] if exc.recipients else None
