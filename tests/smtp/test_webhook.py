@@ -1,0 +1,138 @@
+"""The webhook transport (API.md "Sending": other channels) against a real HTTP server on 127.0.0.1:
+the JSON it posts, retries for 5xx / 429 / a server that is down, failure for other 4xx and no URL."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import msgspec
+import pytest
+
+from prefcenter.messaging.dispatcher import Dispatcher
+from prefcenter.messaging.ratelimit import TokenBucket
+from prefcenter.messaging.transports import Transport
+from prefcenter.messaging.transports.webhook import WebhookTransport
+from tests.api.test_approvals import customer
+from tests.conftest import PROFILE, Api, FakeClock
+from tests.live import free_port
+from tests.smtp.helpers import counts, outbox, send
+
+
+class Hook:
+    def __init__(self) -> None:
+        self.bodies: list[dict[str, Any]] = []
+        self.replies: list[int] = []  # statuses for the next requests (then 200)
+
+
+@pytest.fixture
+def hook() -> Iterator[tuple[Hook, str]]:
+    state = Hook()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            status = state.replies.pop(0) if state.replies else 200
+            if status == 200:
+                assert self.headers["Content-Type"] == "application/json"
+                state.bodies.append(json.loads(body))
+            self.send_response(status)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield state, f"http://127.0.0.1:{server.server_address[1]}/hook"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def sms_dispatcher(api: Api, url: str | None) -> Dispatcher:
+    settings = msgspec.structs.replace(api.rt.settings, webhook_url=url)
+    webhook = WebhookTransport(settings.webhook_url, timeout=5.0)
+    transports: dict[str, Transport] = {ch: webhook for ch in ("email", "sms", "push", "voice", "whatsapp")}
+    return Dispatcher(
+        api.rt, transports, jitter=lambda: 1.0, bucket_factory=lambda rate: TokenBucket(max(rate, 10_000.0))
+    )
+
+
+async def sms_campaign(api: Api) -> None:
+    r = await api.client.put(
+        "/v1/campaigns/black-friday",
+        json={"topic": "promotions", "channels": ["sms"], "content": {"sms": {"text": "-20% for {{ customer_id }}"}}},
+        headers=api.as_("marketing"),
+    )
+    assert r.status_code in (200, 201), r.text
+
+
+async def sms_customer(api: Api, cid: str) -> None:
+    profile = {**PROFILE, "timezone": "UTC", "contacts": {"sms": "+48600100200"}}
+    await customer(api, cid, profile, channel="sms", topics=["promotions"])
+
+
+async def test_posts_json_then_retries_5xx_and_429(api: Api, hook: tuple[Hook, str], clock: FakeClock) -> None:
+    state, url = hook
+    await sms_campaign(api)
+    await sms_customer(api, "c1")
+    await send(api, ["c1"])
+    state.replies = [503, 429]
+    d = sms_dispatcher(api, url)
+    await d.run_until_idle()
+    assert outbox(api)[0][3:6] == ("queued", 1, "webhook answered 503")
+    clock.advance(seconds=30)
+    await d.run_until_idle()
+    assert outbox(api)[0][3:6] == ("queued", 2, "webhook answered 429")
+    clock.advance(seconds=60)
+    await d.run_until_idle()
+    await d.close()
+    (body,) = state.bodies
+    assert set(body) == {"channel", "address", "text", "message_id"}
+    assert (body["channel"], body["address"]) == ("sms", "+48600100200")
+    assert body["text"].startswith("-20% for c1\n") and "STOP" in body["text"]  # marketing SMS: how to stop
+    assert (await counts(api))["sent"] == 1
+
+
+async def test_other_4xx_fails_and_no_url_fails_with_a_reason(api: Api, hook: tuple[Hook, str]) -> None:
+    state, url = hook
+    await sms_campaign(api)
+    await sms_customer(api, "c1")
+    await sms_customer(api, "c2")
+    await send(api, ["c1"])
+    state.replies = [400]
+    d = sms_dispatcher(api, url)
+    await d.run_until_idle()
+    await d.close()
+    assert outbox(api)[0][3:6] == ("failed", 1, "webhook answered 400")
+    await send(api, ["c2"])
+    d = sms_dispatcher(api, None)
+    await d.run_until_idle()
+    await d.close()
+    row = outbox(api)[1]
+    assert row[3] == "failed" and "PREFCENTER_WEBHOOK_URL" in row[5]
+    # A failed message released its reservation: the customer may be messaged again.
+    r = await api.client.post(
+        "/v1/approvals",
+        json={"campaign_id": "black-friday", "customer_ids": ["c2"], "dry_run": True},
+        headers=api.as_("marketing"),
+    )
+    assert r.json()["decisions"][0]["verdict"] == "allow"
+
+
+async def test_a_server_that_is_down_is_retried(api: Api) -> None:
+    await sms_campaign(api)
+    await sms_customer(api, "c1")
+    await send(api, ["c1"])
+    d = sms_dispatcher(api, f"http://127.0.0.1:{free_port()}/hook")
+    await d.run_until_idle()
+    await d.close()
+    status, attempts, error = outbox(api)[0][3:6]
+    assert (status, attempts) == ("queued", 1) and error.startswith("webhook: ConnectError")
