@@ -327,7 +327,7 @@ def consent_verify(head: str | None, file: Path | None) -> None:
 @click.option("--customers", "count", default=1000, show_default=True, help="How many demo customers.")
 def demo(count: int) -> None:
     """Seed demo data (idempotent) and print an admin key and URLs to try."""
-    from prefcenter.services.demo import seed_demo
+    from prefcenter.services.demo import DEMO_CAMPAIGN_ID, seed_demo
     from prefcenter.services.keys import create_key
 
     settings = _settings()
@@ -353,6 +353,12 @@ def demo(count: int) -> None:
     click.echo(f"  the ledger:   curl -H 'Authorization: Bearer {key}' {base}/v1/consent-events/verify")
     click.echo(f"  demo-0001's preference page:  {manage}")
     click.echo(f"  demo-0001's unsubscribe page: {unsubscribe}")
+    ids = ",".join(f'"demo-{i:04d}"' for i in range(1, 11))
+    click.echo(
+        "  send the demo newsletter to ten customers (with `serve --demo-sink DIR` the mail lands in DIR):\n"
+        f"    curl -X POST -H 'Authorization: Bearer {key}' -H 'Content-Type: application/json' "
+        f"-d '{{\"customer_ids\": [{ids}]}}' {base}/v1/campaigns/{DEMO_CAMPAIGN_ID}/sends"
+    )
     click.echo("admin key (shown once):")
     click.echo(key)
 

@@ -7,6 +7,7 @@ configured ``PREFCENTER_SMTP_PORT`` so the dispatcher's email lands in DIR.
 from __future__ import annotations
 
 import itertools
+import logging
 import os
 import time
 from pathlib import Path
@@ -34,6 +35,7 @@ class SaveToFolder:
 def start_sink(folder: Path, port: int, host: str = "127.0.0.1") -> Controller:
     """Start the sink in its own thread (``Controller.stop()`` ends it). An explicit port and IPv4 host:
     aiosmtpd's ``port=0`` does not work and its default host is ``::1``."""
+    logging.getLogger("mail.log").setLevel(logging.WARNING)  # aiosmtpd logs every SMTP command at INFO
     controller = Controller(SaveToFolder(folder), hostname=host, port=port)
     controller.start()
     return controller

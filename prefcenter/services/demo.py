@@ -1,11 +1,13 @@
-"""Demo data: topics and ~1,000 customers with varied zones, locales, channels and topics."""
+"""Demo data: topics, an email campaign and ~1,000 customers with varied zones, locales, channels and
+topics."""
 
 from __future__ import annotations
 
 import random
 
+from prefcenter.domain.campaigns import Campaign, Content, EmailContent
 from prefcenter.domain.model import Contacts, PreferencesWrite, Profile, Provenance, QuietHours, Topic
-from prefcenter.services import customers, topics
+from prefcenter.services import campaigns, customers, topics
 from prefcenter.services.runtime import Runtime
 
 DEMO_TOPICS: dict[str, Topic] = {
@@ -63,6 +65,21 @@ DEMO_TOPICS: dict[str, Topic] = {
     ),
 }
 
+DEMO_CAMPAIGN_ID = "demo-newsletter"
+DEMO_CAMPAIGN = Campaign(
+    topic="promotions",
+    channels=["email"],
+    content=Content(
+        email=EmailContent(
+            subject="This week's offers, {{ customer_id }}",
+            text="Hello {{ customer_id }},\n\nthis week's offers are in.\n\n"
+            "Not interested? Unsubscribe in one click: {{ unsubscribe_url }}",
+            html="<p>Hello {{ customer_id }},</p><p>this week's offers are in.</p>"
+            '<p>Not interested? <a href="{{ unsubscribe_url }}">Unsubscribe in one click</a>.</p>',
+        )
+    ),
+)
+
 # (locale, country, timezone, mobile prefix, digits after it): every number is a valid E.164 mobile
 PEOPLE = [
     ("en", "GB", "Europe/London", "+447400", 6),
@@ -79,6 +96,7 @@ async def seed_demo(rt: Runtime, count: int = 1000, seed: int = 42) -> int:
     """Seed the demo; idempotent (customers that exist are left alone). Returns customers created."""
     for topic_id, topic in DEMO_TOPICS.items():
         await topics.put_topic(rt, topic_id, topic)
+    await campaigns.put_campaign(rt, DEMO_CAMPAIGN_ID, DEMO_CAMPAIGN)
     rng = random.Random(seed)
     marketing = [t for t, v in DEMO_TOPICS.items() if v.category == "marketing"]
     created = 0

@@ -41,6 +41,7 @@ def test_migrate_keys_demo_export_verify(tmp_path: Path) -> None:
 
     demo = run(tmp_path, "demo", "--customers", "30").stdout
     assert "30 customers created" in demo and demo.strip().splitlines()[-1].startswith("pck_")
+    assert "/v1/campaigns/demo-newsletter/sends" in demo
     export = tmp_path / "events.jsonl"
     run(tmp_path, "consent", "export", "--format", "jsonl", "-o", str(export))
     lines = export.read_bytes().splitlines()
