@@ -135,13 +135,13 @@ class Dispatcher:
                     claimed[channel] = items
         if not claimed:
             return 0
-        flusher = asyncio.create_task(self._flush_every(self.flush_seconds))
+        done = asyncio.Event()
+        flusher = asyncio.create_task(self._flush_until(done))
         try:
             await asyncio.gather(*(self._channel(ch, items) for ch, items in claimed.items()))
         finally:
-            flusher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await flusher
+            done.set()  # never cancel a flush: a cancelled transaction is work thrown away
+            await flusher
             await self._flush()
         return sum(len(items) for items in claimed.values())
 
@@ -315,9 +315,10 @@ class Dispatcher:
         result: timedelta = delay * (0.5 + self.jitter() / 2)
         return result  # "equal jitter": between half and the full delay
 
-    async def _flush_every(self, seconds: float) -> None:
-        while True:
-            await asyncio.sleep(seconds)
+    async def _flush_until(self, done: asyncio.Event) -> None:
+        while not done.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(done.wait(), timeout=self.flush_seconds)
             try:
                 await self._flush()
             except Exception:

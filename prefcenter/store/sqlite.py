@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import re
+import sqlite3
 import uuid
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
@@ -558,6 +559,23 @@ class SqliteWriteTx:
             return [row[0] for row in await cur.fetchall()]
 
 
+async def _begin_immediate(conn: aiosqlite.Connection) -> None:
+    """BEGIN IMMEDIATE on the writer, healing what a cancelled caller can leave behind: a task cancelled
+    while its BEGIN was queued in aiosqlite's thread never reaches its ``try``, so the BEGIN still runs
+    and leaves a transaction nobody owns (every later BEGIN would fail). The caller holds the write
+    lock, so such a transaction is nobody's work: roll it back."""
+    for attempt in range(2):
+        if conn.in_transaction:
+            log.warning("rolling back a transaction left open by a cancelled caller")
+            await conn.execute("ROLLBACK")
+        try:
+            await conn.execute("BEGIN IMMEDIATE")
+            return
+        except sqlite3.OperationalError as exc:
+            if attempt or "within a transaction" not in str(exc):
+                raise
+
+
 class SqliteStore:
     """The aiosqlite adapter of :class:`prefcenter.store.base.Store`."""
 
@@ -646,7 +664,7 @@ class SqliteStore:
     async def write(self) -> AsyncIterator[SqliteWriteTx]:
         async with self._write_lock:
             conn = self.writer
-            await conn.execute("BEGIN IMMEDIATE")
+            await _begin_immediate(conn)
             try:
                 yield SqliteWriteTx(conn, self._new_id)
             except BaseException:

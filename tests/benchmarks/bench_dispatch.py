@@ -180,7 +180,9 @@ def one_run(n: int, rate: float, tmp: Path, profile: str | None = None) -> dict[
     try:
         sink.wait(timeout=max(120, 3 * n / rate + 60))
     except subprocess.TimeoutExpired:
-        print("timed out: reporting what arrived", file=sys.stderr)
+        log.flush()
+        tail = (tmp / "dispatch.log").read_text(errors="replace")[-4000:]
+        print(f"timed out: reporting what arrived; the dispatcher's log ends:\n{tail}", file=sys.stderr)
     finally:
         dispatcher.send_signal(signal.SIGINT if profile else signal.SIGTERM)  # py-spy saves at SIGINT
         dispatcher.wait(timeout=60)

@@ -50,3 +50,12 @@ def test_approvals_benchmark_runs() -> None:
     report = run("bench_approvals.py")
     assert "b_approvals_10k" in report and "c_single_id_approvals" in report and "c_bare_litestar" in report
     assert report["c_single_id_approvals"]["non_2xx"] == 0  # type: ignore[index]
+
+
+def test_dispatch_benchmark_runs() -> None:
+    report = run("bench_dispatch.py")
+    for run_ in ("ceiling", "limited"):
+        figures = report[run_]
+        assert isinstance(figures, dict)
+        assert figures["delivered"] == figures["recipients"] and figures["duplicates"] == 0, figures
+        assert figures["outbox"] == {"sent": figures["recipients"]}
