@@ -23,6 +23,7 @@ from functools import lru_cache
 import msgspec
 from jinja2 import Template
 from jinja2.sandbox import SandboxedEnvironment
+from markupsafe import escape
 
 from prefcenter.domain.campaigns import Campaign
 from prefcenter.domain.model import Customer
@@ -79,6 +80,7 @@ def message_id(campaign_id: str, customer_ref: str, domain: str) -> str:
     return f"<{campaign_id}.{digest}@{domain}>"
 
 
+@lru_cache(maxsize=16)
 def sender_domain(from_address: str) -> str:
     _, addr = parseaddr(from_address)
     return addr.rsplit("@", 1)[1] if "@" in addr else "prefcenter.invalid"
@@ -121,7 +123,7 @@ def render(
         text = _template(content.text, False).render(values)
         html = _template(content.html, True).render(values)
         text = f"{text.rstrip()}\n\n--\n{footer}: {manage_url}\n"
-        link = _template('<hr><p><a href="{{ u }}">{{ f }}</a></p>', True).render(u=manage_url, f=footer)
+        link = f'<hr><p><a href="{escape(manage_url)}">{escape(footer)}</a></p>'
         html = f"{html}\n{link}\n"
         subject = _template(content.subject, False).render(values).replace("\r", " ").replace("\n", " ")
         return Rendered(
