@@ -19,6 +19,7 @@ import structlog
 
 from prefcenter.config import Settings
 from prefcenter.domain.model import Customer
+from prefcenter.messaging.transports.smtp import client_options
 from prefcenter.services.links import manage_url
 from prefcenter.services.runtime import Runtime
 
@@ -49,17 +50,7 @@ class LinkMailer:
         return msg
 
     async def send(self, msg: EmailMessage) -> None:
-        s = self.settings
-        await aiosmtplib.send(
-            msg,
-            hostname=s.smtp_host,
-            port=s.smtp_port,
-            use_tls=s.smtp_tls == "tls",
-            start_tls=s.smtp_tls == "starttls",
-            username=s.smtp_username,
-            password=s.smtp_password,
-            timeout=SMTP_TIMEOUT_SECONDS,
-        )
+        await aiosmtplib.send(msg, **client_options(self.settings, SMTP_TIMEOUT_SECONDS))
 
     async def send_fresh_link(
         self, rt: Runtime, customer: Customer, subject: str, body_with_url: str

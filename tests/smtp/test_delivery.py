@@ -277,3 +277,18 @@ async def test_server_down_delays_but_loses_nothing(api: Api, clock: FakeClock) 
         await d.close()
         assert sorted(m["To"] for m in handler.messages) == ["c2@example.pl", "ola@example.pl"]
     assert (await counts(api))["sent"] == 2
+
+
+async def test_enhanced_5_1_status_at_data_suppresses(api: Api, sink: tuple[Handler, int]) -> None:
+    """API.md: an enhanced status 5.1.x is a permanent rejection of the recipient wherever it comes."""
+    handler, port = sink
+    handler.data_replies = ["550 5.1.1 mailbox no longer exists"]
+    await campaign(api)
+    await customer(api, "c1")
+    await send(api, ["c1"])
+    d = dispatcher(api, port)
+    await d.run_until_idle()
+    await d.close()
+    assert (await counts(api))["suppressed"] == 1
+    r = await api.client.get("/v1/suppressions?channel=email", headers=api.as_("auditor"))
+    assert [s["reason"] for s in r.json()["suppressions"]] == ["bounce"]

@@ -13,6 +13,7 @@ import re
 from collections.abc import Callable
 from datetime import datetime
 from email.utils import parseaddr
+from typing import Any
 
 import aiosmtplib
 import structlog
@@ -23,6 +24,19 @@ from prefcenter.messaging.transports import Outcome
 
 log = structlog.get_logger("prefcenter.smtp")
 _ENHANCED_5_1 = re.compile(r"^\s*5\.1\.\d{1,3}\b")
+
+
+def client_options(s: Settings, timeout: float) -> dict[str, Any]:
+    """aiosmtplib's connection arguments from the PREFCENTER_SMTP_* settings."""
+    return {
+        "hostname": s.smtp_host,
+        "port": s.smtp_port,
+        "use_tls": s.smtp_tls == "tls",
+        "start_tls": s.smtp_tls == "starttls",
+        "username": s.smtp_username,
+        "password": s.smtp_password,
+        "timeout": timeout,
+    }
 
 
 def _classify(code: int, message: str, at_rcpt: bool) -> Outcome:
@@ -47,16 +61,7 @@ class SmtpTransport:
         self._slots = asyncio.Semaphore(concurrency)
 
     def _client(self) -> aiosmtplib.SMTP:
-        s = self.settings
-        return aiosmtplib.SMTP(
-            hostname=s.smtp_host,
-            port=s.smtp_port,
-            use_tls=s.smtp_tls == "tls",
-            start_tls=s.smtp_tls == "starttls",
-            username=s.smtp_username,
-            password=s.smtp_password,
-            timeout=self.timeout,
-        )
+        return aiosmtplib.SMTP(**client_options(self.settings, self.timeout))
 
     async def _connected(self) -> tuple[aiosmtplib.SMTP, bool]:
         while self._idle:
