@@ -135,6 +135,10 @@ async def inbound_sms(rt: Runtime, event: InboundSms) -> SmsAnswer:
         return SmsAnswer("start", start_text(rt))
     if action == "help":
         return SmsAnswer("help", help_text(rt))
+    if event.text.strip():  # maybe a revocation in other words or another language: a person decides
+        async with rt.store.write() as tx:
+            await tx.keep_for_review("sms", ref, event.text[:1600], rt.now())
+        log.warning("sms kept for review: no keyword matched", address_ref=ref)
     return SmsAnswer("none", "")
 
 

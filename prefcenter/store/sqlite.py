@@ -259,6 +259,11 @@ class SqliteWriteTx:
             "UPDATE consent_events SET customer_id = NULL WHERE customer_id = ?", (customer_id,)
         )
         await self.conn.execute("DELETE FROM decisions WHERE customer_id = ?", (customer_id,))
+        await self.conn.execute(
+            "DELETE FROM inbound_review WHERE address_ref IN "
+            "(SELECT address_ref FROM contacts WHERE customer_id = ?)",
+            (customer_id,),
+        )
         await self.conn.execute("DELETE FROM customers WHERE id = ?", (customer_id,))
 
     async def topic_categories(self, topic_ids: Iterable[str]) -> dict[str, str]:
@@ -550,6 +555,12 @@ class SqliteWriteTx:
             "DELETE FROM suppressions WHERE channel = ? AND address_ref = ?", (channel, address_ref)
         )
         return cur.rowcount > 0
+
+    async def keep_for_review(self, channel: str, address_ref: str, text: str, at: datetime) -> None:
+        await self.conn.execute(
+            "INSERT INTO inbound_review (channel, address_ref, text, received_at) VALUES (?, ?, ?, ?)",
+            (channel, address_ref, text, format_at(at)),
+        )
 
     async def customers_with_address(self, channel: str, address_ref: str) -> list[str]:
         async with self.conn.execute(

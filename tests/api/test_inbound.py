@@ -180,3 +180,29 @@ async def test_suppression_admin_endpoints(api: Api) -> None:
     assert [(e["source"], e["value"]["suppressed"]) for e in ev] == [("admin", True), ("admin", False)]
     verify = (await api.client.get("/v1/consent-events/verify", headers=api.as_("auditor"))).json()
     assert verify["ok"] is True
+
+
+def _review_rows(api: Api) -> list[tuple[str, str, str]]:
+    import sqlite3
+
+    conn = sqlite3.connect(api.rt.store.path)  # type: ignore[attr-defined]
+    try:
+        return conn.execute("SELECT channel, address_ref, text FROM inbound_review ORDER BY id").fetchall()
+    finally:
+        conn.close()
+
+
+async def test_unmatched_text_is_kept_for_review_and_erased_with_the_customer(api: Api) -> None:
+    """COMPLIANCE item 23 / edge 15: other text (here Romanian "unsubscribe") answers none, changes nothing,
+    and is kept for a person to review, under the number's keyed hash; erasure removes it."""
+    await customer(api, "c1", {**PROFILE, "contacts": {"sms": "+48600100200"}}, channel="sms")
+    before = await events(api)
+    assert await sms(api, "DEZABONARE") == {"action": "none", "reply": ""}
+    assert await events(api) == before
+    (row,) = _review_rows(api)
+    assert row[0] == "sms" and row[2] == "DEZABONARE" and "+48" not in row[1]
+    assert (await sms(api, "   "))["action"] == "none"
+    assert len(_review_rows(api)) == 1  # nothing to review in a blank text
+    r = await api.client.delete("/v1/customers/c1", headers=api.as_("admin"))
+    assert r.status_code == 204
+    assert _review_rows(api) == []
