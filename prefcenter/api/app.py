@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import itertools
 import time
 import uuid
@@ -151,6 +152,9 @@ def create_app(runtime: Runtime, *, manage_store: bool = True, run_dispatcher: b
         stop = asyncio.Event()
         dispatcher = Dispatcher(runtime, default_transports(runtime)) if run_dispatcher else None
         sender = asyncio.create_task(dispatcher.run(stop)) if dispatcher else None
+        # Everything built so far (modules, the app, the policy) lives as long as the process: keep it
+        # out of the cyclic collector, whose full passes over it were 50-60 ms pauses under load.
+        gc.freeze()
         try:
             yield
         finally:
