@@ -205,6 +205,40 @@ def _gate_inputs_sync(
     return GateInputs(states=states, held=held)
 
 
+_CAMPAIGN_VIEWS_SQL = (
+    "SELECT c.id, c.topic, t.category, c.channels, c.send_by FROM json_each(?) j "
+    "JOIN campaigns c ON c.id = j.value JOIN topics t ON t.id = c.topic"
+)
+
+
+def _campaign_views_sync(conn: sqlite3.Connection, campaign_ids: list[str]) -> dict[str, CampaignView]:
+    rows = conn.execute(_CAMPAIGN_VIEWS_SQL, (_json_encode(campaign_ids).decode(),)).fetchall()
+    return {
+        row[0]: CampaignView(
+            campaign_id=row[0],
+            topic=row[1],
+            category=row[2],
+            channels=tuple(_json_decode(row[3])),
+            send_by=_parse_time(row[4]) if row[4] else None,
+        )
+        for row in rows
+    }
+
+
+def _gate_load_sync(
+    conn: sqlite3.Connection, wanted: dict[str, list[str]], begin: bool
+) -> tuple[dict[str, CampaignView], dict[str, GateInputs]]:
+    if begin:
+        conn.execute("BEGIN IMMEDIATE")
+    views = _campaign_views_sync(conn, sorted(wanted))
+    inputs = {
+        camp: _gate_inputs_sync(conn, ids, views[camp].topic, camp, False)
+        for camp, ids in wanted.items()
+        if camp in views
+    }
+    return views, inputs
+
+
 _DELETE_RESERVATION_SQL = "DELETE FROM reservations WHERE customer_id = ? AND campaign_id = ?"
 _UPSERT_RESERVATION_SQL = (
     "INSERT OR REPLACE INTO reservations (customer_id, campaign_id, at_us, channel, marketing) "
@@ -258,10 +292,23 @@ async def _get_campaign(conn: aiosqlite.Connection, campaign_id: str) -> Campaig
     )
 
 
+def _commit_sync(conn: sqlite3.Connection, writes: list[Callable[[sqlite3.Connection], None]]) -> None:
+    """The writes queued for the commit, then COMMIT; ROLLBACK if any of them fails."""
+    try:
+        for write in writes:
+            write(conn)
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
 class SqliteWriteTx:
-    def __init__(self, conn: aiosqlite.Connection, new_id: Any) -> None:
+    def __init__(self, conn: aiosqlite.Connection, new_id: Any, *, begun: bool = True) -> None:
         self.conn = conn
         self._new_id = new_id
+        self.begun = begun  # False: BEGIN IMMEDIATE goes with gate_load (a gate transaction)
+        self.at_commit: list[Callable[[sqlite3.Connection], None]] = []
 
     async def get_customer(self, customer_id: str) -> Customer | None:
         return await _get_customer(self.conn, customer_id)
@@ -451,21 +498,27 @@ class SqliteWriteTx:
 
     async def campaign_views(self, campaign_ids: list[str]) -> dict[str, CampaignView]:
         """The gate's view of these campaigns (with their topics' categories), in one query."""
-        rows = await self.conn.execute_fetchall(
-            "SELECT c.id, c.topic, t.category, c.channels, c.send_by FROM json_each(?) j "
-            "JOIN campaigns c ON c.id = j.value JOIN topics t ON t.id = c.topic",
-            (_json_encode(campaign_ids).decode(),),
-        )
-        return {
-            row[0]: CampaignView(
-                campaign_id=row[0],
-                topic=row[1],
-                category=row[2],
-                channels=tuple(_json_decode(row[3])),
-                send_by=_parse_time(row[4]) if row[4] else None,
-            )
-            for row in rows
-        }
+        return await _in_one_hop(self.conn, _campaign_views_sync, campaign_ids)
+
+    async def gate_load(
+        self, wanted: dict[str, list[str]]
+    ) -> tuple[dict[str, CampaignView], dict[str, GateInputs]]:
+        """The views of these campaigns and, per campaign found, the gate inputs of its ids: one hop
+        (which also begins a gate transaction)."""
+        begin = not self.begun
+        self.begun = True
+        return await _in_one_hop(self.conn, _gate_load_sync, wanted, begin)
+
+    def record_gate_at_commit(
+        self,
+        upsert: list[tuple[str, str, Reservation]],
+        delete: list[tuple[str, str]],
+        decisions: list[DecisionRow],
+    ) -> None:
+        """:meth:`record_gate`, written in the commit's own hop (a failure rolls the transaction back
+        and raises from the ``async with``)."""
+        if upsert or delete or decisions:
+            self.at_commit.append(lambda conn: _record_gate_sync(conn, upsert, delete, decisions))
 
     async def record_gate(
         self,
@@ -690,17 +743,23 @@ class SqliteStore:
             await cur.fetchone()
 
     @asynccontextmanager
-    async def write(self) -> AsyncIterator[SqliteWriteTx]:
+    async def write(self, *, gate: bool = False) -> AsyncIterator[SqliteWriteTx]:
+        """One writing transaction. ``gate``: the gate's own, in two hops: ``BEGIN IMMEDIATE`` goes
+        with :meth:`SqliteWriteTx.gate_load` (which must come first) and the writes queued with
+        :meth:`SqliteWriteTx.record_gate_at_commit` with the ``COMMIT``."""
         async with self._write_lock:
             conn = self.writer
-            await conn.execute("BEGIN IMMEDIATE")
+            if not gate:
+                await conn.execute("BEGIN IMMEDIATE")
+            tx = SqliteWriteTx(conn, self._new_id, begun=not gate)
             try:
-                yield SqliteWriteTx(conn, self._new_id)
+                yield tx
             except BaseException:
-                await conn.execute("ROLLBACK")
+                if tx.begun:
+                    await conn.execute("ROLLBACK")
                 raise
-            else:
-                await conn.execute("COMMIT")
+            if tx.begun:
+                await _in_one_hop(conn, _commit_sync, tx.at_commit)
 
     async def compact_after_erasure(self, attempts: int = 40) -> bool:
         """Checkpoint and truncate the WAL so erased rows leave no old frames; True when it completed."""
