@@ -12,6 +12,7 @@ snapshot and writes nothing.
 from __future__ import annotations
 
 import asyncio
+import re
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -61,9 +62,16 @@ class ApprovalAnswer(msgspec.Struct, frozen=True):
     summary: Summary
 
 
+# Every id well-formed, as one regex pass over the ids joined by newlines (which no valid id holds).
+_WELL_FORMED_IDS = re.compile(r"(?:[A-Za-z0-9._:@-]{1,128}\n)*")
+
+
 def check_ids(ids: Sequence[str]) -> None:
     if len(ids) > MAX_IDS:
         raise PayloadTooLarge(f"at most {MAX_IDS} customer_ids per call (got {len(ids)})")
+    joined = "\n".join(ids) + "\n"
+    if joined.count("\n") == len(ids) and _WELL_FORMED_IDS.fullmatch(joined) and len(set(ids)) == len(ids):
+        return  # the common case; otherwise the loop below names the bad ids
     errors: list[FieldError] = []
     seen: set[str] = set()
     for i, cid in enumerate(ids):
