@@ -179,10 +179,10 @@ class GateBatcher:
         return batch
 
     async def _gather(self) -> None:
-        """Let the event loop finish what it has in hand (responses of the last batch, requests that
-        have arrived) before the next batch is taken, so that one transaction serves all of them rather
-        than alternating between a full batch and a couple of stragglers. Bounded: at most
-        ``gather_rounds`` loop turns, and it stops as soon as a turn brings no new ask."""
+        """Let the event loop finish what it has in hand (requests already read whose handlers have not
+        yet submitted) before the next batch is taken, so that they join it instead of waiting a whole
+        transaction for the one after. Bounded: at most ``gather_rounds`` loop turns, and it stops as
+        soon as a turn brings no new ask (it never waits for the network)."""
         for _ in range(self.gather_rounds):
             before = len(self._waiting)
             await asyncio.sleep(0)
