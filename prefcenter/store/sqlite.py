@@ -14,11 +14,11 @@ import hashlib
 import re
 import sqlite3
 import uuid
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import aiosqlite
 import msgspec
@@ -146,36 +146,145 @@ SELECT r.customer_id, r.campaign_id, r.at_us, r.channel, r.marketing
 FROM json_each(?) j JOIN reservations r ON r.customer_id = j.value
 WHERE r.marketing = 1 OR r.campaign_id = ?
 """
+_EMPTY: frozenset[Any] = frozenset()
+
+T = TypeVar("T")
 
 
-async def _gate_inputs(
-    conn: aiosqlite.Connection, ids: list[str], topic: str, campaign_id: str
+async def _in_one_hop(conn: aiosqlite.Connection, fn: Callable[..., T], *args: Any) -> T:
+    """Run ``fn(sqlite3 connection, *args)`` on the connection's own thread, in one hop.
+
+    aiosqlite runs every call on that thread and answers through the event loop: a hop per
+    ``execute``, ``fetchall`` and cursor close. The gate's reads and writes are a handful of statements
+    each, so they go as one function instead (``Connection._execute`` is what aiosqlite's own methods
+    use to do exactly this).
+    """
+    result = await conn._execute(fn, conn._conn, *args)  # type: ignore[no-untyped-call]
+    return cast(T, result)
+
+
+def _begin_sync(conn: sqlite3.Connection) -> None:
+    """BEGIN IMMEDIATE on the writer's thread, first healing what a cancelled caller can leave behind:
+    a task cancelled while its BEGIN was queued in aiosqlite's thread never reaches its ``try``, so the
+    BEGIN still runs and leaves a transaction nobody owns (every later BEGIN would fail). Calls run on
+    this thread in order and the caller holds the write lock, so such a transaction is nobody's work:
+    roll it back."""
+    if conn.in_transaction:
+        log.warning("rolling back a transaction left open by a cancelled caller")
+        conn.rollback()
+    conn.execute("BEGIN IMMEDIATE")
+
+
+def _gate_inputs_sync(
+    conn: sqlite3.Connection, ids: list[str], topic: str, campaign_id: str, snapshot: bool
 ) -> GateInputs:
-    """Everything the engine needs for these recipients, in two queries (never one per recipient)."""
+    """Both gate queries and the engine's inputs built from them (``snapshot``: in a read transaction
+    of their own, so the two queries see the same data)."""
     packed = _json_encode(ids).decode()
-    async with conn.execute(_GATE_STATES_SQL, (topic, packed)) as cur:
-        rows = await cur.fetchall()
-    async with conn.execute(_GATE_RESERVATIONS_SQL, (packed, campaign_id)) as cur:
-        reserved = await cur.fetchall()
+    if snapshot:
+        conn.execute("BEGIN")
+    try:
+        rows = conn.execute(_GATE_STATES_SQL, (topic, packed)).fetchall()
+        reserved = conn.execute(_GATE_RESERVATIONS_SQL, (packed, campaign_id)).fetchall()
+    finally:
+        if snapshot:
+            conn.execute("COMMIT")
     held: dict[str, dict[str, Reservation]] = {}
     for cid, camp, at_us, channel, marketing in reserved:
-        held.setdefault(cid, {})[camp] = Reservation(at_us, channel, bool(marketing))
+        mine = held.get(cid)
+        if mine is None:
+            mine = held[cid] = {}
+        mine[camp] = Reservation(at_us, channel, marketing == 1)
     states: dict[str, CustomerState] = {}
     parse = _parse_time
+    sets: dict[str, frozenset[Any]] = {"": _EMPTY}  # few distinct channel lists: one frozenset each
+    quiets: dict[tuple[str, str], tuple[str, str]] = {}
+    State = CustomerState
     for cid, zone, country, channel, qs, qe, cap, paused, addresses, suppressed, subscribed in rows:
-        states[cid] = CustomerState(
-            customer_id=cid,
-            timezone=zone,
-            country=country,
-            channel=channel,
-            addresses=frozenset(addresses.split(",")) if addresses else frozenset(),
-            suppressed=frozenset(suppressed.split(",")) if suppressed else frozenset(),
-            subscribed=bool(subscribed),
-            quiet_hours=(qs, qe) if qs is not None else None,
-            max_per_week=cap,
-            paused_until=parse(paused) if paused else None,
+        a = sets.get(addresses)
+        if a is None:
+            a = sets[addresses] = frozenset(addresses.split(","))
+        s = sets.get(suppressed)
+        if s is None:
+            s = sets[suppressed] = frozenset(suppressed.split(","))
+        quiet = None
+        if qs is not None:
+            quiet = quiets.get((qs, qe))
+            if quiet is None:
+                quiet = quiets[(qs, qe)] = (qs, qe)
+        states[cid] = State(
+            cid, zone, country, channel, a, s, subscribed == 1, quiet, cap, parse(paused) if paused else None
         )
     return GateInputs(states=states, held=held)
+
+
+_CAMPAIGN_VIEWS_SQL = (
+    "SELECT c.id, c.topic, t.category, c.channels, c.send_by FROM json_each(?) j "
+    "JOIN campaigns c ON c.id = j.value JOIN topics t ON t.id = c.topic"
+)
+
+
+def _campaign_views_sync(conn: sqlite3.Connection, campaign_ids: list[str]) -> dict[str, CampaignView]:
+    rows = conn.execute(_CAMPAIGN_VIEWS_SQL, (_json_encode(campaign_ids).decode(),)).fetchall()
+    return {
+        row[0]: CampaignView(
+            campaign_id=row[0],
+            topic=row[1],
+            category=row[2],
+            channels=tuple(_json_decode(row[3])),
+            send_by=_parse_time(row[4]) if row[4] else None,
+        )
+        for row in rows
+    }
+
+
+def _gate_load_sync(
+    conn: sqlite3.Connection, wanted: dict[str, list[str]], begin: bool
+) -> tuple[dict[str, CampaignView], dict[str, GateInputs]]:
+    if begin:
+        _begin_sync(conn)
+    views = _campaign_views_sync(conn, sorted(wanted))
+    inputs = {
+        camp: _gate_inputs_sync(conn, ids, views[camp].topic, camp, False)
+        for camp, ids in wanted.items()
+        if camp in views
+    }
+    return views, inputs
+
+
+_DELETE_RESERVATION_SQL = "DELETE FROM reservations WHERE customer_id = ? AND campaign_id = ?"
+_UPSERT_RESERVATION_SQL = (
+    "INSERT OR REPLACE INTO reservations (customer_id, campaign_id, at_us, channel, marketing) "
+    "VALUES (?, ?, ?, ?, ?)"
+)
+_INSERT_DECISION_SQL = (
+    "INSERT INTO decisions (customer_id, campaign_id, at, verdict, reason, channel, not_before, "
+    "policy_version) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+def _by_customer(row: DecisionRow) -> str:
+    return row[0]
+
+
+def _record_gate_sync(
+    conn: sqlite3.Connection,
+    upsert: list[tuple[str, str, Reservation]],
+    delete: list[tuple[str, str]],
+    decisions: list[DecisionRow],
+) -> None:
+    """In key order, so each B-tree page is visited once per batch rather than once per row (the sort
+    is stable: a customer's decision-log rows keep their order)."""
+    if delete:
+        conn.executemany(_DELETE_RESERVATION_SQL, sorted(delete))
+    if upsert:
+        conn.executemany(
+            _UPSERT_RESERVATION_SQL,
+            sorted((cid, camp, r.at_us, r.channel, int(r.marketing)) for cid, camp, r in upsert),
+        )
+    if decisions:
+        ordered = sorted(decisions, key=_by_customer)
+        conn.executemany(_INSERT_DECISION_SQL, ordered)
 
 
 async def _get_campaign(conn: aiosqlite.Connection, campaign_id: str) -> Campaign | None:
@@ -196,10 +305,23 @@ async def _get_campaign(conn: aiosqlite.Connection, campaign_id: str) -> Campaig
     )
 
 
+def _commit_sync(conn: sqlite3.Connection, writes: list[Callable[[sqlite3.Connection], None]]) -> None:
+    """The writes queued for the commit, then COMMIT; ROLLBACK if any of them fails."""
+    try:
+        for write in writes:
+            write(conn)
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
 class SqliteWriteTx:
-    def __init__(self, conn: aiosqlite.Connection, new_id: Any) -> None:
+    def __init__(self, conn: aiosqlite.Connection, new_id: Any, *, begun: bool = True) -> None:
         self.conn = conn
         self._new_id = new_id
+        self.begun = begun  # False: BEGIN IMMEDIATE goes with gate_load (a gate transaction)
+        self.at_commit: list[Callable[[sqlite3.Connection], None]] = []
 
     async def get_customer(self, customer_id: str) -> Customer | None:
         return await _get_customer(self.conn, customer_id)
@@ -390,26 +512,31 @@ class SqliteWriteTx:
         return not exists
 
     async def gate_inputs(self, ids: list[str], topic: str, campaign_id: str) -> GateInputs:
-        return await _gate_inputs(self.conn, ids, topic, campaign_id)
+        return await _in_one_hop(self.conn, _gate_inputs_sync, ids, topic, campaign_id, False)
 
     async def campaign_views(self, campaign_ids: list[str]) -> dict[str, CampaignView]:
         """The gate's view of these campaigns (with their topics' categories), in one query."""
-        async with self.conn.execute(
-            "SELECT c.id, c.topic, t.category, c.channels, c.send_by FROM json_each(?) j "
-            "JOIN campaigns c ON c.id = j.value JOIN topics t ON t.id = c.topic",
-            (_json_encode(campaign_ids).decode(),),
-        ) as cur:
-            rows = await cur.fetchall()
-        return {
-            row[0]: CampaignView(
-                campaign_id=row[0],
-                topic=row[1],
-                category=row[2],
-                channels=tuple(_json_decode(row[3])),
-                send_by=_parse_time(row[4]) if row[4] else None,
-            )
-            for row in rows
-        }
+        return await _in_one_hop(self.conn, _campaign_views_sync, campaign_ids)
+
+    async def gate_load(
+        self, wanted: dict[str, list[str]]
+    ) -> tuple[dict[str, CampaignView], dict[str, GateInputs]]:
+        """The views of these campaigns and, per campaign found, the gate inputs of its ids: one hop
+        (which also begins a gate transaction)."""
+        begin = not self.begun
+        self.begun = True
+        return await _in_one_hop(self.conn, _gate_load_sync, wanted, begin)
+
+    def record_gate_at_commit(
+        self,
+        upsert: list[tuple[str, str, Reservation]],
+        delete: list[tuple[str, str]],
+        decisions: list[DecisionRow],
+    ) -> None:
+        """:meth:`record_gate`, written in the commit's own hop (a failure rolls the transaction back
+        and raises from the ``async with``)."""
+        if upsert or delete or decisions:
+            self.at_commit.append(lambda conn: _record_gate_sync(conn, upsert, delete, decisions))
 
     async def record_gate(
         self,
@@ -418,23 +545,9 @@ class SqliteWriteTx:
         decisions: list[DecisionRow],
     ) -> None:
         """Reservations made ((customer, campaign, reservation)) and released ((customer, campaign)),
-        and the decision log rows."""
-        if delete:
-            await self.conn.executemany(
-                "DELETE FROM reservations WHERE customer_id = ? AND campaign_id = ?", delete
-            )
-        if upsert:
-            await self.conn.executemany(
-                "INSERT OR REPLACE INTO reservations (customer_id, campaign_id, at_us, channel, marketing) "
-                "VALUES (?, ?, ?, ?, ?)",
-                [(cid, camp, r.at_us, r.channel, int(r.marketing)) for cid, camp, r in upsert],
-            )
-        if decisions:
-            await self.conn.executemany(
-                "INSERT INTO decisions (customer_id, campaign_id, at, verdict, reason, channel, not_before, "
-                "policy_version) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                decisions,
-            )
+        and the decision log rows, in one hop."""
+        if upsert or delete or decisions:
+            await _in_one_hop(self.conn, _record_gate_sync, upsert, delete, decisions)
 
     async def create_key(self, name: str, role: Role, key_hash: str, prefix: str, at: datetime) -> ApiKey:
         stamp = format_at(at)
@@ -570,23 +683,6 @@ class SqliteWriteTx:
             return [row[0] for row in await cur.fetchall()]
 
 
-async def _begin_immediate(conn: aiosqlite.Connection) -> None:
-    """BEGIN IMMEDIATE on the writer, healing what a cancelled caller can leave behind: a task cancelled
-    while its BEGIN was queued in aiosqlite's thread never reaches its ``try``, so the BEGIN still runs
-    and leaves a transaction nobody owns (every later BEGIN would fail). The caller holds the write
-    lock, so such a transaction is nobody's work: roll it back."""
-    for attempt in range(2):
-        if conn.in_transaction:
-            log.warning("rolling back a transaction left open by a cancelled caller")
-            await conn.execute("ROLLBACK")
-        try:
-            await conn.execute("BEGIN IMMEDIATE")
-            return
-        except sqlite3.OperationalError as exc:
-            if attempt or "within a transaction" not in str(exc):
-                raise
-
-
 class SqliteStore:
     """The aiosqlite adapter of :class:`prefcenter.store.base.Store`."""
 
@@ -672,17 +768,23 @@ class SqliteStore:
             await cur.fetchone()
 
     @asynccontextmanager
-    async def write(self) -> AsyncIterator[SqliteWriteTx]:
+    async def write(self, *, gate: bool = False) -> AsyncIterator[SqliteWriteTx]:
+        """One writing transaction. ``gate``: the gate's own, in two hops: ``BEGIN IMMEDIATE`` goes
+        with :meth:`SqliteWriteTx.gate_load` (which must come first) and the writes queued with
+        :meth:`SqliteWriteTx.record_gate_at_commit` with the ``COMMIT``."""
         async with self._write_lock:
             conn = self.writer
-            await _begin_immediate(conn)
+            if not gate:
+                await _in_one_hop(conn, _begin_sync)
+            tx = SqliteWriteTx(conn, self._new_id, begun=not gate)
             try:
-                yield SqliteWriteTx(conn, self._new_id)
+                yield tx
             except BaseException:
-                await conn.execute("ROLLBACK")
+                if tx.begun:
+                    await conn.execute("ROLLBACK")
                 raise
-            else:
-                await conn.execute("COMMIT")
+            if tx.begun:
+                await _in_one_hop(conn, _commit_sync, tx.at_commit)
 
     async def compact_after_erasure(self, attempts: int = 40) -> bool:
         """Checkpoint and truncate the WAL so erased rows leave no old frames; True when it completed."""
@@ -781,11 +883,7 @@ class SqliteStore:
 
     async def gate_inputs(self, ids: list[str], topic: str, campaign_id: str) -> GateInputs:
         """A consistent snapshot for a dry run (one read transaction over both queries)."""
-        await self.reader.execute("BEGIN")
-        try:
-            return await _gate_inputs(self.reader, ids, topic, campaign_id)
-        finally:
-            await self.reader.execute("COMMIT")
+        return await _in_one_hop(self.reader, _gate_inputs_sync, ids, topic, campaign_id, True)
 
     async def decision_log(self, customer_id: str, campaign_id: str | None) -> list[DecisionRow]:
         sql = (

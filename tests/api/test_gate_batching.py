@@ -6,7 +6,7 @@ import asyncio
 import sqlite3
 from datetime import UTC, datetime
 
-from prefcenter.services.approvals import ApprovalRequest, GateBatcher, approve
+from prefcenter.services.approvals import ApprovalRequest, GateBatcher, _Ask, _groups, approve
 from tests.api.test_approvals import campaign, customer
 from tests.conftest import Api
 
@@ -69,3 +69,56 @@ async def test_a_failed_transaction_fails_its_asks_and_the_next_batch_works(api:
         raise AssertionError("the failed batch's ask must fail")
     answer = await approve(api.rt, batcher, ApprovalRequest(campaign_id="a", customer_ids=["c1"], at=AT))
     assert answer.decisions[0].verdict == "allow"
+
+
+async def test_asks_decided_together_answer_as_one_after_another(api: Api) -> None:
+    """Disjoint asks of one campaign and instant share one engine call; an ask that repeats an id
+    starts a new group and sees the reservation the earlier ask made."""
+    await campaign(api, "a")
+    for cid in ("c1", "c2", "c3"):
+        await customer(api, cid)
+    batcher = GateBatcher(api.rt)
+    asks = [
+        ApprovalRequest(campaign_id="a", customer_ids=["c1"], at=AT),
+        ApprovalRequest(campaign_id="a", customer_ids=["c2", "c3"], at=AT),
+        ApprovalRequest(campaign_id="a", customer_ids=["c3", "c1"], at=AT),  # retries
+    ]
+    groups = _groups([_Ask(a.campaign_id, a.customer_ids, AT, None, asyncio.Future()) for a in asks])
+    assert [len(g) for g in groups] == [2, 1]
+    answers = await asyncio.gather(*[approve(api.rt, batcher, a) for a in asks])
+    assert [d.customer_id for a in answers for d in a.decisions] == ["c1", "c2", "c3", "c3", "c1"]
+    assert {d.verdict for a in answers for d in a.decisions} == {"allow"}
+    assert answers[2].decisions == [answers[1].decisions[1], answers[0].decisions[0]]
+    conn = sqlite3.connect(api.rt.store.path)  # type: ignore[attr-defined]
+    reserved = conn.execute("SELECT count(*) FROM reservations").fetchone()[0]
+    logged = conn.execute("SELECT customer_id FROM decisions ORDER BY id").fetchall()
+    conn.close()
+    assert reserved == 3
+    assert sorted(r[0] for r in logged) == ["c1", "c1", "c2", "c3", "c3"]
+
+
+async def test_a_write_that_fails_at_commit_rolls_back_everything(api: Api) -> None:
+    await campaign(api, "a")
+    await customer(api, "c1")
+    store = api.rt.store
+    try:
+        async with store.write(gate=True) as tx:
+            await tx.gate_load({"a": ["c1"]})
+            tx.record_gate_at_commit([], [], [])  # nothing queued for an empty write
+            assert tx.at_commit == []  # type: ignore[attr-defined]
+            tx.record_gate_at_commit(
+                [],
+                [],
+                [("c1", "a", "2026-11-22T12:00:00Z", "allow", "allowed", "email", None, "v")] * 2
+                + [("c1", "a", None, "allow", "allowed", "email", None, "v")],  # type: ignore[list-item]
+            )
+    except sqlite3.IntegrityError:
+        pass
+    else:  # pragma: no cover
+        raise AssertionError("a NOT NULL violation must fail the commit")
+    conn = sqlite3.connect(store.path)  # type: ignore[attr-defined]
+    logged = conn.execute("SELECT count(*) FROM decisions").fetchone()[0]
+    conn.close()
+    assert logged == 0
+    async with store.write() as tx:  # the writer is usable again
+        assert await tx.has_reservation("c1", "a") is False

@@ -32,7 +32,10 @@ async def test_cancelling_writers_at_random_points_never_wedges_the_store(tmp_pa
         await store.migrate()
 
         async def writer(n: int) -> None:
-            async with store.write() as tx:
+            gate = n % 2 == 1  # the gate's two-hop transaction: BEGIN goes with its load
+            async with store.write(gate=gate) as tx:
+                if gate:
+                    await tx.gate_load({"no-such-campaign": ["c1"]})
                 await tx.conn.execute(
                     "INSERT INTO topics VALUES (?, 'marketing', '{}', '{}', 'x', 'x')", (f"t{n:04d}",)
                 )
