@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import click
+import uvloop
 
 from prefcenter.bootstrap import build_runtime
 from prefcenter.config import ConfigError, Settings, load_settings
@@ -40,7 +41,7 @@ def _with_runtime(settings: Settings, work: Callable[[Runtime], Awaitable[T]], *
             await rt.store.close()
 
     try:
-        return asyncio.run(main())
+        return uvloop.run(main())  # what uvicorn runs `serve` on too
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
 
