@@ -132,12 +132,14 @@ def queue(env: dict[str, str], n: int) -> float:
     """Queue the campaign to everyone through the real sends path; returns the seconds it took."""
     from prefcenter.bootstrap import build_runtime
     from prefcenter.config import load_settings
+    from prefcenter.logging import configure_logging
     from prefcenter.services.approvals import GateBatcher
     from prefcenter.services.policies import load_active_policy
     from prefcenter.services.sends import SendRequest, send
 
     async def main() -> float:
         settings = load_settings(env)
+        configure_logging(production=settings.production, level=settings.log_level)
         rt = build_runtime(settings)
         rt.policy = load_active_policy(settings)
         await rt.store.open()
