@@ -115,7 +115,7 @@ def dispatch() -> None:
 
     settings = _settings()
 
-    async def work(rt: Runtime) -> None:
+    async def work(rt: Runtime) -> bool:
         rt.policy = load_active_policy(settings)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -123,12 +123,16 @@ def dispatch() -> None:
             loop.add_signal_handler(sig, stop.set)
         dispatcher = Dispatcher(rt, default_transports(rt))
         try:
-            await dispatcher.run(stop)
+            return await dispatcher.run(stop)
         finally:
             await dispatcher.close()
 
     click.echo("prefcenter dispatcher running (Ctrl-C stops it after the batch in hand)", err=True)
-    _with_runtime(settings, work)
+    if not _with_runtime(settings, work):
+        raise click.ClickException(
+            "another dispatcher is running on this database (`prefcenter serve` runs one unless given "
+            "--no-dispatcher); with SQLite there is one per deployment"
+        )
 
 
 @main.command()

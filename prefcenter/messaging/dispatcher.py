@@ -21,9 +21,9 @@ A round, per channel (never holding a transaction open while a transport is wait
 Delivery is at-least-once. A crash anywhere leaves the row queued with a lease (a restarted dispatcher
 releases leases at start; otherwise they expire after ``lease``), so it is sent again. Only a crash
 between the server's 250 and the sent mark — at most ``flush_seconds`` plus one commit — delivers a
-message twice, with the same Message-ID, and ``attempts`` counts it. With SQLite run exactly one
-dispatcher per deployment (``serve`` or ``dispatch``): the rates are a ceiling for the whole deployment
-and the buckets live in that one process.
+message twice, with the same Message-ID, and ``attempts`` counts it. There is one dispatcher per
+database (``serve``'s or ``dispatch``'s; a second one finds the store's dispatcher lock taken and does not
+start), so the rates are a ceiling for the whole deployment and the buckets live in that one process.
 """
 
 from __future__ import annotations
@@ -154,20 +154,28 @@ class Dispatcher:
             total += n
         return total
 
-    async def run(self, stop: asyncio.Event) -> None:
-        """Loop until ``stop`` is set; finishes the round in hand (graceful shutdown)."""
-        await self.recover()
-        log.info("dispatcher started")
-        while not stop.is_set():
-            try:
-                n = await self.run_once()
-            except Exception:
-                log.exception("dispatcher round failed; its leases expire and the messages are retried")
-                n = 0
-            if n == 0:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), timeout=self.idle_seconds)
-        log.info("dispatcher stopped")
+    async def run(self, stop: asyncio.Event) -> bool:
+        """Loop until ``stop`` is set; finishes the round in hand (graceful shutdown). Returns False at
+        once, doing nothing, when another dispatcher holds the database's dispatcher lock."""
+        if not self.rt.store.lock_dispatcher():
+            log.error("another dispatcher is running on this database; this one does not start")
+            return False
+        try:
+            await self.recover()
+            log.info("dispatcher started")
+            while not stop.is_set():
+                try:
+                    n = await self.run_once()
+                except Exception:
+                    log.exception("dispatcher round failed; its leases expire and the messages are retried")
+                    n = 0
+                if n == 0:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(stop.wait(), timeout=self.idle_seconds)
+            log.info("dispatcher stopped")
+            return True
+        finally:
+            self.rt.store.unlock_dispatcher()
 
     async def close(self) -> None:
         for transport in {id(t): t for t in self.transports.values()}.values():

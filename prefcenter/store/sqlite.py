@@ -10,7 +10,9 @@
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import hashlib
+import os
 import re
 import sqlite3
 import uuid
@@ -706,6 +708,30 @@ class SqliteStore:
         # for every writer queued behind it): the server runs checkpoint() in the background instead.
         self.autocheckpoint = autocheckpoint
         self._checkpointer: aiosqlite.Connection | None = None
+        self._dispatcher_lock: int | None = None
+
+    # -- the one dispatcher -----------------------------------------------------------------------
+
+    def lock_dispatcher(self) -> bool:
+        """Take the database's dispatcher lock; False when another dispatcher holds it. With SQLite every
+        process of a deployment is on this host, so the lock is an exclusive ``flock`` on
+        ``<database>.dispatcher.lock``: the OS drops it when its process dies, however it dies, so a
+        dispatcher restarted after a crash takes over at once (and releases the dead one's leases)."""
+        if self._dispatcher_lock is not None:
+            return True
+        fd = os.open(f"{self.path}.dispatcher.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return False
+        self._dispatcher_lock = fd
+        return True
+
+    def unlock_dispatcher(self) -> None:
+        if self._dispatcher_lock is not None:
+            os.close(self._dispatcher_lock)  # closing the descriptor releases the flock
+            self._dispatcher_lock = None
 
     # -- connections ------------------------------------------------------------------------------
 
