@@ -10,10 +10,11 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import click
+import structlog
 import uvloop
 
 from prefcenter.bootstrap import build_runtime
-from prefcenter.config import ConfigError, Settings, load_settings
+from prefcenter.config import ConfigError, Settings, load_settings, production_warnings
 from prefcenter.logging import configure_logging
 from prefcenter.services.runtime import Runtime
 
@@ -27,6 +28,11 @@ def _settings(**overrides: Any) -> Settings:
         raise click.ClickException(str(exc)) from None
     configure_logging(production=settings.production, level=settings.log_level)
     return settings
+
+
+def _warn_production(settings: Settings) -> None:
+    for warning in production_warnings(settings):
+        structlog.get_logger("prefcenter.cli").warning(warning)
 
 
 def _with_runtime(settings: Settings, work: Callable[[Runtime], Awaitable[T]], *, migrate: bool = True) -> T:
@@ -72,6 +78,7 @@ def serve(host: str | None, port: int | None, demo_sink: Path | None, no_dispatc
     from prefcenter.domain.policy import PolicyError
 
     settings = _settings(host=host, port=port)
+    _warn_production(settings)
     try:
         rt = build_runtime(settings, server=True)
         app = create_app(rt, run_dispatcher=not no_dispatcher)
@@ -93,10 +100,6 @@ def serve(host: str | None, port: int | None, demo_sink: Path | None, no_dispatc
             f"demo SMTP sink on 127.0.0.1:{settings.smtp_port}: emails are saved in {demo_sink.resolve()}",
             err=True,
         )
-    elif settings.production and settings.smtp_tls == "none":
-        import structlog
-
-        structlog.get_logger("prefcenter.cli").warning("PREFCENTER_SMTP_TLS=none in production")
     click.echo(f"prefcenter serving on http://{settings.host}:{settings.port} (API docs: /schema)", err=True)
     try:
         uvicorn.run(app, host=settings.host, port=settings.port, log_config=None, access_log=False)
@@ -114,6 +117,7 @@ def dispatch() -> None:
     from prefcenter.services.policies import load_active_policy
 
     settings = _settings()
+    _warn_production(settings)
 
     async def work(rt: Runtime) -> bool:
         rt.policy = load_active_policy(settings)

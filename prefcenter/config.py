@@ -109,6 +109,21 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: object)
     return settings
 
 
+def production_warnings(settings: Settings) -> list[str]:
+    """Settings that work but should not in production (logged by ``serve`` and ``dispatch``)."""
+    if not settings.production:
+        return []
+    warnings = []
+    if not settings.public_url.startswith("https://"):
+        warnings.append(
+            "PREFCENTER_PUBLIC_URL is not https: unsubscribe and preference links in messages are sent "
+            "in the clear (RFC 8058 one-click URIs should be https)"
+        )
+    if settings.smtp_tls == "none":
+        warnings.append("PREFCENTER_SMTP_TLS=none: email goes to the relay unencrypted")
+    return warnings
+
+
 def resolve_secret_key(settings: Settings) -> str:
     """The key for pseudonyms; in development a generated one is persisted beside the database."""
     if settings.secret_key:

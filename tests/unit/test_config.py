@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from prefcenter.config import ConfigError, load_settings, resolve_secret_key
+from prefcenter.config import ConfigError, load_settings, production_warnings, resolve_secret_key
 
 
 def test_defaults() -> None:
@@ -57,3 +57,14 @@ def test_development_secret_is_generated_once_and_persisted(tmp_path: Path) -> N
     assert resolve_secret_key(s) == first and len(first) >= 32
     key_file = tmp_path / "a.db.key"
     assert key_file.stat().st_mode & 0o077 == 0
+
+
+def test_production_warnings() -> None:
+    """COMPLIANCE A1: a non-https public URL is logged as a warning in production (and plain SMTP too)."""
+    secret = {"PREFCENTER_SECRET_KEY": "s" * 20}
+    assert production_warnings(load_settings({**secret})) == []  # development: nothing to say
+    prod = {**secret, "PREFCENTER_ENV": "production"}
+    warnings = production_warnings(load_settings(prod))
+    assert len(warnings) == 2 and "PREFCENTER_PUBLIC_URL" in warnings[0] and "SMTP_TLS" in warnings[1]
+    good = {**prod, "PREFCENTER_PUBLIC_URL": "https://prefs.example", "PREFCENTER_SMTP_TLS": "starttls"}
+    assert production_warnings(load_settings(good)) == []
