@@ -159,6 +159,16 @@ async def test_withdrawal_mid_campaign_residual_is_bounded(api: Api, sink: tuple
     print(f"withdrawal after {cut[0]} deliveries: {residual} more left (in flight), {c['withdrawn']} stopped")
 
 
+async def send_c1_and_dispatch(api: Api, port: int) -> None:
+    """The shipped campaign sent to one customer, c1, and the dispatcher run until nothing is due."""
+    await campaign(api)
+    await customer(api, "c1")
+    await send(api, ["c1"])
+    d = dispatcher(api, port)
+    await d.run_until_idle()
+    await d.close()
+
+
 def _profile(cid: str) -> dict[str, object]:
     from tests.conftest import PROFILE
 
@@ -224,12 +234,7 @@ async def test_permanent_rcpt_rejection_suppresses_the_address(api: Api, sink: t
     reservation released; the next send is denied suppressed."""
     handler, port = sink
     handler.rcpt_replies = ["550 5.1.1 no such user"]
-    await campaign(api)
-    await customer(api, "c1")
-    await send(api, ["c1"])
-    d = dispatcher(api, port)
-    await d.run_until_idle()
-    await d.close()
+    await send_c1_and_dispatch(api, port)
     assert handler.messages == []
     assert (await counts(api))["suppressed"] == 1
     r = await api.client.get("/v1/suppressions?channel=email", headers=api.as_("auditor"))
@@ -247,12 +252,7 @@ async def test_other_5xx_fails_without_suppressing(api: Api, sink: tuple[Handler
     """A 5xx that is not about the recipient (here: content at DATA) fails the message, suppresses no one."""
     handler, port = sink
     handler.data_replies = ["554 5.6.0 content rejected"]
-    await campaign(api)
-    await customer(api, "c1")
-    await send(api, ["c1"])
-    d = dispatcher(api, port)
-    await d.run_until_idle()
-    await d.close()
+    await send_c1_and_dispatch(api, port)
     assert (await counts(api))["failed"] == 1
     r = await api.client.get("/v1/suppressions", headers=api.as_("auditor"))
     assert r.json()["suppressions"] == []
@@ -283,12 +283,7 @@ async def test_enhanced_5_1_status_at_data_suppresses(api: Api, sink: tuple[Hand
     """API.md: an enhanced status 5.1.x is a permanent rejection of the recipient wherever it comes."""
     handler, port = sink
     handler.data_replies = ["550 5.1.1 mailbox no longer exists"]
-    await campaign(api)
-    await customer(api, "c1")
-    await send(api, ["c1"])
-    d = dispatcher(api, port)
-    await d.run_until_idle()
-    await d.close()
+    await send_c1_and_dispatch(api, port)
     assert (await counts(api))["suppressed"] == 1
     r = await api.client.get("/v1/suppressions?channel=email", headers=api.as_("auditor"))
     assert [s["reason"] for s in r.json()["suppressions"]] == ["bounce"]
