@@ -62,12 +62,14 @@ async def lift(
     address_ref: str,
     reason: str,
     source: Source,
-    actor: str = "system",
+    evidence: dict[str, Any] | None = None,
 ) -> bool:
+    """Lift in the caller's transaction; False (and no event) when the address was not suppressed."""
     removed = await tx.remove_suppression(channel, address_ref)
     if removed:
         value = {"suppressed": False, "address_ref": address_ref, "reason": reason}
-        await _events(tx, rt, channel, address_ref, value, Attribution(source, actor, None, {}))
+        attribution = Attribution(source, "system", None, evidence or {})
+        await _events(tx, rt, channel, address_ref, value, attribution)
     return removed
 
 
@@ -101,11 +103,6 @@ async def admin_delete(rt: Runtime, channel: str, address: str, api_key_id: int)
     check_channel(channel)
     ref = rt.pseudonyms.address_ref(channel, address)
     async with rt.store.write() as tx:
-        removed = await tx.remove_suppression(channel, ref)
-        if removed:
-            value = {"suppressed": False, "address_ref": ref, "reason": "admin"}
-            await _events(
-                tx, rt, channel, ref, value, Attribution("admin", "system", None, {"api_key_id": api_key_id})
-            )
+        removed = await lift(tx, rt, channel, ref, "admin", "admin", {"api_key_id": api_key_id})
     log.info("suppression lifted by admin", channel=channel, address_ref=ref, removed=removed)
     return removed
