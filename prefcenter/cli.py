@@ -332,6 +332,35 @@ def consent_verify(head: str | None, file: Path | None) -> None:
         sys.exit(1)
 
 
+@main.group()
+def inbound() -> None:
+    """Inbound messages."""
+
+
+@inbound.command("review")
+@click.option("--since", default=None, help="RFC 3339 with offset, inclusive.")
+def inbound_review(since: str | None) -> None:
+    """Print, as JSON lines, the inbound SMS that matched no keyword (kept for a person to review: a
+    revocation in other words or another language must still be honoured)."""
+    import msgspec
+
+    from prefcenter.api.params import parse_instant
+    from prefcenter.domain.ledger import format_at
+    from prefcenter.domain.model import InvalidInput
+
+    settings = _settings()
+    try:
+        moment = parse_instant(since, "since")
+    except InvalidInput as exc:
+        raise click.ClickException("; ".join(f"{e.field}: {e.message}" for e in exc.errors)) from None
+
+    async def work(rt: Runtime) -> list[dict[str, Any]]:
+        return await rt.store.inbound_for_review(format_at(moment) if moment else None)
+
+    for row in _with_runtime(settings, work):
+        click.echo(msgspec.json.encode(row).decode())
+
+
 @main.command()
 @click.option("--customers", "count", default=1000, show_default=True, help="How many demo customers.")
 def demo(count: int) -> None:

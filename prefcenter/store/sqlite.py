@@ -955,6 +955,15 @@ class SqliteStore:
         async with self.reader.execute(sql + " ORDER BY since, channel, address_ref", params) as cur:
             return [Suppression(*row) for row in await cur.fetchall()]
 
+    async def inbound_for_review(self, since: str | None) -> list[dict[str, Any]]:
+        async with self.reader.execute(
+            "SELECT id, channel, address_ref, text, received_at FROM inbound_review "
+            "WHERE received_at >= coalesce(?, '') ORDER BY id",
+            (since,),
+        ) as cur:
+            names = ("id", "channel", "address_ref", "text", "received_at")
+            return [dict(zip(names, row, strict=True)) for row in await cur.fetchall()]
+
     async def find_key(self, key_hash: str) -> ApiKey | None:
         async with self.reader.execute(
             "SELECT id, name, role, key_prefix, created_at, revoked_at FROM api_keys WHERE key_hash = ?",

@@ -72,3 +72,21 @@ def test_bad_configuration_is_a_clear_error(tmp_path: Path) -> None:
         timeout=60,
     )
     assert result.returncode != 0 and "PREFCENTER_PORT" in result.stderr
+
+
+def test_inbound_review_prints_kept_texts(tmp_path: Path) -> None:
+    import json
+    import sqlite3
+
+    run(tmp_path, "migrate")
+    conn = sqlite3.connect(tmp_path / "cli.db")
+    with conn:
+        conn.executemany(
+            "INSERT INTO inbound_review (channel, address_ref, text, received_at) VALUES ('sms', ?, ?, ?)",
+            [("ref1", "REZYGNUJĘ", "2026-11-20T10:00:00.000000Z"), ("ref2", "لغو", "2026-11-22T10:00:00.000000Z")],
+        )
+    conn.close()
+    rows = [json.loads(line) for line in run(tmp_path, "inbound", "review").stdout.splitlines()]
+    assert [r["text"] for r in rows] == ["REZYGNUJĘ", "لغو"] and rows[0]["address_ref"] == "ref1"
+    later = run(tmp_path, "inbound", "review", "--since", "2026-11-22T11:00:00+01:00").stdout.splitlines()
+    assert [json.loads(line)["text"] for line in later] == ["لغو"]
