@@ -29,6 +29,17 @@ ENDPOINTS: list[tuple[str, str, Any, set[str]]] = [
     ("POST", "/v1/approvals", {"campaign_id": "bf0", "customer_ids": ["c1"], "dry_run": True}, {"admin", "marketing"}),
     ("GET", "/v1/customers/c1/decisions", None, ALL),
     ("POST", "/v1/customers/c1/links", {}, {"admin", "marketing"}),
+    ("POST", "/v1/campaigns/bf0/sends", {"customer_ids": ["c1"]}, {"admin", "marketing"}),
+    ("POST", "/v1/inbound/sms", {"from": "+48600100999", "text": "HELP"}, {"admin", "marketing"}),
+    (
+        "POST",
+        "/v1/inbound/email-events",
+        {"type": "bounce", "address": "y@example.org", "permanent": False},
+        {"admin", "marketing"},
+    ),
+    ("GET", "/v1/suppressions", None, {"admin", "auditor"}),
+    ("PUT", "/v1/suppressions/email/x@example.org", None, {"admin"}),
+    ("DELETE", "/v1/suppressions/email/x@example.org", None, {"admin"}),
     ("DELETE", "/v1/customers/c1", None, {"admin"}),
 ]
 
@@ -43,6 +54,7 @@ async def call(api: Api, method: str, path: str, body: Any, headers: dict[str, s
 async def test_role_matrix(api: Api, method: str, path: str, body: Any, allowed: set[str]) -> None:
     await api.client.put("/v1/customers/c1", json=PROFILE, headers=api.as_("admin"))
     await api.client.put("/v1/campaigns/bf0", json=CAMPAIGN, headers=api.as_("admin"))
+    await api.client.put("/v1/suppressions/email/x@example.org", headers=api.as_("admin"))
     for role in sorted(ALL):
         r = await call(api, method, path, body, api.as_(role))
         if role in allowed:
@@ -98,6 +110,7 @@ async def test_openapi_documents_every_endpoint_and_its_roles(api: Api) -> None:
             .replace("/product-news", "/{topic_id}")
             .replace("/bf0", "/{campaign_id}")
             .replace("/bf", "/{campaign_id}")
+            .replace("/email/x@example.org", "/{channel}/{address}")
         )
         op = ops[(method, template)]
         roles_line = next(line for line in op["description"].splitlines() if line.startswith("**Roles:**"))
