@@ -21,10 +21,10 @@ def free_port() -> int:
 
 
 @contextmanager
-def serve(rt: Runtime) -> Iterator[str]:
+def serve(rt: Runtime, port: int | None = None) -> Iterator[str]:
     """Serve ``rt`` until the block ends; yields the base URL. The store is opened by the app's lifespan
     on the server's own loop, so the test must talk to it over HTTP (or read the file with sqlite3)."""
-    port = free_port()
+    port = port or free_port()
     config = uvicorn.Config(create_app(rt), host="127.0.0.1", port=port, log_config=None, access_log=False)
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)

@@ -9,9 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,15 +16,14 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 
-from prefcenter.api.app import create_app
 from prefcenter.config import load_settings
 from prefcenter.domain.pseudonyms import Pseudonymizer
 from prefcenter.services import keys
 from prefcenter.services.runtime import Runtime
 from prefcenter.store.sqlite import SqliteStore
 from tests.conftest import PROFILE, SECRET
+from tests.live import free_port, serve
 
 HERE = Path(__file__).parent
 REPO = HERE.parent.parent
@@ -57,13 +53,6 @@ def _require(condition: bool, reason: str) -> None:
     if os.environ.get("CI"):
         pytest.fail(f"browser tests cannot run in CI: {reason}", pytrace=False)
     pytest.skip(reason)
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 @dataclass
@@ -103,7 +92,7 @@ class Server:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     db = tmp_path_factory.mktemp("browser") / "prefcenter.db"
-    port = _free_port()
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
     settings = load_settings(
         {},
@@ -126,26 +115,12 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 
     key = asyncio.run(seed_key())
     rt = Runtime(settings=settings, store=SqliteStore(db), pseudonyms=Pseudonymizer(SECRET))
-    config = uvicorn.Config(
-        create_app(rt), host="127.0.0.1", port=port, log_config=None, access_log=False, lifespan="on"
-    )
-    uv = uvicorn.Server(config)
-    thread = threading.Thread(target=uv.run, name="uvicorn", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not uv.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.05)
-    headers = {"Authorization": f"Bearer {key}"}
-    for topic_id, topic in TOPICS.items():
-        r = httpx.put(f"{base}/v1/topics/{topic_id}", json=topic, headers=headers, timeout=10)
-        assert r.status_code in (200, 201), r.text
-    try:
+    with serve(rt, port):
+        headers = {"Authorization": f"Bearer {key}"}
+        for topic_id, topic in TOPICS.items():
+            r = httpx.put(f"{base}/v1/topics/{topic_id}", json=topic, headers=headers, timeout=10)
+            assert r.status_code in (200, 201), r.text
         yield Server(base=base, headers=headers, rt=rt)
-    finally:
-        uv.should_exit = True
-        thread.join(timeout=10)
 
 
 @pytest.fixture(scope="module")

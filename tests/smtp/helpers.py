@@ -13,11 +13,17 @@ from prefcenter.messaging.transports.webhook import WebhookTransport
 from tests.conftest import Api
 
 
-def dispatcher(api: Api, port: int, **options: Any) -> Dispatcher:
-    settings = msgspec.structs.replace(api.rt.settings, smtp_port=port)
-    webhook = WebhookTransport(settings.webhook_url)
+def dispatcher(
+    api: Api, port: int | None = None, settings: dict[str, Any] | None = None, **options: Any
+) -> Dispatcher:
+    """A dispatcher over the app's runtime: email to the SMTP server on ``port``, other channels to the
+    webhook, ``settings`` overriding PREFCENTER_* values (TLS, credentials, webhook URL); full-delay
+    jitter and a rate far above what tests send, unless ``options`` say otherwise."""
+    changed = {**({"smtp_port": port} if port else {}), **(settings or {})}
+    s = msgspec.structs.replace(api.rt.settings, **changed)
+    webhook = WebhookTransport(s.webhook_url, timeout=5.0)
     transports: dict[str, Transport] = {ch: webhook for ch in ("sms", "push", "voice", "whatsapp")}
-    transports["email"] = SmtpTransport(settings, api.rt.now, timeout=5.0)
+    transports["email"] = SmtpTransport(s, api.rt.now, timeout=5.0)
     options.setdefault("jitter", lambda: 1.0)
     options.setdefault("bucket_factory", lambda rate: TokenBucket(max(rate, 10_000.0)))
     return Dispatcher(api.rt, transports, **options)

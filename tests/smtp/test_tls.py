@@ -10,20 +10,16 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import msgspec
 import pytest
 import trustme
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult
 
 from prefcenter.messaging.dispatcher import Dispatcher
-from prefcenter.messaging.ratelimit import TokenBucket
-from prefcenter.messaging.transports import Transport
-from prefcenter.messaging.transports.smtp import SmtpTransport
 from tests.api.test_approvals import campaign, customer
 from tests.conftest import Api
 from tests.live import free_port
-from tests.smtp.helpers import counts, outbox, send
+from tests.smtp.helpers import counts, dispatcher, outbox, send
 from tests.smtp.sink import Handler
 
 USER, PASSWORD = "prefcenter", "s3cret-relay-password"
@@ -57,12 +53,9 @@ def tls_server(mode: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> It
 
 
 def tls_dispatcher(api: Api, port: int, mode: str, password: str) -> Dispatcher:
-    settings = msgspec.structs.replace(
-        api.rt.settings, smtp_port=port, smtp_tls=mode, smtp_username=USER, smtp_password=password
+    return dispatcher(
+        api, port, settings={"smtp_tls": mode, "smtp_username": USER, "smtp_password": password}
     )
-    smtp = SmtpTransport(settings, api.rt.now, timeout=5.0)
-    transports: dict[str, Transport] = {"email": smtp}
-    return Dispatcher(api.rt, transports, jitter=lambda: 1.0, bucket_factory=lambda r: TokenBucket(10_000.0))
 
 
 # aiosmtpd warns about AUTH without STARTTLS; here the whole connection is TLS (implicit) anyway.

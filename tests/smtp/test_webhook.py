@@ -9,17 +9,13 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-import msgspec
 import pytest
 
 from prefcenter.messaging.dispatcher import Dispatcher
-from prefcenter.messaging.ratelimit import TokenBucket
-from prefcenter.messaging.transports import Transport
-from prefcenter.messaging.transports.webhook import WebhookTransport
 from tests.api.test_approvals import customer
 from tests.conftest import PROFILE, Api, FakeClock
 from tests.live import free_port
-from tests.smtp.helpers import counts, outbox, send
+from tests.smtp.helpers import counts, dispatcher, outbox, send
 
 
 class Hook:
@@ -57,12 +53,7 @@ def hook() -> Iterator[tuple[Hook, str]]:
 
 
 def sms_dispatcher(api: Api, url: str | None) -> Dispatcher:
-    settings = msgspec.structs.replace(api.rt.settings, webhook_url=url)
-    webhook = WebhookTransport(settings.webhook_url, timeout=5.0)
-    transports: dict[str, Transport] = {ch: webhook for ch in ("email", "sms", "push", "voice", "whatsapp")}
-    return Dispatcher(
-        api.rt, transports, jitter=lambda: 1.0, bucket_factory=lambda rate: TokenBucket(max(rate, 10_000.0))
-    )
+    return dispatcher(api, settings={"webhook_url": url})
 
 
 async def sms_campaign(api: Api) -> None:
