@@ -42,9 +42,10 @@ is ``"<source>: <field path>: <reason>"`` with the field path in msgspec's ``$.a
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from datetime import timedelta
 from functools import lru_cache
-from typing import Annotated, Final, Literal, get_args
+from typing import Annotated, Final, Literal, TypeVar, get_args
 
 import msgspec
 import msgspec.toml
@@ -208,11 +209,30 @@ def policy_version(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
-def _split_validation_message(message: str) -> tuple[str, str]:
-    reason, sep, where = message.rpartition(" - at `")
-    if sep and where.endswith("`"):
-        return where[:-1], reason
-    return "$", message
+T = TypeVar("T")
+
+
+def decode_toml(
+    data: bytes, type_: type[T], source: str, error: Callable[[str, str, str], Exception] | None = None
+) -> T:
+    """Decode a TOML file's bytes into ``type_``; every problem raises ``error`` (``PolicyError`` by
+    default) with the file, the field path and the reason. UTF-8 is checked before msgspec sees the
+    bytes, so the wording does not depend on msgspec's version (0.22 raised UnicodeDecodeError for bad
+    UTF-8, 0.23 raises DecodeError)."""
+    fail: Callable[[str, str, str], Exception] = error or PolicyError
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise fail(source, "$", f"not valid UTF-8: {exc}") from None
+    try:
+        return msgspec.toml.decode(text, type=type_)
+    except msgspec.ValidationError as exc:
+        reason, sep, where = str(exc).rpartition(" - at `")
+        if sep and where.endswith("`"):
+            raise fail(source, where[:-1], reason) from None
+        raise fail(source, "$", str(exc)) from None
+    except msgspec.DecodeError as exc:
+        raise fail(source, "$", f"not valid TOML: {exc}") from None
 
 
 def _known_country(code: str) -> bool:
@@ -272,15 +292,7 @@ def parse_policy(data: bytes, source: str) -> Policy:
     Raises :class:`PolicyError` for bad TOML, unknown or missing fields, wrong types, out-of-range
     values, malformed or empty windows, unknown countries and overrides that widen a window.
     """
-    try:
-        policy = msgspec.toml.decode(data, type=Policy)
-    except msgspec.ValidationError as exc:
-        field, reason = _split_validation_message(str(exc))
-        raise PolicyError(source, field, reason) from None
-    except msgspec.DecodeError as exc:
-        raise PolicyError(source, "$", f"not valid TOML: {exc}") from None
-    except UnicodeDecodeError as exc:
-        raise PolicyError(source, "$", f"not valid UTF-8: {exc}") from None
+    policy = decode_toml(data, Policy, source)
     _validate(policy, source)
     return policy
 

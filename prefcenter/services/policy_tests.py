@@ -46,7 +46,6 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import msgspec
-import msgspec.toml
 
 from prefcenter.domain.engine import (
     CampaignView,
@@ -59,7 +58,7 @@ from prefcenter.domain.engine import (
     decide,
     decide_batch,
 )
-from prefcenter.domain.policy import LoadedPolicy, Policy
+from prefcenter.domain.policy import LoadedPolicy, Policy, decode_toml
 from prefcenter.domain.timewindows import Window, zone_timeline
 
 __all__ = ["CaseResult", "PolicyTestError", "format_report", "run_policy_tests"]
@@ -130,28 +129,13 @@ class _CaseFile(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     description: str = ""
 
 
-def _split(message: str) -> tuple[str, str]:
-    reason, sep, where = message.rpartition(" - at `")
-    if sep and where.endswith("`"):
-        return where[:-1], reason
-    return "$", message
-
-
 def _load(path: Path) -> _CaseFile:
     source = str(path)
     try:
         data = path.read_bytes()
     except OSError as exc:
         raise PolicyTestError(source, "$", f"cannot read: {exc.strerror or exc}") from None
-    try:
-        cases = msgspec.toml.decode(data, type=_CaseFile)
-    except msgspec.ValidationError as exc:
-        field, reason = _split(str(exc))
-        raise PolicyTestError(source, field, reason) from None
-    except msgspec.DecodeError as exc:
-        raise PolicyTestError(source, "$", f"not valid TOML: {exc}") from None
-    except UnicodeDecodeError as exc:
-        raise PolicyTestError(source, "$", f"not valid UTF-8: {exc}") from None
+    cases = decode_toml(data, _CaseFile, source, PolicyTestError)
     seen: set[str] = set()
     for i, case in enumerate(cases.case):
         where = f"$.case[{i}]"
