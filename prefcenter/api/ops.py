@@ -8,7 +8,7 @@ from litestar import Request, Response, get
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from prefcenter.api.params import runtime
-from prefcenter.api.problems import problem
+from prefcenter.api.problems import errors, problem
 
 
 @get("/healthz", operation_id="healthz", tags=["operations"])
@@ -17,7 +17,7 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@get("/readyz", operation_id="readyz", tags=["operations"])
+@get("/readyz", operation_id="readyz", tags=["operations"], responses=errors(503))
 async def readyz(request: Request[Any, Any, Any]) -> Response[Any]:
     """Ready when the database answers, every migration is applied and the policy is loaded."""
     rt = runtime(request)
@@ -27,6 +27,8 @@ async def readyz(request: Request[Any, Any, Any]) -> Response[Any]:
         checks["database"] = "ok"
         pending = await rt.store.pending_migrations()
         checks["migrations"] = "ok" if not pending else f"pending: {', '.join(pending)}"
+        failing = await rt.store.write_problem()
+        checks["writes"] = "ok" if failing is None else f"failing: {failing}"
     except Exception as exc:  # readiness reports any failure as not ready
         checks["database"] = f"unreachable: {type(exc).__name__}"
     checks["policy"] = "ok" if rt.policy is not None else "not loaded"
@@ -35,9 +37,14 @@ async def readyz(request: Request[Any, Any, Any]) -> Response[Any]:
     return problem(503, "not ready", checks=checks)
 
 
-@get("/metrics", operation_id="metrics", tags=["operations"], media_type=CONTENT_TYPE_LATEST)
+# Litestar appends "; charset=utf-8" to every text/* media type: name it without the one
+# CONTENT_TYPE_LATEST already carries, so the header has one charset.
+METRICS_MEDIA_TYPE = CONTENT_TYPE_LATEST.replace("; charset=utf-8", "")
+
+
+@get("/metrics", operation_id="metrics", tags=["operations"], media_type=METRICS_MEDIA_TYPE)
 async def metrics(request: Request[Any, Any, Any]) -> Response[bytes]:
     """Prometheus text exposition."""
     rt = runtime(request)
     rt.metrics.outbox_depth.set(await rt.store.outbox_due_count())
-    return Response(generate_latest(rt.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+    return Response(generate_latest(rt.metrics.registry), media_type=METRICS_MEDIA_TYPE)

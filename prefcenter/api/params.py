@@ -7,7 +7,7 @@ from typing import Any
 
 from litestar import Request
 
-from prefcenter.domain.model import FieldError, InvalidInput
+from prefcenter.domain.model import FieldError, InvalidInput, check_instant
 from prefcenter.services.runtime import Runtime
 
 
@@ -21,6 +21,7 @@ def parse_instant(value: str | None, field: str) -> datetime | None:
         raise InvalidInput([FieldError(field, "not an RFC 3339 time")]) from None
     if moment.tzinfo is None or "T" not in value.upper():
         raise InvalidInput([FieldError(field, "an RFC 3339 time with an offset is required, e.g. ...Z")])
+    check_instant(moment, field)
     return moment
 
 

@@ -1,28 +1,36 @@
-"""Campaigns: what is sent, on which channels, until when; content templates are checked at PUT."""
+"""Campaigns: what is sent, on which channels, until when; content is checked at PUT.
+
+Content is the placeholder language of ``prefcenter.domain.placeholders`` (three placeholders, no
+statements, filters or expressions: nothing to evaluate, so no render can loop). Sizes: each part is
+capped by its field (subject 998 characters, email text and HTML 100,000 each, other texts 4096, push
+title 200) and the whole content by ``MAX_CONTENT_BYTES`` of UTF-8, checked at PUT (not in the type,
+so that campaigns already stored still load).
+"""
 
 from __future__ import annotations
 
 from typing import Annotated
 
 import msgspec
-from jinja2 import TemplateSyntaxError, meta
-from jinja2.sandbox import SandboxedEnvironment
 
 from prefcenter.domain.model import AwareDatetime, Channel, FieldError, InvalidInput, TopicId
+from prefcenter.domain.placeholders import PLACEHOLDERS, PlaceholderError, parse
 
-PLACEHOLDERS = frozenset({"customer_id", "manage_url", "unsubscribe_url"})
 Text = Annotated[str, msgspec.Meta(min_length=1, max_length=100_000)]
-_templates = SandboxedEnvironment(autoescape=False)
+MAX_CONTENT_BYTES = 256 * 1024
+CHANNELS = ("email", "sms", "push", "voice", "whatsapp")
 
 
 class EmailContent(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    subject: Annotated[str, msgspec.Meta(min_length=1, max_length=998)]
-    text: Text
-    html: Text
+    subject: Annotated[str, msgspec.Meta(min_length=1, max_length=998, examples=["Hi {{ customer_id }}"])]
+    text: Annotated[Text, msgspec.Meta(examples=["Our offer. Manage: {{ manage_url }}"])]
+    html: Annotated[Text, msgspec.Meta(examples=["<p>Our offer</p>"])]
 
 
 class TextContent(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    text: Annotated[str, msgspec.Meta(min_length=1, max_length=4096)]
+    text: Annotated[
+        str, msgspec.Meta(min_length=1, max_length=4096, examples=["Offer! {{ unsubscribe_url }}"])
+    ]
 
 
 class PushContent(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -47,9 +55,24 @@ class Campaign(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     send_by: AwareDatetime | None = None
 
 
+def content_parts(content: Content) -> list[tuple[str, str]]:
+    """``(field, source)`` of every part present, e.g. ``("content.email.html", "<p>...")``."""
+    parts: list[tuple[str, str]] = []
+    for channel in CHANNELS:
+        part = getattr(content, channel)
+        if part is None:
+            continue
+        for name in part.__struct_fields__:
+            source = getattr(part, name)
+            if source is not None:
+                parts.append((f"content.{channel}.{name}", source))
+    return parts
+
+
 def check_campaign(campaign: Campaign, topic_exists: bool) -> None:
-    """Topic exists, channels unique, each offered channel has content, templates parse and use only
-    the known placeholders."""
+    """Topic exists, channels unique, each offered channel has content, the whole content is at most
+    ``MAX_CONTENT_BYTES`` of UTF-8, and every part is the placeholder language (the first error of each
+    part is reported with its line and column)."""
     errors: list[FieldError] = []
     if not topic_exists:
         errors.append(FieldError("topic", f"no topic {campaign.topic!r}"))
@@ -60,27 +83,33 @@ def check_campaign(campaign: Campaign, topic_exists: bool) -> None:
             errors.append(
                 FieldError(f"content.{channel}", f"the campaign offers {channel} but has no content for it")
             )
-    for channel in ("email", "sms", "push", "voice", "whatsapp"):
-        part = getattr(campaign.content, channel)
-        if part is None:
-            continue
-        for name in part.__struct_fields__:
-            source = getattr(part, name)
-            if source is None:
-                continue
-            field = f"content.{channel}.{name}"
-            try:
-                used = meta.find_undeclared_variables(_templates.parse(source))
-            except TemplateSyntaxError as exc:
-                errors.append(FieldError(field, f"template syntax error on line {exc.lineno}: {exc.message}"))
-                continue
-            unknown = sorted(used - PLACEHOLDERS)
-            if unknown:
-                errors.append(
-                    FieldError(
-                        field,
-                        f"unknown placeholder(s) {', '.join(unknown)}; use {', '.join(sorted(PLACEHOLDERS))}",
-                    )
-                )
+    parts = content_parts(campaign.content)
+    size = sum(len(source.encode("utf-8", "surrogatepass")) for _, source in parts)
+    if size > MAX_CONTENT_BYTES:
+        errors.append(
+            FieldError(
+                "content",
+                f"the content is {size} bytes of UTF-8 in all; at most {MAX_CONTENT_BYTES} are allowed",
+            )
+        )
+    for field, source in parts:
+        try:
+            parse(source)
+        except PlaceholderError as exc:
+            errors.append(FieldError(field, str(exc)))
     if errors:
         raise InvalidInput(errors)
+
+
+__all__ = [
+    "CHANNELS",
+    "MAX_CONTENT_BYTES",
+    "PLACEHOLDERS",
+    "Campaign",
+    "Content",
+    "EmailContent",
+    "PushContent",
+    "TextContent",
+    "check_campaign",
+    "content_parts",
+]

@@ -383,6 +383,28 @@ def _checked_us(at: datetime) -> int:
     return to_us(at)
 
 
+def _unreadable(
+    cid: str, customer: CustomerState, channel: Channel, marketing: bool, rules: _Rules
+) -> Decision:
+    """Fail closed for a customer whose stored state a rule cannot evaluate (a value written by hand or
+    by an older version, e.g. quiet hours ``"21:00\\n"`` or an unknown zone): the rule that cannot be
+    evaluated fails, with no instant at which it would pass, so the answer is a deny of that rule —
+    ``paused`` for an unreadable pause, ``quiet_hours`` when the local time or the window cannot be
+    computed, else ``frequency_cap``. Only
+    this recipient is affected; the rest of the batch is decided as usual."""
+    try:
+        if marketing and customer.paused_until is not None:
+            _checked_us(customer.paused_until)
+    except Exception:
+        return Decision(cid, "deny", "paused", channel, None)
+    try:
+        if rules.schedule(customer, channel, marketing) is not None:
+            zone_timeline(customer.timezone)
+    except Exception:
+        return Decision(cid, "deny", "quiet_hours", channel, None)
+    return Decision(cid, "deny", "frequency_cap", channel, None)
+
+
 def decide(
     customer: CustomerState | None,
     sends: Sequence[datetime],
@@ -504,7 +526,10 @@ def decide_batch(
             if failure is not None or picked is None:
                 append(D(cid, "deny", failure or "no_address", picked, None))
             elif needs_rule8:
-                append(_timing(cid, customer, picked, False, sends, at_us, send_by_us, rules))
+                try:
+                    append(_timing(cid, customer, picked, False, sends, at_us, send_by_us, rules))
+                except Exception:
+                    append(_unreadable(cid, customer, picked, False, rules))
             else:
                 append(D(cid, "allow", "allowed", picked, None))
         return out
@@ -534,47 +559,52 @@ def decide_batch(
         elif not customer.subscribed:
             append(D(cid, "deny", "topic_not_subscribed", channel, None))
         else:
-            paused = customer.paused_until
-            cap = customer.max_per_week
-            if retries and cid in retries:
-                append(_timing(cid, customer, channel, True, sends, at_us, send_by_us, rules, True))
-                continue
-            if (paused is not None and at < paused) or zero_cap or (cap is not None and cap < 1):
-                append(_timing(cid, customer, channel, True, sends, at_us, send_by_us, rules))
-                continue
-            r8: datetime | bool | None = None
-            quiet = customer.quiet_hours
-            if quiet is not None or channel in windowed:
-                key = (customer.timezone, channel, customer.country, quiet)
-                try:
-                    r8 = rule8[key]
-                except KeyError:
-                    r8 = rule8_at(customer, channel, key)
-            if sends:
-                slow = r8 is not None
-                if not slow:
-                    for limit, lo, hi in cap_bounds:
-                        near = 0
-                        for s in sends:
-                            if lo < s < hi:
-                                near += 1
-                        if near >= limit:
-                            slow = True
-                            break
-                    if not slow and cap is not None:
-                        near = 0
-                        for s in sends:
-                            if week_lo < s < week_hi:
-                                near += 1
-                        slow = near >= cap
-                if slow:
+            mark = len(out)
+            try:
+                paused = customer.paused_until
+                cap = customer.max_per_week
+                if retries and cid in retries:
+                    append(_timing(cid, customer, channel, True, sends, at_us, send_by_us, rules, True))
+                    continue
+                if (paused is not None and at < paused) or zero_cap or (cap is not None and cap < 1):
                     append(_timing(cid, customer, channel, True, sends, at_us, send_by_us, rules))
-                else:
+                    continue
+                r8: datetime | bool | None = None
+                quiet = customer.quiet_hours
+                if quiet is not None or channel in windowed:
+                    key = (customer.timezone, channel, customer.country, quiet)
+                    try:
+                        r8 = rule8[key]
+                    except KeyError:
+                        r8 = rule8_at(customer, channel, key)
+                if sends:
+                    slow = r8 is not None
+                    if not slow:
+                        for limit, lo, hi in cap_bounds:
+                            near = 0
+                            for s in sends:
+                                if lo < s < hi:
+                                    near += 1
+                            if near >= limit:
+                                slow = True
+                                break
+                        if not slow and cap is not None:
+                            near = 0
+                            for s in sends:
+                                if week_lo < s < week_hi:
+                                    near += 1
+                            slow = near >= cap
+                    if slow:
+                        append(_timing(cid, customer, channel, True, sends, at_us, send_by_us, rules))
+                    else:
+                        append(D(cid, "allow", "allowed", channel, None))
+                elif r8 is None:
                     append(D(cid, "allow", "allowed", channel, None))
-            elif r8 is None:
-                append(D(cid, "allow", "allowed", channel, None))
-            elif isinstance(r8, datetime):
-                append(D(cid, "defer", "quiet_hours", channel, r8))
-            else:
-                append(D(cid, "deny", "quiet_hours", channel, None))
+                elif isinstance(r8, datetime):
+                    append(D(cid, "defer", "quiet_hours", channel, r8))
+                else:
+                    append(D(cid, "deny", "quiet_hours", channel, None))
+            except Exception:
+                del out[mark:]
+                append(_unreadable(cid, customer, channel, True, rules))
     return out

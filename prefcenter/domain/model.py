@@ -26,22 +26,48 @@ Category = Literal["marketing", "transactional"]
 Role = Literal["admin", "marketing", "auditor"]
 ROLES: tuple[Role, ...] = ("admin", "marketing", "auditor")
 
-CUSTOMER_ID_RE = re.compile(r"^[A-Za-z0-9._:@-]{1,128}$")
-TOPIC_ID_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+# Patterns end with END, not `$`: Python's `$` also matches before a trailing newline ("c1\n" would
+# pass). `(?![\s\S])` means "nothing follows" both in Python and in ECMA-262, the regex dialect of the
+# OpenAPI document these patterns are published in (which has no `\Z`).
+END = r"(?![\s\S])"
+
+
+def anchored(body: str) -> str:
+    """A pattern that matches the whole string: ``^(?:body)`` and nothing after it, not even a newline."""
+    return f"^(?:{body}){END}"
+
+
+CUSTOMER_ID_RE = re.compile(anchored(r"[A-Za-z0-9._:@-]{1,128}"))
+TOPIC_ID_RE = re.compile(anchored(r"[a-z0-9][a-z0-9_-]{0,63}"))
 
 CustomerId = Annotated[str, msgspec.Meta(pattern=CUSTOMER_ID_RE.pattern)]
-TopicId = Annotated[str, msgspec.Meta(pattern=TOPIC_ID_RE.pattern)]
-HHMM = Annotated[str, msgspec.Meta(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$", examples=["21:00"])]
+TopicId = Annotated[str, msgspec.Meta(pattern=TOPIC_ID_RE.pattern, examples=["promotions"])]
+HHMM = Annotated[str, msgspec.Meta(pattern=anchored(r"([01][0-9]|2[0-3]):[0-5][0-9]"), examples=["21:00"])]
 AwareDatetime = Annotated[datetime, msgspec.Meta(tz=True)]
-Label = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9._:/-]{1,128}$")]
-NoticeVersion = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9._:-]{1,64}$")]
+Label = Annotated[str, msgspec.Meta(pattern=anchored(r"[A-Za-z0-9._:/-]{1,128}"), examples=["agent-17"])]
+NoticeVersion = Annotated[str, msgspec.Meta(pattern=anchored(r"[A-Za-z0-9._:-]{1,64}"), examples=["2026-10"])]
 ShortText = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
 LongText = Annotated[str, msgspec.Meta(max_length=2000)]
 LocaleTag = Annotated[str, msgspec.Meta(min_length=2, max_length=35)]
 
+# The OpenAPI document states these checks of check_profile too (``extra_json_schema`` only documents:
+# the semantic check decides, with its own message): every IANA name and every E.164 number matches.
+E164_PATTERN = anchored(r"\+[1-9][0-9]{6,14}")
+IANA_NAME_PATTERN = anchored(r"[A-Za-z][A-Za-z0-9_+-]*(?:/[A-Za-z0-9_+-]+)*")
+PhoneNumber = Annotated[
+    str, msgspec.Meta(max_length=16, examples=["+48600100200"], extra_json_schema={"pattern": E164_PATTERN})
+]
+
 EVIDENCE_MAX_BYTES = 4096
 MAX_SAFE_INT = 2**53 - 1
-EVIDENCE_KEY_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+EVIDENCE_KEY_RE = re.compile(anchored(r"[A-Za-z0-9_.-]{1,64}"))
+
+
+#: The instants prefcenter accepts: wide enough for any real use, narrow enough that every rule's
+#: arithmetic (local times, cap windows, the 400-day deferral horizon) stays inside datetime's range,
+#: whatever the offset (``9999-12-31T23:59:59-05:00`` is past datetime's last instant in UTC).
+EARLIEST_INSTANT = datetime(1900, 1, 1, tzinfo=UTC)
+LATEST_INSTANT = datetime(9000, 1, 1, tzinfo=UTC)
 
 
 class FieldError(msgspec.Struct, frozen=True):
@@ -59,11 +85,11 @@ class InvalidInput(Exception):
 
 
 class Contacts(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
-    email: Annotated[str, msgspec.Meta(max_length=254)] | None = None
-    sms: Annotated[str, msgspec.Meta(max_length=16)] | None = None
-    push: Annotated[str, msgspec.Meta(min_length=1, max_length=4096)] | None = None
-    voice: Annotated[str, msgspec.Meta(max_length=16)] | None = None
-    whatsapp: Annotated[str, msgspec.Meta(max_length=16)] | None = None
+    email: Annotated[str, msgspec.Meta(max_length=254, examples=["ola@example.pl"])] | None = None
+    sms: PhoneNumber | None = None
+    push: Annotated[str, msgspec.Meta(min_length=1, max_length=4096, examples=["device-token"])] | None = None
+    voice: PhoneNumber | None = None
+    whatsapp: PhoneNumber | None = None
 
     def get(self, channel: str) -> str | None:
         value: str | None = getattr(self, channel)
@@ -76,9 +102,26 @@ class Contacts(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_def
 class Profile(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """``PUT /v1/customers/{id}``: every field required; there is no default timezone."""
 
-    timezone: Annotated[str, msgspec.Meta(max_length=64, examples=["Europe/Warsaw"])]
-    locale: LocaleTag
-    country: Annotated[str, msgspec.Meta(min_length=2, max_length=2, examples=["PL"])]
+    timezone: Annotated[
+        str,
+        msgspec.Meta(
+            max_length=64,
+            examples=["Europe/Warsaw"],
+            description="An IANA time zone name",
+            extra_json_schema={"pattern": IANA_NAME_PATTERN},
+        ),
+    ]
+    locale: Annotated[LocaleTag, msgspec.Meta(examples=["pl"], description="A BCP 47 language tag")]
+    country: Annotated[
+        str,
+        msgspec.Meta(
+            min_length=2,
+            max_length=2,
+            examples=["PL"],
+            description="ISO 3166-1 alpha-2",
+            extra_json_schema={"pattern": anchored("[A-Z]{2}")},
+        ),
+    ]
     contacts: Contacts
 
 
@@ -131,7 +174,9 @@ class PreferencesWrite(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 class Topic(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     category: Category
-    names: Annotated[dict[LocaleTag, ShortText], msgspec.Meta(min_length=1, max_length=50)]
+    names: Annotated[
+        dict[LocaleTag, ShortText], msgspec.Meta(min_length=1, max_length=50, examples=[{"en": "Offers"}])
+    ]
     descriptions: Annotated[dict[LocaleTag, LongText], msgspec.Meta(max_length=50)] = {}
 
 
@@ -144,10 +189,30 @@ class Customer(msgspec.Struct, frozen=True):
     preferences: Preferences
     created_at: datetime
     updated_at: datetime
+    # Random per person, set at creation and never changed (signed into every link: a re-created
+    # customer with the same id gets a new one, so the old person's links die); '' before migration 0009.
+    link_gen: str = ""
 
 
 # ---------------------------------------------------------------------------------------------------
 # semantic checks
+
+
+def instant_error(moment: datetime, field: str) -> FieldError | None:
+    """Why ``moment`` (aware) is not an instant prefcenter accepts, or None."""
+    try:
+        utc = moment.astimezone(UTC)
+    except (OverflowError, ValueError):
+        utc = None
+    if utc is None or not EARLIEST_INSTANT <= utc < LATEST_INSTANT:
+        return FieldError(field, "must lie between 1900-01-01T00:00:00Z and 9000-01-01T00:00:00Z")
+    return None
+
+
+def check_instant(moment: datetime | None, field: str) -> None:
+    """Raise InvalidInput naming ``field`` when ``moment`` is outside the accepted range."""
+    if moment is not None and (error := instant_error(moment, field)) is not None:
+        raise InvalidInput([error])
 
 
 @functools.cache
@@ -251,7 +316,9 @@ def _evidence_errors(value: Any, path: str, errors: list[FieldError], depth: int
     elif isinstance(value, dict):
         for key, item in value.items():
             if not EVIDENCE_KEY_RE.match(key):
-                errors.append(FieldError(f"{path}.{key}", "keys must match [A-Za-z0-9_.-]{1,64}"))
+                # A key that is not printable is named quoted, so no line break reaches the answer.
+                where = f"{path}.{key}" if key.isprintable() else f"{path}[{key!r}]"
+                errors.append(FieldError(where, "keys must match [A-Za-z0-9_.-]{1,64}"))
             else:
                 _evidence_errors(item, f"{path}.{key}", errors, depth + 1)
     else:  # pragma: no cover - msgspec decodes JSON into the types above only
@@ -269,6 +336,8 @@ def check_evidence(evidence: dict[str, Any], field: str = "provenance.evidence")
 
 def check_preferences(write: PreferencesWrite, existing_marketing_topics: set[str]) -> None:
     errors: list[FieldError] = []
+    if write.paused_until is not None and (error := instant_error(write.paused_until, "paused_until")):
+        errors.append(error)
     if write.quiet_hours is not None and write.quiet_hours.start == write.quiet_hours.end:
         errors.append(FieldError("quiet_hours", "start and end must differ"))
     for i, topic in enumerate(write.topics):

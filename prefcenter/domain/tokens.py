@@ -7,6 +7,12 @@ A token is signed elsewhere (``services/links.py``, itsdangerous); this module o
 - ``scope`` — ``"*"`` for everything, or one topic id (unsubscribe links scoped to a campaign's topic).
   Manage links are always ``"*"``.
 - ``issued`` — when it was minted, in whole seconds since the Unix epoch (UTC).
+- ``gen`` — optional 4th element: the customer's link generation (``customers.link_gen``, random hex set
+  when the customer is created). A link opens a customer only when its generation equals the stored one,
+  so a link dies with the person it was minted for: erasure deletes the row, and a new customer with the
+  same ``customer_id`` (hence the same ``ref``) gets a new generation. Customers created before
+  generations existed have ``''``; their links are minted, as before, as 3-element arrays, and a token
+  without the element claims ``''``.
 
 The purpose (``manage`` or ``unsubscribe``) is not in the payload: it is the signature's salt, so a
 token minted for one purpose never verifies as the other.
@@ -34,16 +40,19 @@ MANAGE_LIFETIME = timedelta(days=30)
 UNSUBSCRIBE_LIFETIME = timedelta(days=400)
 LIFETIMES: dict[str, timedelta] = {"manage": MANAGE_LIFETIME, "unsubscribe": UNSUBSCRIBE_LIFETIME}
 
-_REF_RE = r"^[0-9a-f]{64}$"
-_SCOPE_RE = re.compile(r"^(\*|[a-z0-9][a-z0-9_-]{0,63})$")
+_REF_RE = r"^[0-9a-f]{64}\Z"
+_SCOPE_RE = re.compile(r"^(\*|[a-z0-9][a-z0-9_-]{0,63})\Z")
+_GEN_RE = r"^[0-9a-f]{16,64}\Z"  # when present; '' (legacy customers) is spelled by leaving it out
 
 
 class LinkClaims(msgspec.Struct, frozen=True, array_like=True, forbid_unknown_fields=True):
-    """The signed payload, encoded as a compact JSON array ``[ref, scope, issued]``."""
+    """The signed payload, encoded as a compact JSON array ``[ref, scope, issued]`` or
+    ``[ref, scope, issued, gen]`` (see :func:`claims_payload`)."""
 
     ref: Annotated[str, msgspec.Meta(pattern=_REF_RE)]
     scope: Annotated[str, msgspec.Meta(pattern=_SCOPE_RE.pattern)]
     issued: Annotated[int, msgspec.Meta(ge=0)]
+    gen: Annotated[str, msgspec.Meta(pattern=_GEN_RE)] = ""
 
     @property
     def topic(self) -> str | None:
@@ -59,13 +68,32 @@ class InvalidClaims(ValueError):
     """The payload is not a well-formed claim set (only possible with a valid signature over bad data)."""
 
 
-def new_claims(customer_ref: str, purpose: Purpose, topic: str | None, issued_at: datetime) -> LinkClaims:
-    """Claims for a new link; manage links are always all-scope."""
+def new_claims(
+    customer_ref: str, purpose: Purpose, topic: str | None, issued_at: datetime, gen: str = ""
+) -> LinkClaims:
+    """Claims for a new link; manage links are always all-scope. ``gen``: the customer's link
+    generation (``''`` for a customer created before generations existed)."""
     if purpose == "manage" and topic is not None:
         raise InvalidClaims("a manage link is never scoped to a topic")
     scope = ALL_SCOPE if topic is None else topic
-    raw = [customer_ref, scope, int(issued_at.timestamp())]
+    raw: list[Any] = [customer_ref, scope, int(issued_at.timestamp())]
+    if gen:
+        raw.append(gen)
     return decode_claims(raw, purpose)
+
+
+def claims_payload(claims: LinkClaims) -> list[Any]:
+    """What is signed: ``[ref, scope, issued]``, plus ``gen`` when it is not empty (so a legacy
+    customer's links are byte-for-byte what they were before generations)."""
+    raw: list[Any] = [claims.ref, claims.scope, claims.issued]
+    if claims.gen:
+        raw.append(claims.gen)
+    return raw
+
+
+def same_person(claims: LinkClaims, link_gen: str) -> bool:
+    """Whether a link was minted for the customer who now holds its ``ref``: the generations match."""
+    return claims.gen == link_gen
 
 
 def decode_claims(raw: Any, purpose: Purpose) -> LinkClaims:

@@ -51,7 +51,7 @@ from prefcenter.services.approvals import decide_recipients, to_us
 from prefcenter.services.links import mint_links
 from prefcenter.services.runtime import Runtime
 from prefcenter.services.suppressions import suppress
-from prefcenter.store.base import DecisionRow, OutboxItem, OutboxUpdate, Reservation
+from prefcenter.store.base import DecisionRow, OutboxItem, OutboxUpdate, Reservation, StoreUnavailable
 
 log = structlog.get_logger("prefcenter.dispatcher")
 
@@ -195,13 +195,55 @@ class Dispatcher:
             await bucket.acquire(len(chunk))  # tokens first: the re-gate is then right before the hand-off
             try:
                 ready = await self._regate(chunk)
-            except Exception:
-                log.exception("re-gate failed; the chunk's leases expire and it is tried again", n=len(chunk))
-                ready = []
+            except Exception as exc:
+                ready = await self._regate_one_by_one(chunk, exc)
             for _ in range(len(chunk) - len(ready)):
                 slots.release()
             tasks.extend(asyncio.create_task(self._deliver(item, message, slots)) for item, message in ready)
         await asyncio.gather(*tasks)
+
+    async def _regate_one_by_one(
+        self, chunk: list[OutboxItem], exc: Exception
+    ) -> list[tuple[OutboxItem, Rendered]]:
+        """The chunk's re-gate transaction failed and rolled back. One message's fault must stay that
+        message's: each is re-gated alone, and one that still fails alone is failed with the reason
+        (its reservation released), so the rest of the chunk goes out in this round. When the store
+        itself cannot write (disk full, I/O), nothing is failed: the leases expire and the messages are
+        tried again once it can."""
+        if isinstance(exc, StoreUnavailable):
+            log.error("re-gate failed: the store cannot write; the chunk is tried again", n=len(chunk))
+            return []
+        if len(chunk) > 1:
+            log.warning(
+                "re-gate of a chunk failed; re-gating its messages one by one",
+                n=len(chunk),
+                error=type(exc).__name__,
+            )
+        ready: list[tuple[OutboxItem, Rendered]] = []
+        for item in chunk:
+            if len(chunk) > 1:
+                try:
+                    ready.extend(await self._regate([item]))
+                    continue
+                except StoreUnavailable:
+                    log.error("re-gate failed: the store cannot write; the message is tried again")
+                    continue
+                except Exception as own:
+                    exc = own
+            reason = f"re-gate: {type(exc).__name__}: {exc}"[:300]
+            log.error("message failed at re-gate", campaign_id=item.campaign_id, error=type(exc).__name__)
+            try:
+                async with self.rt.store.write() as tx:
+                    await tx.record_gate([], [(item.customer_id, item.campaign_id)], [])
+                    await tx.update_outbox(
+                        [OutboxUpdate(item.campaign_id, item.customer_id, "failed", last_error=reason)],
+                        self.rt.now(),
+                    )
+            except Exception:
+                log.exception("could not mark a message failed; its lease expires and it is tried again")
+                continue
+            self._count(item.channel, "failed")
+        return ready
 
     async def _deliver(self, item: OutboxItem, message: Rendered, slots: asyncio.Semaphore) -> None:
         try:
@@ -303,7 +345,12 @@ class Dispatcher:
             status = "suppressed" if d.reason == "suppressed" else "withdrawn"
             result.updates.append(OutboxUpdate(camp, cid, status, last_error=d.reason))
             result.outcomes.append(status)
-            log.info("message stopped at re-gate", campaign_id=camp, customer_id=cid, reason=d.reason)
+            log.info(
+                "message stopped at re-gate",
+                campaign_id=camp,
+                customer_ref=self.rt.pseudonyms.customer_ref(cid),
+                reason=d.reason,
+            )
         elif d.verdict == "defer":
             assert d.not_before is not None
             status = "queued" if held else "deferred"

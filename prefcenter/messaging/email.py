@@ -1,7 +1,10 @@
 """Rendering one campaign message for one customer, and the RFC 5322 email built from it.
 
-- Content is the campaign's, per channel, rendered with the sandboxed placeholders ``customer_id``,
-  ``manage_url`` and ``unsubscribe_url`` (the unsubscribe link is scoped to the campaign's topic).
+- Content is the campaign's, per channel, in the placeholder language of
+  ``prefcenter.domain.placeholders``: ``customer_id``, ``manage_url`` and ``unsubscribe_url`` (the
+  unsubscribe link is scoped to the campaign's topic) substituted linearly — text parts as they are, HTML
+  parts HTML-escaped; nothing is evaluated. Content stored before the language was enforced that is not
+  that language (Jinja statements, filters, ...) fails its message with a ``ValueError``.
 - Email: multipart/alternative text + HTML, a footer link to the preference page in both parts (every
   email, transactional too); marketing email also carries ``List-Unsubscribe: <{public_url}/u/{token}>``
   and ``List-Unsubscribe-Post: List-Unsubscribe=One-Click`` (RFC 8058). DKIM signing is the relay's
@@ -15,28 +18,33 @@ from __future__ import annotations
 
 import base64
 import hashlib
+from collections.abc import Mapping
 from datetime import datetime
 from email.header import Header
 from email.utils import format_datetime, formataddr, parseaddr
 from functools import lru_cache
 
 import msgspec
-from jinja2 import Template
-from jinja2.sandbox import SandboxedEnvironment
 from markupsafe import escape
 
 from prefcenter.domain.campaigns import Campaign
 from prefcenter.domain.model import Customer
+from prefcenter.domain.placeholders import PlaceholderError, parse
 from prefcenter.services.links import mint_links
 
-_text_env = SandboxedEnvironment(autoescape=False)
-_html_env = SandboxedEnvironment(autoescape=True)
+
+def _html_escape(value: str) -> str:
+    return str(escape(value))
 
 
-@lru_cache(maxsize=512)
-def _template(source: str, html: bool) -> Template:
-    """Compiled once per content (compiling costs more than rendering)."""
-    return (_html_env if html else _text_env).from_string(source)
+def _substitute(field: str, source: str, values: Mapping[str, str], html: bool = False) -> str:
+    """``source`` with its placeholders replaced (parsed once per content, cached); content that is not
+    the placeholder language is a ``ValueError`` naming the field, never evaluated."""
+    try:
+        template = parse(source)
+    except PlaceholderError as exc:
+        raise ValueError(f"{field} is not the placeholder language ({exc})") from None
+    return template.render(values, _html_escape if html else str)
 
 
 STOP_LINE = {
@@ -120,12 +128,13 @@ def render(
         if content is None:
             raise ValueError("the campaign has no email content")
         footer = FOOTER[lang]
-        text = _template(content.text, False).render(values)
-        html = _template(content.html, True).render(values)
+        text = _substitute("content.email.text", content.text, values)
+        html = _substitute("content.email.html", content.html, values, html=True)
         text = f"{text.rstrip()}\n\n--\n{footer}: {manage_url}\n"
         link = f'<hr><p><a href="{escape(manage_url)}">{escape(footer)}</a></p>'
         html = f"{html}\n{link}\n"
-        subject = _template(content.subject, False).render(values).replace("\r", " ").replace("\n", " ")
+        subject = _substitute("content.email.subject", content.subject, values)
+        subject = subject.replace("\r", " ").replace("\n", " ")
         return Rendered(
             **base,
             text=text,
@@ -137,17 +146,18 @@ def render(
     part = getattr(campaign.content, channel)
     if part is None:
         raise ValueError(f"the campaign has no {channel} content")
-    text = _template(part.text, False).render(values)
+    text = _substitute(f"content.{channel}.text", part.text, values)
     if marketing and channel == "sms":
         text = f"{text.rstrip()}\n{STOP_LINE[lang]}"
     return Rendered(**base, text=text, manage_url=manage_url)
 
 
 def _header(name: str, value: str) -> bytes:
-    """One header line: ASCII values as they are, anything else as RFC 2047 encoded words."""
+    """One header line: ASCII values as they are, anything else as RFC 2047 encoded words (so are
+    values with leading or trailing white space, which a reader would otherwise strip)."""
     if "\r" in value or "\n" in value:
         raise ValueError(f"line break in the {name} header")
-    if value.isascii():
+    if value.isascii() and value == value.strip():
         return f"{name}: {value}\r\n".encode("ascii")
     return f"{name}: {Header(value, 'utf-8', header_name=name).encode()}\r\n".encode("ascii")
 

@@ -17,18 +17,24 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Annotated
 
 import msgspec
 import structlog
 
 from prefcenter.domain.engine import CampaignView, CustomerState, Decision, decide_batch
 from prefcenter.domain.ledger import format_instant
-from prefcenter.domain.model import CUSTOMER_ID_RE, AwareDatetime, FieldError, InvalidInput
+from prefcenter.domain.model import (
+    CUSTOMER_ID_RE,
+    AwareDatetime,
+    FieldError,
+    InvalidInput,
+    TopicId,
+    check_instant,
+)
 from prefcenter.services.campaigns import get_campaign
 from prefcenter.services.errors import NotFound, PayloadTooLarge
 from prefcenter.services.runtime import Runtime
-from prefcenter.store.base import DecisionRow, GateInputs, Reservation, WriteTx
+from prefcenter.store.base import DecisionRow, GateInputs, Reservation, StoreUnavailable, WriteTx
 
 log = structlog.get_logger("prefcenter.approvals")
 
@@ -41,7 +47,7 @@ OnDecided = Callable[[WriteTx, CampaignView, datetime, list[Decision]], Awaitabl
 
 
 class ApprovalRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    campaign_id: Annotated[str, msgspec.Meta(max_length=64)]
+    campaign_id: TopicId  # campaign ids share the topic id grammar (API.md)
     customer_ids: list[str]
     at: AwareDatetime | None = None
     dry_run: bool = False
@@ -195,20 +201,41 @@ class GateBatcher:
             batch = self._take()
             try:
                 results = await self._run(batch)
-            except BaseException as exc:  # the transaction rolled back: every ask in it fails alike
+            except Exception as exc:
+                if len(batch) == 1 or isinstance(exc, StoreUnavailable):  # nobody's fault: all alike
+                    results = [exc] * len(batch)
+                else:
+                    results = await self._isolate(batch, exc)
+            except BaseException as exc:  # cancelled: the transaction rolled back, nothing was decided
                 for ask in batch:
                     if not ask.done.done():
                         ask.done.set_exception(exc)
-                if not isinstance(exc, Exception):
-                    raise
-            else:
-                for ask, result in zip(batch, results, strict=True):
-                    if ask.done.done():
-                        continue
-                    if isinstance(result, Exception):
-                        ask.done.set_exception(result)
-                    else:
-                        ask.done.set_result(result)
+                raise
+            for ask, result in zip(batch, results, strict=True):
+                if ask.done.done():
+                    continue
+                if isinstance(result, Exception):
+                    ask.done.set_exception(result)
+                else:
+                    ask.done.set_result(result)
+
+    async def _isolate(
+        self, batch: list[_Ask], exc: Exception
+    ) -> list[tuple[CampaignView, list[Decision]] | Exception]:
+        """A group transaction failed and rolled back: one ask's fault must stay that ask's, so each ask
+        is decided again in a transaction of its own, in arrival order, as if the others had not come."""
+        log.warning(
+            "group approval failed; deciding its requests one by one",
+            requests=len(batch),
+            error=type(exc).__name__,
+        )
+        results: list[tuple[CampaignView, list[Decision]] | Exception] = []
+        for ask in batch:
+            try:
+                results.extend(await self._run([ask]))
+            except Exception as own:
+                results.append(own)
+        return results
 
     async def _run(self, batch: list[_Ask]) -> list[tuple[CampaignView, list[Decision]] | Exception]:
         rt = self.rt
@@ -350,6 +377,7 @@ async def approve(
     check_ids(ids)
     if rt.policy is None:
         raise RuntimeError("no policy loaded")
+    check_instant(request.at, "at")
     at = (request.at or rt.now()).astimezone(UTC)
     if request.dry_run:
         view = await campaign_view(rt, request.campaign_id)

@@ -15,6 +15,7 @@ import structlog
 from prefcenter.domain.ledger import Attribution
 from prefcenter.domain.model import FieldError, InvalidInput
 from prefcenter.services.customers import write_preferences
+from prefcenter.services.refs_upgrade import convert_seen
 from prefcenter.services.runtime import Runtime
 from prefcenter.services.suppressions import lift, suppress
 from prefcenter.store.base import WriteTx
@@ -25,7 +26,7 @@ STOP_WORDS = frozenset({"stop", "stopall", "unsubscribe", "cancel", "end", "quit
 START_WORDS = frozenset({"start", "unstop"})
 HELP_WORDS = frozenset({"help"})
 _SPACES = re.compile(r"\s+")
-_OPT_OUT = re.compile(r"(?:^| )opt out(?= |$)")
+_OPT_OUT = re.compile(r"(?:^| )opt out(?= |\Z)")
 
 
 class InboundSms(msgspec.Struct, frozen=True, forbid_unknown_fields=True, rename={"sender": "from"}):
@@ -94,8 +95,9 @@ def start_text(rt: Runtime) -> str:
 
 
 def _check_phone(value: str) -> None:
-    if not value or len(value) > 32 or not re.fullmatch(r"\+?[0-9 ()./-]{3,32}", value):
-        raise InvalidInput([FieldError("from", "a phone number, e.g. +48600100200")])
+    """E.164, as contacts are: a number in any other form would never meet its customers' contacts."""
+    if not re.fullmatch(r"\+[1-9][0-9]{6,14}", value):
+        raise InvalidInput([FieldError("from", "an E.164 phone number, e.g. +48600100200")])
 
 
 async def _withdraw(
@@ -118,6 +120,7 @@ async def inbound_sms(rt: Runtime, event: InboundSms) -> SmsAnswer:
     ref = rt.pseudonyms.address_ref("sms", event.sender)
     if action == "stop":
         async with rt.store.write() as tx:
+            await convert_seen(tx, rt, [("sms", event.sender)])  # a v1 STOP of this number stays a stop
             _, customers = await suppress(tx, rt, "sms", ref, "sms_keyword", "sms_keyword")
             withdrawn = await _withdraw(
                 tx,
@@ -130,6 +133,7 @@ async def inbound_sms(rt: Runtime, event: InboundSms) -> SmsAnswer:
         return SmsAnswer("stop", stop_text(rt))
     if action == "start":
         async with rt.store.write() as tx:
+            await convert_seen(tx, rt, [("sms", event.sender)])  # START lifts a v1 STOP too
             lifted = await lift(tx, rt, "sms", ref, "sms_keyword", "sms_keyword")
         log.info("sms start", address_ref=ref, lifted=lifted)
         return SmsAnswer("start", start_text(rt))
@@ -137,20 +141,27 @@ async def inbound_sms(rt: Runtime, event: InboundSms) -> SmsAnswer:
         return SmsAnswer("help", help_text(rt))
     if event.text.strip():  # maybe a revocation in other words or another language: a person decides
         async with rt.store.write() as tx:
+            await convert_seen(tx, rt, [("sms", event.sender)])
             await tx.keep_for_review("sms", ref, event.text[:1600], rt.now())
         log.warning("sms kept for review: no keyword matched", address_ref=ref)
     return SmsAnswer("none", "")
 
 
 async def email_event(rt: Runtime, event: EmailEvent) -> EmailEventAnswer:
-    address = event.address.strip()
-    if "@" not in address or len(address) > 320:
-        raise InvalidInput([FieldError("address", "an email address")])
+    address = event.address
+    if (
+        "@" not in address
+        or len(address) > 320
+        or not address.isprintable()
+        or any(c.isspace() for c in address)
+    ):
+        raise InvalidInput([FieldError("address", "an email address (no spaces or line breaks)")])
     if event.type == "bounce" and not event.permanent:
         return EmailEventAnswer("none", 0)
     ref = rt.pseudonyms.address_ref("email", address)
     source: Literal["bounce", "complaint"] = event.type
     async with rt.store.write() as tx:
+        await convert_seen(tx, rt, [("email", address)])  # a v1 suppression of it is this one
         _, customers = await suppress(tx, rt, "email", ref, source, source)
         if event.type == "complaint":
             await _withdraw(tx, rt, customers, "email", Attribution(source, "system", None, {}))

@@ -1,4 +1,6 @@
-"""Emailing a customer a fresh manage link (the expired-link page's one button).
+"""Emailing a customer a fresh manage link: the expired-link page's one button, and the unsubscribe
+page's "Email me a link to my preferences" (an unsubscribe link lives 400 days, a manage link 30, so the
+unsubscribe page never hands out a manage link itself). The link carries the customer's link generation.
 
 A small, separate sender (not the campaign dispatcher): one plain-text email over SMTP with aiosmtplib to
 ``PREFCENTER_SMTP_HOST``/``_PORT`` (TLS and login as configured), from ``PREFCENTER_SMTP_FROM``, to the
@@ -64,9 +66,7 @@ class LinkMailer:
         last = self._last_sent.get(customer.customer_ref)
         if last is not None and now - last < RESEND_INTERVAL:
             return "throttled", to
-        msg = self.build(
-            to, subject, body_with_url.replace("{url}", manage_url(rt, customer.customer_ref)), now
-        )
+        msg = self.build(to, subject, body_with_url.replace("{url}", manage_url(rt, customer)), now)
         # Take the slot before sending, so two quick clicks cannot both send; give it back on failure.
         self._last_sent[customer.customer_ref] = now
         try:

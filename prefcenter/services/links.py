@@ -10,7 +10,11 @@
 - **Signature.** HMAC-SHA256, base64url. The signature must be in canonical base64 (no spare bits set),
   so every one-character change of a token is rejected, not only most.
 - **Claims** (``domain/tokens.py``): the customer's opaque ``customer_ref``, the scope (all or one
-  topic) and the issue time from the injected clock ``rt.now``. Expiry is checked against ``rt.now``.
+  topic), the issue time from the injected clock ``rt.now`` and the customer's link generation
+  (``Customer.link_gen``). Expiry is checked against ``rt.now``; whoever resolves a token to a customer
+  checks the generation with :func:`opens` (a mismatch is the same as an unknown customer).
+- **CSRF** for the pages' forms: an HMAC of the browser's cookie and the link token; the presented field
+  is compared as bytes, so any text a client sends (non-ASCII included) is simply a mismatch.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import base64
 import functools
 import hashlib
 import hmac
+from datetime import datetime
 from typing import Any
 
 import msgspec
@@ -31,9 +36,11 @@ from prefcenter.domain.tokens import (
     InvalidClaims,
     LinkClaims,
     Purpose,
+    claims_payload,
     decode_claims,
     is_expired,
     new_claims,
+    same_person,
 )
 from prefcenter.services.runtime import Runtime
 
@@ -124,9 +131,19 @@ def _serializer(keys_newest_first: tuple[str, ...], purpose: Purpose) -> URLSafe
     )
 
 
-def mint_token(rt: Runtime, customer_ref: str, purpose: Purpose, topic: str | None = None) -> str:
-    claims = new_claims(customer_ref, purpose, topic, rt.now())
-    token: str = _serializer(signing_keys(rt), purpose).dumps(msgspec.to_builtins(claims))
+def mint_token(
+    rt: Runtime,
+    customer_ref: str,
+    purpose: Purpose,
+    topic: str | None = None,
+    *,
+    gen: str = "",
+    issued_at: datetime | None = None,
+) -> str:
+    """A signed token; ``gen`` is the customer's ``link_gen``. ``issued_at`` (default ``rt.now()``) lets
+    a page hand out a manage link that ends no later than one minted with the link it came from."""
+    claims = new_claims(customer_ref, purpose, topic, issued_at or rt.now(), gen)
+    token: str = _serializer(signing_keys(rt), purpose).dumps(claims_payload(claims))
     return token
 
 
@@ -142,22 +159,33 @@ def verify_token(rt: Runtime, token: str, purpose: Purpose) -> Verified | None:
     return Verified(claims=claims, expired=is_expired(claims, purpose, rt.now()))
 
 
+def opens(claims: LinkClaims, customer: Customer | None) -> bool:
+    """Whether verified claims open this customer: the customer exists, holds the claimed ``ref`` and
+    has the claimed link generation (a re-created customer with the same id does not)."""
+    return (
+        customer is not None
+        and customer.customer_ref == claims.ref
+        and same_person(claims, customer.link_gen)
+    )
+
+
 def public_base(rt: Runtime) -> str:
     return rt.settings.public_url.rstrip("/")
 
 
-def manage_url(rt: Runtime, customer_ref: str) -> str:
-    return f"{public_base(rt)}/p/{mint_token(rt, customer_ref, 'manage')}"
+def manage_url(rt: Runtime, customer: Customer) -> str:
+    return f"{public_base(rt)}/p/{mint_token(rt, customer.customer_ref, 'manage', gen=customer.link_gen)}"
 
 
-def unsubscribe_url(rt: Runtime, customer_ref: str, topic: str | None) -> str:
-    return f"{public_base(rt)}/u/{mint_token(rt, customer_ref, 'unsubscribe', topic)}"
+def unsubscribe_url(rt: Runtime, customer: Customer, topic: str | None) -> str:
+    token = mint_token(rt, customer.customer_ref, "unsubscribe", topic, gen=customer.link_gen)
+    return f"{public_base(rt)}/u/{token}"
 
 
 def mint_links(rt: Runtime, customer: Customer, topic: str | None) -> tuple[str, str]:
     """``(manage_url, unsubscribe_url)`` for a customer; the unsubscribe link is scoped to ``topic``
     (None: all marketing). No I/O: cheap enough to call once per outgoing message."""
-    return manage_url(rt, customer.customer_ref), unsubscribe_url(rt, customer.customer_ref, topic)
+    return manage_url(rt, customer), unsubscribe_url(rt, customer, topic)
 
 
 def csrf_token(rt: Runtime, browser_secret: str, link_token: str) -> str:
@@ -167,6 +195,10 @@ def csrf_token(rt: Runtime, browser_secret: str, link_token: str) -> str:
 
 
 def csrf_valid(rt: Runtime, browser_secret: str | None, link_token: str, presented: str | None) -> bool:
-    if not browser_secret or not presented:
-        return False
-    return hmac.compare_digest(csrf_token(rt, browser_secret, link_token), presented)
+    """Whether the presented field is the one for this cookie and link. Compared as bytes:
+    ``hmac.compare_digest`` raises TypeError for a ``str`` that is not ASCII (issue 9, item 7), so a
+    non-ASCII field is refused before it gets there."""
+    if not browser_secret or not presented or not presented.isascii():
+        return False  # a genuine field is base64url: anything else is a mismatch, never an error
+    expected = csrf_token(rt, browser_secret, link_token).encode("ascii")
+    return hmac.compare_digest(expected, presented.encode("ascii"))

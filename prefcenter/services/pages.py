@@ -26,7 +26,7 @@ from prefcenter.domain.ledger import Attribution, format_instant
 from prefcenter.domain.model import CHANNELS, Channel, Customer, Preferences, QuietHours, Topic
 from prefcenter.domain.tokens import LinkClaims, Purpose
 from prefcenter.services.customers import write_preferences
-from prefcenter.services.links import verify_token
+from prefcenter.services.links import opens, verify_token
 from prefcenter.services.runtime import Runtime
 
 log = structlog.get_logger("prefcenter.pages")
@@ -34,7 +34,7 @@ log = structlog.get_logger("prefcenter.pages")
 LinkProblemKind = Literal["invalid", "unknown", "expired"]
 FieldName = Literal["channel", "topics", "quiet", "max_per_week", "paused_until"]
 USER_AGENT_MAX = 512
-_TIME_RE = re.compile(r"^(\d{1,2}):(\d{2})(?::00(?:\.0+)?)?$")
+_TIME_RE = re.compile(r"^(\d{1,2}):(\d{2})(?::00(?:\.0+)?)?\Z")
 
 
 class LinkProblem(Exception):
@@ -72,12 +72,15 @@ def evidence(rt: Runtime, client: Client, **extra: str) -> dict[str, Any]:
 async def open_link(
     rt: Runtime, token: str, purpose: Purpose, *, allow_expired: bool = False
 ) -> tuple[Customer, LinkClaims]:
-    """The customer a genuine, current link opens, and its claims; raises :class:`LinkProblem`."""
+    """The customer a genuine, current link opens, and its claims; raises :class:`LinkProblem`.
+
+    A link minted for someone else who held this ``customer_id`` before (erased, then re-created: same
+    ``ref``, another link generation) is ``unknown``, exactly like a link whose customer is gone."""
     verified = verify_token(rt, token, purpose)
     if verified is None:
         raise LinkProblem("invalid")
     customer = await rt.store.get_customer_by_ref(verified.claims.ref)
-    if customer is None:
+    if customer is None or not opens(verified.claims, customer):
         raise LinkProblem("unknown")
     if verified.expired and not allow_expired:
         raise LinkProblem("expired", customer)
@@ -352,12 +355,21 @@ class SaveOutcome(msgspec.Struct, frozen=True):
     customer: Customer | None = None  # as read in the transaction (for showing the form again)
 
 
-async def save_form(rt: Runtime, customer_id: str, form: PageForm, client: Client) -> SaveOutcome:
-    """Apply a submitted preference form, in one transaction; nothing is written when it has errors."""
+def _still_same_person(customer: Customer | None, claims: LinkClaims) -> Customer:
+    """The customer as read in the writing transaction, if the link still opens them (they may have been
+    erased, or erased and re-created, since the link was checked); else :class:`LinkProblem`."""
+    if customer is None or not opens(claims, customer):
+        raise LinkProblem("unknown")
+    return customer
+
+
+async def save_form(
+    rt: Runtime, customer_id: str, form: PageForm, client: Client, claims: LinkClaims
+) -> SaveOutcome:
+    """Apply a submitted preference form, in one transaction; nothing is written when it has errors.
+    ``claims``: the manage link's, checked again inside the transaction."""
     async with rt.store.write() as tx:
-        customer = await tx.get_customer(customer_id)
-        if customer is None:
-            raise LinkProblem("unknown")
+        customer = _still_same_person(await tx.get_customer(customer_id), claims)
         categories = await tx.topic_categories(form.topics)
         marketing = {t for t, c in categories.items() if c == "marketing"}
         zone = ZoneInfo(customer.profile.timezone)
@@ -372,12 +384,10 @@ async def save_form(rt: Runtime, customer_id: str, form: PageForm, client: Clien
     return SaveOutcome(events=count, customer=customer)
 
 
-async def stop_all_marketing(rt: Runtime, customer_id: str, client: Client) -> int:
+async def stop_all_marketing(rt: Runtime, customer_id: str, client: Client, claims: LinkClaims) -> int:
     """The page's "stop all marketing": no channel, no topics; quiet hours, cap and pause stay."""
     async with rt.store.write() as tx:
-        customer = await tx.get_customer(customer_id)
-        if customer is None:
-            raise LinkProblem("unknown")
+        customer = _still_same_person(await tx.get_customer(customer_id), claims)
         new = msgspec.structs.replace(customer.preferences, channel=None, topics=[])
         attribution = Attribution(
             "preference_page",
@@ -394,11 +404,9 @@ async def one_click_unsubscribe(rt: Runtime, customer_id: str, claims: LinkClaim
     """RFC 8058 one-click: a topic-scoped link removes that topic, an all-scope link sets the channel to
     null and clears the topics. Honoured every time (the latest action wins, COMPLIANCE edge 9): a link
     minted before the customer opted in again unsubscribes again. A repeat that changes nothing writes
-    nothing."""
+    nothing. A link of an erased customer never touches a new customer with the same id."""
     async with rt.store.write() as tx:
-        customer = await tx.get_customer(customer_id)
-        if customer is None:
-            raise LinkProblem("unknown")
+        customer = _still_same_person(await tx.get_customer(customer_id), claims)
         prefs = customer.preferences
         if claims.topic is None:
             new = msgspec.structs.replace(prefs, channel=None, topics=[])

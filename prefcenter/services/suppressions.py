@@ -14,6 +14,7 @@ import structlog
 from prefcenter.domain.ledger import Attribution, Change, Source
 from prefcenter.domain.model import CHANNELS, FieldError, InvalidInput
 from prefcenter.services.customers import append_events
+from prefcenter.services.refs_upgrade import convert_seen
 from prefcenter.services.runtime import Runtime
 from prefcenter.store.base import WriteTx
 
@@ -94,6 +95,7 @@ async def admin_put(rt: Runtime, channel: str, address: str, api_key_id: int) ->
         raise InvalidInput([FieldError("address", "1-320 characters")])
     ref = rt.pseudonyms.address_ref(channel, address)
     async with rt.store.write() as tx:
+        await convert_seen(tx, rt, [(channel, address)])  # a v1 suppression of it is this one
         added, _ = await suppress(tx, rt, channel, ref, "admin", "admin", {"api_key_id": api_key_id})
     log.info("suppression added by admin", channel=channel, address_ref=ref, added=added)
     return added
@@ -103,6 +105,7 @@ async def admin_delete(rt: Runtime, channel: str, address: str, api_key_id: int)
     check_channel(channel)
     ref = rt.pseudonyms.address_ref(channel, address)
     async with rt.store.write() as tx:
+        await convert_seen(tx, rt, [(channel, address)])  # so a v1 suppression of it is lifted too
         removed = await lift(tx, rt, channel, ref, "admin", "admin", {"api_key_id": api_key_id})
     log.info("suppression lifted by admin", channel=channel, address_ref=ref, removed=removed)
     return removed

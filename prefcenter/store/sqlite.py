@@ -10,11 +10,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fcntl
 import hashlib
 import os
 import re
 import sqlite3
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
@@ -48,12 +50,14 @@ from prefcenter.store.base import (
     OutboxUpdate,
     QueueRow,
     Reservation,
+    StoreUnavailable,
     Suppression,
 )
 
 log = structlog.get_logger("prefcenter.store")
 
-MIGRATION_RE = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
+JOURNAL_SIZE_LIMIT = 8 * 1024 * 1024  # bytes of WAL file kept after a checkpoint resets it
+MIGRATION_RE = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql\Z")
 _json_encode = msgspec.json.encode
 _json_decode = msgspec.json.decode
 
@@ -61,7 +65,8 @@ _CUSTOMER_SQL = """
 SELECT c.id, c.ref, c.timezone, c.locale, c.country, c.channel, c.quiet_start, c.quiet_end,
        c.max_per_week, c.paused_until, c.created_at, c.updated_at,
        (SELECT json_group_object(channel, address) FROM contacts WHERE customer_id = c.id),
-       (SELECT json_group_array(topic_id) FROM customer_topics WHERE customer_id = c.id)
+       (SELECT json_group_array(topic_id) FROM customer_topics WHERE customer_id = c.id),
+       c.link_gen
 FROM customers c WHERE c.id = ?
 """
 _CUSTOMER_BY_REF_SQL = _CUSTOMER_SQL.replace("WHERE c.id = ?", "WHERE c.ref = ?")
@@ -69,7 +74,11 @@ _EVENT_COLUMNS = ", ".join(EVENT_FIELDS)
 
 
 def default_migrations_dir() -> Path:
-    return Path(__file__).resolve().parents[2] / "migrations" / "sqlite"
+    """The SQL migrations shipped inside the package (a wheel carries the repository's top-level
+    ``migrations/`` as ``prefcenter/migrations``), or that top-level folder in a checkout."""
+    from prefcenter.config import packaged_dir
+
+    return packaged_dir("migrations") / "sqlite"
 
 
 def _parse_time(value: str) -> datetime:
@@ -93,6 +102,7 @@ def _customer_from_row(row: Any) -> Customer:
         ),
         created_at=_parse_time(row[10]),
         updated_at=_parse_time(row[11]),
+        link_gen=row[14],
     )
 
 
@@ -149,6 +159,7 @@ FROM json_each(?) j JOIN reservations r ON r.customer_id = j.value
 WHERE r.marketing = 1 OR r.campaign_id = ?
 """
 _EMPTY: frozenset[Any] = frozenset()
+_PAUSED_FOREVER = datetime.max.replace(tzinfo=UTC)
 
 T = TypeVar("T")
 
@@ -214,9 +225,14 @@ def _gate_inputs_sync(
             quiet = quiets.get((qs, qe))
             if quiet is None:
                 quiet = quiets[(qs, qe)] = (qs, qe)
-        states[cid] = State(
-            cid, zone, country, channel, a, s, subscribed == 1, quiet, cap, parse(paused) if paused else None
-        )
+        pause = None
+        if paused:
+            try:
+                pause = parse(paused)
+            except ValueError:  # fail closed: an unreadable pause is a pause without end
+                log.warning("unreadable paused_until in a stored customer row; treated as paused")
+                pause = _PAUSED_FOREVER
+        states[cid] = State(cid, zone, country, channel, a, s, subscribed == 1, quiet, cap, pause)
     return GateInputs(states=states, held=held)
 
 
@@ -308,14 +324,29 @@ async def _get_campaign(conn: aiosqlite.Connection, campaign_id: str) -> Campaig
 
 
 def _commit_sync(conn: sqlite3.Connection, writes: list[Callable[[sqlite3.Connection], None]]) -> None:
-    """The writes queued for the commit, then COMMIT; ROLLBACK if any of them fails."""
+    """The writes queued for the commit, then COMMIT; ROLLBACK if any of them (or the COMMIT) fails
+    and the transaction is still open (SQLite itself rolls back after some errors, SQLITE_FULL
+    among them)."""
     try:
         for write in writes:
             write(conn)
+        conn.execute("COMMIT")
     except BaseException:
-        conn.execute("ROLLBACK")
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
         raise
-    conn.execute("COMMIT")
+
+
+# Primary result codes (the low byte of the extended code) that say the file cannot be written now,
+# through nobody's fault of input: disk full, an I/O error, a read-only or vanished file.
+_UNAVAILABLE = frozenset(
+    {sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_READONLY, sqlite3.SQLITE_CANTOPEN}
+)
+
+
+def _unavailable(exc: sqlite3.Error) -> bool:
+    code = getattr(exc, "sqlite_errorcode", None)
+    return code is not None and (code & 0xFF) in _UNAVAILABLE
 
 
 class SqliteWriteTx:
@@ -333,8 +364,8 @@ class SqliteWriteTx:
         stamp = format_at(customer.updated_at)
         if created:
             await self.conn.execute(
-                "INSERT INTO customers (id, ref, timezone, locale, country, created_at, updated_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO customers (id, ref, timezone, locale, country, created_at, updated_at, "
+                "link_gen) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     customer.customer_id,
                     customer.customer_ref,
@@ -343,6 +374,7 @@ class SqliteWriteTx:
                     p.country,
                     format_at(customer.created_at),
                     stamp,
+                    customer.link_gen,
                 ),
             )
         else:
@@ -568,7 +600,6 @@ class SqliteWriteTx:
         )
         return cur.rowcount > 0
 
-
     # -- outbox ---------------------------------------------------------------------------------
 
     async def queue_messages(self, rows: list[QueueRow], at: datetime) -> int:
@@ -684,6 +715,70 @@ class SqliteWriteTx:
         ) as cur:
             return [row[0] for row in await cur.fetchall()]
 
+    # -- address refs v2 (migration 0010; services/refs_upgrade.py) ------------------------------------
+
+    async def contacts_with_v1_refs(self) -> list[tuple[str, str, str]]:
+        """(customer_id, channel, address) of every contact while contacts still hold v1 refs, else []."""
+        async with self.conn.execute("SELECT contacts_v1 FROM address_refs_upgrade WHERE id = 1") as cur:
+            row = await cur.fetchone()
+        if row is None or not row[0]:
+            return []
+        async with self.conn.execute("SELECT customer_id, channel, address FROM contacts") as cur:
+            return [(r[0], r[1], r[2]) for r in await cur.fetchall()]
+
+    async def rewrite_contact_refs(self, rows: list[tuple[str, str, str]]) -> None:
+        """(customer_id, channel, v2 ref) for every contact; then contacts hold no v1 ref. Fires no
+        gate-row trigger: the caller converts the suppressions of those addresses in the same transaction."""
+        await self.conn.executemany(
+            "UPDATE contacts SET address_ref = ? WHERE customer_id = ? AND channel = ?",
+            [(ref, cid, channel) for cid, channel, ref in rows],
+        )
+        await self.conn.execute("UPDATE address_refs_upgrade SET contacts_v1 = 0 WHERE id = 1")
+
+    async def v1_refs(self) -> set[str]:
+        """The v1 refs suppressions and review texts still hold (markers of refs no row holds any more
+        are dropped)."""
+        await self.conn.execute(
+            "DELETE FROM address_refs_v1 WHERE address_ref NOT IN (SELECT address_ref FROM suppressions) "
+            "AND address_ref NOT IN (SELECT address_ref FROM inbound_review)"
+        )
+        async with self.conn.execute("SELECT address_ref FROM address_refs_v1") as cur:
+            return {row[0] for row in await cur.fetchall()}
+
+    async def convert_v1_refs(self, refs: dict[str, str]) -> int:
+        """``refs``: v1 ref -> v2 ref of addresses known in plain text. Each suppression under one of
+        those v1 refs (any channel) becomes the same suppression (reason, since) under the v2 ref, by
+        DELETE and INSERT so that the gate-row triggers see it (the v2 one is kept when it exists
+        already); review texts take the v2 ref. Returns the number of suppressions converted."""
+        if not refs:
+            return 0
+        async with self.conn.execute(
+            "SELECT address_ref FROM address_refs_v1 WHERE address_ref IN (SELECT value FROM json_each(?))",
+            (_json_encode(list(refs)).decode(),),
+        ) as cur:
+            found = [row[0] for row in await cur.fetchall()]
+        converted = 0
+        for old in found:
+            async with self.conn.execute(
+                "SELECT channel, reason, since FROM suppressions WHERE address_ref = ?", (old,)
+            ) as cur:
+                rows = list(await cur.fetchall())
+            for channel, reason, since in rows:
+                await self.conn.execute(
+                    "DELETE FROM suppressions WHERE channel = ? AND address_ref = ?", (channel, old)
+                )
+                await self.conn.execute(
+                    "INSERT OR IGNORE INTO suppressions (channel, address_ref, reason, since) "
+                    "VALUES (?, ?, ?, ?)",
+                    (channel, refs[old], reason, since),
+                )
+            converted += len(rows)
+            await self.conn.execute(
+                "UPDATE inbound_review SET address_ref = ? WHERE address_ref = ?", (refs[old], old)
+            )
+            await self.conn.execute("DELETE FROM address_refs_v1 WHERE address_ref = ?", (old,))
+        return converted
+
 
 class SqliteStore:
     """The aiosqlite adapter of :class:`prefcenter.store.base.Store`."""
@@ -708,6 +803,11 @@ class SqliteStore:
         # for every writer queued behind it): the server runs checkpoint() in the background instead.
         self.autocheckpoint = autocheckpoint
         self._checkpointer: aiosqlite.Connection | None = None
+        # Why the last write failed for want of disk (None: the last write went through).
+        self.write_failure: str | None = None
+        self._last_write = time.monotonic()
+        # Idle this long (no write), a background checkpoint also truncates the WAL file to zero.
+        self.truncate_after_idle_seconds = 2.0
         self._dispatcher_lock: int | None = None
 
     # -- the one dispatcher -----------------------------------------------------------------------
@@ -753,9 +853,13 @@ class SqliteStore:
         if row is None or str(row[0]).lower() != "wal":
             raise RuntimeError(f"could not switch {self.path} to WAL mode (got {row})")
         self._reader = await self._connect()
+        # Each time a checkpoint resets the WAL, SQLite cuts the file back to this size.
+        await self._writer.execute(f"PRAGMA journal_size_limit = {JOURNAL_SIZE_LIMIT}")
         if not self.autocheckpoint:
             await self._writer.execute("PRAGMA wal_autocheckpoint = 0")
             self._checkpointer = await self._connect()
+            # A checkpoint never makes writers wait long for it: it tries again next second.
+            await self._checkpointer.execute("PRAGMA busy_timeout = 100")
 
     async def close(self) -> None:
         if self._checkpointer is not None:
@@ -768,14 +872,35 @@ class SqliteStore:
         self._reader = self._writer = None
 
     async def checkpoint(self) -> tuple[int, int]:
-        """A PASSIVE checkpoint on its own connection: writers go on meanwhile. Returns (WAL frames,
-        frames copied). Only for stores opened with ``autocheckpoint=False``."""
+        """A PASSIVE checkpoint on its own connection: writers go on meanwhile. When no write came for
+        ``truncate_after_idle_seconds``, a TRUNCATE one instead, so the WAL file does not keep its
+        high-water mark while the service is idle. Returns (WAL frames, frames copied). Only for
+        stores opened with ``autocheckpoint=False``."""
         conn = self._checkpointer
         if conn is None:
             return (0, 0)
-        async with conn.execute("PRAGMA wal_checkpoint(PASSIVE)") as cur:
-            row = await cur.fetchone()
+        idle = time.monotonic() - self._last_write >= self.truncate_after_idle_seconds
+        wal = self.path.with_name(self.path.name + "-wal")
+        mode = "TRUNCATE" if idle and wal.exists() and wal.stat().st_size > 0 else "PASSIVE"
+        try:
+            async with conn.execute(f"PRAGMA wal_checkpoint({mode})") as cur:
+                row = await cur.fetchone()
+        except sqlite3.OperationalError as exc:  # busy: a reader or writer holds it; next second
+            log.debug("checkpoint skipped", mode=mode, error=str(exc))
+            return (0, 0)
         return (int(row[1]), int(row[2])) if row is not None else (0, 0)
+
+    async def write_problem(self) -> str | None:
+        """None when the database can be written; else why not. After a write failed for want of
+        disk, a probe transaction (a page-sized row inserted and deleted, committed) is tried on each
+        call, so readiness comes back as soon as writes would work again."""
+        if self.write_failure is None:
+            return None
+        with contextlib.suppress(StoreUnavailable):
+            async with self.write() as tx:
+                await tx.conn.execute("INSERT INTO store_probe (filler) VALUES (zeroblob(8192))")
+                await tx.conn.execute("DELETE FROM store_probe")
+        return self.write_failure
 
     @property
     def reader(self) -> aiosqlite.Connection:
@@ -800,17 +925,26 @@ class SqliteStore:
         :meth:`SqliteWriteTx.record_gate_at_commit` with the ``COMMIT``."""
         async with self._write_lock:
             conn = self.writer
-            if not gate:
-                await _in_one_hop(conn, _begin_sync)
-            tx = SqliteWriteTx(conn, self._new_id, begun=not gate)
             try:
-                yield tx
-            except BaseException:
+                if not gate:
+                    await _in_one_hop(conn, _begin_sync)
+                tx = SqliteWriteTx(conn, self._new_id, begun=not gate)
+                try:
+                    yield tx
+                except BaseException:
+                    if tx.begun and conn.in_transaction:
+                        await conn.execute("ROLLBACK")
+                    raise
                 if tx.begun:
-                    await conn.execute("ROLLBACK")
-                raise
-            if tx.begun:
-                await _in_one_hop(conn, _commit_sync, tx.at_commit)
+                    await _in_one_hop(conn, _commit_sync, tx.at_commit)
+            except sqlite3.Error as exc:
+                if not _unavailable(exc):
+                    raise
+                self.write_failure = f"{type(exc).__name__}: {exc}"
+                log.error("the database cannot be written", error=self.write_failure)
+                raise StoreUnavailable(self.write_failure) from exc
+            self.write_failure = None
+            self._last_write = time.monotonic()
 
     async def compact_after_erasure(self, attempts: int = 40) -> bool:
         """Checkpoint and truncate the WAL so erased rows leave no old frames; True when it completed."""
@@ -924,11 +1058,15 @@ class SqliteStore:
             return [tuple(row) for row in await cur.fetchall()]
 
     async def decision_counts(self, campaign_id: str) -> dict[str, int]:
-        """Deny reasons of the latest decision per customer of a campaign."""
+        """Deny reasons of the latest decision per customer of a campaign, for the customers without an
+        outbox row for it: a recipient with one is counted under its outbox status (a deny at re-gate
+        is its ``withdrawn`` or ``suppressed``), so each recipient is counted once (API.md)."""
         async with self.reader.execute(
             "SELECT reason, count(*) FROM decisions d WHERE campaign_id = ? AND verdict = 'deny' "
             "AND id = (SELECT max(id) FROM decisions e WHERE e.campaign_id = d.campaign_id "
-            "AND e.customer_id = d.customer_id) GROUP BY reason",
+            "AND e.customer_id = d.customer_id) "
+            "AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.campaign_id = d.campaign_id "
+            "AND o.customer_id = d.customer_id) GROUP BY reason",
             (campaign_id,),
         ) as cur:
             return {row[0]: row[1] for row in await cur.fetchall()}

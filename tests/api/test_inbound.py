@@ -206,3 +206,11 @@ async def test_unmatched_text_is_kept_for_review_and_erased_with_the_customer(ap
     r = await api.client.delete("/v1/customers/c1", headers=api.as_("admin"))
     assert r.status_code == 204
     assert _review_rows(api) == []
+
+
+async def test_inbound_sms_sender_must_be_e164(api: Api) -> None:
+    """Issue 10: `from: "0740011122"` was accepted; E.164 only, like contacts (it would never meet them)."""
+    for sender in ("0740011122", "48600100200", "+48 600 100 200", "+48600100200\n"):
+        r = await api.client.post("/v1/inbound/sms", json={"from": sender, "text": "STOP"}, headers=api.as_("marketing"))
+        assert r.status_code == 400, sender
+        assert [e["field"] for e in r.json()["errors"]] == ["from"]

@@ -197,3 +197,41 @@ def test_lifetimes(rt: Runtime) -> None:
     clock.advance(seconds=1)  # type: ignore[attr-defined]
     unsub = links.verify_token(rt, unsubscribe, "unsubscribe")
     assert unsub is not None and unsub.expired
+
+
+async def test_minted_links_carry_the_customers_link_generation(api: Api) -> None:
+    """API.md "A link dies with the person it was minted for": both links carry the customer's link
+    generation as a 4th claim (random hex, no personal data); a re-created customer gets another."""
+    await create(api)
+    customer = await api.rt.store.get_customer("c1")
+    assert customer is not None and len(customer.link_gen) == 16
+    r = await api.client.post("/v1/customers/c1/links", json={}, headers=api.as_("marketing"))
+    for url, purpose in ((r.json()["manage_url"], "manage"), (r.json()["unsubscribe_url"], "unsubscribe")):
+        raw = msgspec.json.decode(payload_bytes(token_of(url)))
+        assert len(raw) == 4 and raw[3] == customer.link_gen
+        verified = links.verify_token(api.rt, token_of(url), purpose)  # type: ignore[arg-type]
+        assert verified is not None and links.opens(verified.claims, customer)
+    assert (await api.client.delete("/v1/customers/c1", headers=api.as_("admin"))).status_code == 204
+    await create(api)
+    again = await api.rt.store.get_customer("c1")
+    assert again is not None and again.link_gen != customer.link_gen
+    assert not links.opens(verified.claims, again)
+
+
+def test_claims_with_and_without_a_generation(rt: Runtime) -> None:
+    """Tokens minted before link generations (3 elements) still decode, as generation ''; a 4th element
+    must be a real generation (an explicit '' or anything else is refused, so each claim set has one
+    spelling); a token opens a customer only with the same generation."""
+    ref = rt.pseudonyms.customer_ref("c1")
+    legacy = links.mint_token(rt, ref, "unsubscribe", "promotions")
+    assert len(msgspec.json.decode(payload_bytes(legacy))) == 3
+    verified = links.verify_token(rt, legacy, "unsubscribe")
+    assert verified is not None and verified.claims.gen == "" and verified.claims.topic == "promotions"
+    current = links.mint_token(rt, ref, "manage", gen="0123456789abcdef")
+    verified = links.verify_token(rt, current, "manage")
+    assert verified is not None and verified.claims.gen == "0123456789abcdef"
+    serializer = links._serializer(links.signing_keys(rt), "manage")
+    for gen in ("", "XYZ", "0123", "0123456789abcdef\n", 7):
+        forged = serializer.dumps([ref, "*", int(rt.now().timestamp()), gen])
+        assert links.verify_token(rt, forged, "manage") is None, gen
+    assert links.verify_token(rt, serializer.dumps([ref, "*", 0, "0123456789abcdef", "x"]), "manage") is None

@@ -495,8 +495,30 @@ def test_unknown_zone_raises_instead_of_guessing() -> None:
     state = customer(timezone="Mars/Base", quiet_hours=("22:00", "07:00"))
     with pytest.raises(ValueError, match="unknown time zone"):
         decide(state, [], campaign(), AT, POLICY)
-    with pytest.raises(ValueError, match="unknown time zone"):
-        decide_batch([("c1", state, [])], campaign(), AT, POLICY)
+
+
+def test_an_unreadable_stored_state_denies_that_recipient_only() -> None:
+    """Issue 9: a stored value the rules cannot evaluate (an unknown zone, quiet hours "21:00\\n" kept
+    from before the anchors were fixed, a naive pause) fails closed for that recipient, as a deny of the
+    rule that cannot be evaluated; the rest of the batch is decided as if it were not there."""
+    good = customer()
+    items = [
+        ("c0", good, []),
+        ("c1", customer(customer_id="c1", timezone="Mars/Base", quiet_hours=("22:00", "07:00")), []),
+        ("c2", customer(customer_id="c2", quiet_hours=("21:00\n", "08:00")), []),
+        ("c3", customer(customer_id="c3", paused_until=datetime(2026, 12, 1)), []),  # naive
+        ("c4", good, []),
+    ]
+    decisions = decide_batch(items, campaign(), AT, POLICY)
+    expected = decide(good, [], campaign(), AT, POLICY)
+    assert [(d.verdict, d.reason, d.not_before) for d in decisions] == [
+        (expected.verdict, expected.reason, expected.not_before),
+        ("deny", "quiet_hours", None),
+        ("deny", "quiet_hours", None),
+        ("deny", "paused", None),
+        (expected.verdict, expected.reason, expected.not_before),
+    ]
+    assert [d.customer_id for d in decisions] == ["c0", "c1", "c2", "c3", "c4"]
 
 
 def test_empty_quiet_hours_raise() -> None:

@@ -7,25 +7,19 @@ from __future__ import annotations
 
 import asyncio
 import re
-import socket
-from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, field
-from email import message_from_bytes
-from email.message import EmailMessage
-from email.policy import default as default_policy
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 import msgspec
 import pytest
 import structlog
-from aiosmtpd.controller import Controller
 
 from prefcenter.domain.model import Topic
 from prefcenter.services import links, topics
 from prefcenter.services.pages import mask_email, mask_phone
 from prefcenter.web.i18n import LANGUAGES, Catalogue, catalogue_texts, choose_language, placeholders
 from tests.conftest import PROFILE, Api, prefs_body
+from tests.web.conftest import Sink, free_port
 
 ONE_CLICK = "List-Unsubscribe=One-Click"
 FORM = {"content-type": "application/x-www-form-urlencoded"}
@@ -639,43 +633,6 @@ async def test_expiry_with_the_clock(api: Api) -> None:
 
 # ---------------------------------------------------------------------------------------------------
 # the fresh-link email (a real SMTP server on loopback)
-
-
-@dataclass
-class Sink:
-    port: int
-    messages: list[tuple[str, list[str], EmailMessage]] = field(default_factory=list)
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        msg = message_from_bytes(envelope.content, policy=default_policy)
-        self.messages.append((envelope.mail_from, list(envelope.rcpt_tos), msg))  # type: ignore[arg-type]
-        return "250 OK"
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-@pytest.fixture
-def smtp_sink() -> Iterator[Sink]:
-    sink = Sink(port=free_port())
-    controller = Controller(sink, hostname="127.0.0.1", port=sink.port)
-    controller.start()
-    try:
-        yield sink
-    finally:
-        controller.stop()
-
-
-@pytest.fixture
-async def mail_api(api: Api, smtp_sink: Sink) -> AsyncIterator[Api]:
-    api.rt.settings = msgspec.structs.replace(
-        api.rt.settings, smtp_port=smtp_sink.port, smtp_from="Prefs <prefs@shop.example>"
-    )
-    yield api
 
 
 async def test_expired_manage_link_emails_a_fresh_one(mail_api: Api, smtp_sink: Sink) -> None:

@@ -1,0 +1,143 @@
+"""Issue 9 item 5: a full disk answers writes with 503 problem+json and Retry-After, /readyz says not
+ready while writes fail (and ready again once they work), and the WAL stays bounded."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from prefcenter.config import load_settings
+from prefcenter.domain.pseudonyms import Pseudonymizer
+from prefcenter.services.policies import load_policy_file
+from prefcenter.services.runtime import Runtime
+from prefcenter.store.sqlite import SqliteStore
+from tests.api.test_gate_concurrency import setup_keys
+from tests.conftest import POLICY_FILE, PROFILE, SECRET, Api, prefs_body
+from tests.live import serve
+
+
+@pytest.fixture
+def small_filesystem(tmp_path: Path) -> Iterator[Path]:
+    """A 4 MiB tmpfs: a real file system that really fills up (needs root, as CI and this machine have)."""
+    mount = tmp_path / "small"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)], capture_output=True)
+    if done.returncode != 0:
+        if os.environ.get("CI"):
+            pytest.fail(f"cannot mount a tmpfs: {done.stderr.decode().strip()}")
+        pytest.skip("cannot mount a tmpfs here (not root); CI runs this")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def fill(directory: Path) -> Path:
+    """Take every free byte of the file system but a few KiB."""
+    filler = directory / "filler"
+    free = shutil.disk_usage(directory).free
+    with filler.open("wb") as fh:
+        fh.write(b"\0" * max(0, free - 8192))
+    return filler
+
+
+async def test_disk_full_on_a_real_server(small_filesystem: Path) -> None:
+    db = small_filesystem / "prefcenter.db"
+    settings = load_settings({}, database_url=f"sqlite:///{db}", secret_key=SECRET, key_cache_seconds=0)
+    rt = Runtime(
+        settings=settings,
+        store=SqliteStore(db, autocheckpoint=False),
+        pseudonyms=Pseudonymizer(SECRET),
+        policy=load_policy_file(POLICY_FILE),
+    )
+    headers = await setup_keys(rt)
+    with serve(rt) as base:
+        async with httpx.AsyncClient(base_url=base, headers=headers, timeout=30) as client:
+            assert (await client.put("/v1/customers/c0", json=PROFILE)).status_code == 201
+            assert (await client.get("/readyz")).status_code == 200
+            filler = fill(small_filesystem)
+            statuses = []
+            for i in range(1, 200):
+                r = await client.put(f"/v1/customers/c{i}", json=PROFILE)
+                statuses.append(r.status_code)
+                if r.status_code != 201:
+                    break
+                r = await client.put(
+                    f"/v1/customers/c{i}/preferences",
+                    json=prefs_body(
+                        provenance={
+                            "source": "crm",
+                            "actor": "a",
+                            "notice_version": "v1",
+                            "evidence": {"note": uuid.uuid4().hex * 60},
+                        }
+                    ),
+                )
+                if r.status_code != 200:
+                    break
+            assert r.status_code == 503, (statuses, r.text)
+            assert r.headers["content-type"].startswith("application/problem+json")
+            assert int(r.headers["retry-after"]) > 0
+            assert r.json()["status"] == 503
+            ready = await client.get("/readyz")
+            assert ready.status_code == 503
+            assert ready.json()["checks"]["writes"].startswith("failing")
+            # Reads still work, and the ledger is whole.
+            assert (await client.get("/v1/customers/c0")).status_code == 200
+            assert (await client.get("/v1/consent-events/verify")).json()["ok"] is True
+            filler.unlink()
+            ready = await client.get("/readyz")
+            assert ready.status_code == 200, ready.text
+            r = await client.put("/v1/customers/after", json=PROFILE)
+            assert r.status_code == 201
+            assert (await client.get("/v1/consent-events/verify")).json()["ok"] is True
+
+
+async def test_database_full_answers_503_then_recovers(api: Api) -> None:
+    """The same through SQLite's own limit (max_page_count), on any machine."""
+    h = api.as_("marketing")
+    assert (await api.client.put("/v1/customers/c0", json=PROFILE, headers=h)).status_code == 201
+    store = api.rt.store
+    assert isinstance(store, SqliteStore)
+    async with store.reader.execute("PRAGMA page_count") as cur:
+        row = await cur.fetchone()
+    assert row is not None
+    await store.writer.execute(f"PRAGMA max_page_count = {row[0]}")
+    r = None
+    for i in range(1, 300):
+        r = await api.client.put(f"/v1/customers/c{i}", json=PROFILE, headers=h)
+        if r.status_code != 201:
+            break
+    assert r is not None and r.status_code == 503, r.text
+    assert "retry-after" in r.headers
+    assert (await api.client.get("/readyz")).status_code == 503
+    await store.writer.execute("PRAGMA max_page_count = 1073741823")
+    assert (await api.client.get("/readyz")).status_code == 200
+    assert (await api.client.put("/v1/customers/again", json=PROFILE, headers=h)).status_code == 201
+
+
+async def test_the_wal_is_truncated_when_idle(tmp_path: Path) -> None:
+    db = tmp_path / "p.db"
+    store = SqliteStore(db, autocheckpoint=False)
+    await store.open()
+    await store.migrate()
+    try:
+        for _ in range(300):
+            async with store.write() as tx:
+                await tx.conn.execute("INSERT INTO store_probe (filler) VALUES (zeroblob(4096))")
+        wal = Path(f"{db}-wal")
+        assert wal.stat().st_size > 1_000_000
+        await store.checkpoint()  # busy, not idle: PASSIVE, the file keeps its size
+        assert wal.stat().st_size > 1_000_000
+        store.truncate_after_idle_seconds = 0
+        await store.checkpoint()
+        assert wal.stat().st_size == 0
+    finally:
+        await store.close()
