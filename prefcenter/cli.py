@@ -14,19 +14,42 @@ import structlog
 import uvloop
 
 from prefcenter.bootstrap import build_runtime
-from prefcenter.config import ConfigError, Settings, load_settings, production_warnings
-from prefcenter.logging import configure_logging
+from prefcenter.config import (
+    ConfigError,
+    Settings,
+    load_settings,
+    production_warnings,
+    resolve_secret_key,
+    unknown_variable_warnings,
+)
+from prefcenter.logging import configure_logging, secret_values
+from prefcenter.services.refs_upgrade import upgrade_address_refs
 from prefcenter.services.runtime import Runtime
 
 T = TypeVar("T")
 
 
-def _settings(**overrides: Any) -> Settings:
+def _settings(*, secret: bool = True, **overrides: Any) -> Settings:
+    """The settings, and logging configured to never print the secrets among them. ``secret``: the
+    command uses the secret key (in development it is generated now if it does not exist yet, as
+    ``build_runtime`` would, so that the log hides it from the first line on)."""
     try:
         settings = load_settings(**overrides)
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
-    configure_logging(production=settings.production, level=settings.log_level)
+
+    def configure(secret_key: str | None) -> None:
+        hidden = secret_values(secret_key, settings.link_keys, settings.smtp_password)
+        configure_logging(production=settings.production, level=settings.log_level, secrets=hidden)
+
+    configure(settings.secret_key)
+    if secret and settings.secret_key is None:
+        try:
+            configure(resolve_secret_key(settings))
+        except ConfigError as exc:
+            raise click.ClickException(str(exc)) from None
+    for warning in unknown_variable_warnings():  # once per variable, names only (never a value)
+        structlog.get_logger("prefcenter.config").warning(warning)
     return settings
 
 
@@ -42,6 +65,7 @@ def _with_runtime(settings: Settings, work: Callable[[Runtime], Awaitable[T]], *
         try:
             if migrate:
                 await rt.store.migrate()
+                await upgrade_address_refs(rt)  # needs the secret key, so after the SQL migrations
             return await work(rt)
         finally:
             await rt.store.close()
@@ -102,7 +126,8 @@ def serve(host: str | None, port: int | None, demo_sink: Path | None, no_dispatc
         )
     click.echo(f"prefcenter serving on http://{settings.host}:{settings.port} (API docs: /schema)", err=True)
     try:
-        uvicorn.run(app, host=settings.host, port=settings.port, log_config=None, access_log=False)
+        # No access log and no websockets: uvicorn logs their raw paths (/p/<token>) and query strings.
+        uvicorn.run(app, host=settings.host, port=settings.port, log_config=None, access_log=False, ws="none")
     finally:
         if sink is not None:
             sink.stop()
@@ -145,7 +170,9 @@ def migrate() -> None:
     settings = _settings()
 
     async def work(rt: Runtime) -> list[str]:
-        return await rt.store.migrate()
+        applied = await rt.store.migrate()
+        await upgrade_address_refs(rt)  # needs the secret key, so after the SQL migrations
+        return applied
 
     applied = _with_runtime(settings, work, migrate=False)
     click.echo("\n".join(f"applied {name}" for name in applied) or "nothing to apply")
@@ -244,16 +271,20 @@ def policy_check(file: Path) -> None:
 def policy_test(file: Path | None, cases: Path | None) -> None:
     """Run the policy's test cases (policies/tests/*.toml) and print PASS/FAIL per case, like opa test."""
     from prefcenter.domain.policy import PolicyError
-    from prefcenter.services.policies import load_policy_file
+    from prefcenter.services.policies import active_policy_path, load_policy_file
     from prefcenter.services.policy_tests import PolicyTestError, format_report, run_policy_tests
 
-    settings = _settings()
-    path = file or settings.policy_path
+    settings = _settings(secret=False)
     try:
+        path = file or active_policy_path(settings)
         loaded = load_policy_file(path)
-        results = run_policy_tests(loaded, cases or path.parent / "tests")
-    except (PolicyError, PolicyTestError) as exc:
+        folder = cases or path.parent / "tests"
+        click.echo(f"testing {path} with the cases in {folder}", err=True)
+        results = run_policy_tests(loaded, folder)
+    except (ConfigError, PolicyError, PolicyTestError) as exc:
         raise click.ClickException(str(exc)) from None
+    except OSError as exc:
+        raise click.ClickException(f"cannot read the policy or its cases: {exc}") from None
     click.echo(format_report(results))
     if not results or not all(r.passed for r in results):
         sys.exit(1)
@@ -301,6 +332,12 @@ def consent_export(
     _with_runtime(settings, work)
 
 
+class _UsageError(click.ClickException):
+    """A one-line error (``Error: ...``) with the usage-error exit code, 2."""
+
+    exit_code = 2
+
+
 @consent.command("verify")
 @click.option("--head", default=None, help="A head hash recorded earlier; it must lie on the chain.")
 @click.option(
@@ -308,19 +345,52 @@ def consent_export(
     "file",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     default=None,
-    help="Verify a JSONL export instead of the database (the chain alone; no stored head).",
+    help="Verify a JSONL export (format=jsonl; a CSV export cannot be verified) instead of the database "
+    "(the chain alone; no stored head).",
 )
 def consent_verify(head: str | None, file: Path | None) -> None:
     """Recompute the hash chain; exit 1 and name the first bad seq when it is broken."""
     import msgspec
 
-    from prefcenter.domain.ledger import verify_events
+    from prefcenter.domain.ledger import ChainVerifier, VerifyResult
     from prefcenter.services.consent import verify_ledger
 
-    settings = _settings()
+    settings = _settings(secret=file is None)
     if file is not None:
+        # One JSON event per line. A file whose first line is no JSON object is no JSONL export (a CSV
+        # export, say): a usage error (exit 2, one line). A later line that is no JSON object is damage
+        # to the export: the chain breaks there (exit 1, like any other tampering).
+        verifier = ChainVerifier()
+        if head is not None:
+            verifier.want_head(head)
+        damaged: VerifyResult | None = None
         with file.open("rb") as fh:
-            result = verify_events((msgspec.json.decode(line) for line in fh if line.strip()), head=head)
+            for number, line in enumerate(fh, 1):
+                if not line.strip():
+                    continue
+                try:
+                    event = msgspec.json.decode(line)
+                except msgspec.DecodeError:
+                    event = None
+                if not isinstance(event, dict):
+                    if verifier.count == 0 and verifier.failure is None:
+                        csv = line.removeprefix(b"\xef\xbb\xbf").startswith(b"seq,")
+                        kind = (
+                            "a CSV export" if csv else f"not a JSONL export (line {number} is no JSON object)"
+                        )
+                        raise _UsageError(
+                            f"{file} is {kind}: JSONL is the format to verify; CSV exports cannot be "
+                            "verified, re-export with format=jsonl"
+                        )
+                    damaged = VerifyResult(
+                        ok=False,
+                        first_bad_seq=verifier.last_seq + 1,
+                        problem=f"line {number} is no JSON object",
+                    )
+                    break
+                if not verifier.feed(event):
+                    break
+        result = damaged or verifier.finish(None, None)
     else:
 
         async def work(rt: Runtime) -> Any:
@@ -364,9 +434,9 @@ def inbound_review(since: str | None) -> None:
 @main.command()
 @click.option("--customers", "count", default=1000, show_default=True, help="How many demo customers.")
 def demo(count: int) -> None:
-    """Seed demo data (idempotent) and print an admin key and URLs to try."""
-    from prefcenter.services.demo import DEMO_CAMPAIGN_ID, seed_demo
-    from prefcenter.services.keys import create_key
+    """Seed demo data (idempotent) and print an admin key and URLs to try. The demo key is replaced on
+    every run: the previous ``demo-admin`` key is revoked, so one demo key only is ever live."""
+    from prefcenter.services.demo import DEMO_CAMPAIGN_ID, DEMO_KEY_NAME, rotate_demo_key, seed_demo
 
     settings = _settings()
     logging.getLogger("prefcenter").setLevel(logging.WARNING)  # one line per seeded row is noise
@@ -375,14 +445,17 @@ def demo(count: int) -> None:
         from prefcenter.services.links import mint_links
 
         created = await seed_demo(rt, count)
-        _, key = await create_key(rt, "admin", "demo-admin")
+        _, key, revoked = await rotate_demo_key(rt)
         customer = await rt.store.get_customer("demo-0001")
         links = mint_links(rt, customer, None) if customer else ("", "")
-        return created, key, links
+        return created, key, revoked, links
 
-    created, key, (manage, unsubscribe) = _with_runtime(settings, work)
-    base = f"http://{settings.host}:{settings.port}"
+    created, key, revoked, (manage, unsubscribe) = _with_runtime(settings, work)
+    base = settings.listen_url  # the API as `serve` listens; the pages' links follow PUBLIC_URL
     click.echo(f"demo data ready in {settings.sqlite_path} ({created} customers created now)")
+    if revoked:
+        ids = ", ".join(f"#{i}" for i in revoked)
+        click.echo(f"revoked the previous {DEMO_KEY_NAME} key {ids}: only the key below works now")
     click.echo("try, once `prefcenter serve` runs:")
     click.echo(f"  API docs:     {base}/schema")
     click.echo(

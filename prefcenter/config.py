@@ -5,6 +5,8 @@ A bad value fails start-up with the variable's name and the reason; nothing is g
 
 from __future__ import annotations
 
+import difflib
+import importlib.resources
 import os
 import re
 import secrets
@@ -36,9 +38,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     port: Port = 8000
     sms_program: str = "prefcenter"
     sms_help: str | None = None
-    policy_dir: str = "./policies"
+    # None: ./policies when the working directory has one (a checkout), else the packaged policies
+    policy_dir: str | None = None
     policy: str = "default.toml"
-    public_url: str = "http://127.0.0.1:8000"
+    # PREFCENTER_PUBLIC_URL; None: links follow where `serve` listens (the ``public_url`` property)
+    public_url_setting: str | None = msgspec.field(default=None, name="public_url")
     smtp_host: str = "127.0.0.1"
     smtp_port: Port = 1025
     smtp_tls: Literal["none", "starttls", "tls"] = "none"
@@ -49,7 +53,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     env: Literal["development", "production"] = "development"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     # The label recorded as notice_version for consents given on prefcenter's own pages.
-    page_notice_version: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9._:-]{1,64}$")] = "pages-v1"
+    page_notice_version: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9._:-]{1,64}\Z")] = "pages-v1"
     # How long an API key lookup is cached in a process (a revoked key stops working within this).
     key_cache_seconds: Annotated[float, msgspec.Meta(ge=0, le=300)] = 5.0
 
@@ -64,28 +68,96 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
         return Path(self.database_url[len("sqlite:///") :])
 
     @property
+    def listen_url(self) -> str:
+        """``http://{host}:{port}``: where ``prefcenter serve`` listens (IPv6 hosts in brackets)."""
+        host = f"[{self.host}]" if ":" in self.host and not self.host.startswith("[") else self.host
+        return f"http://{host}:{self.port}"
+
+    @property
+    def public_url(self) -> str:
+        """The base of links in messages: PREFCENTER_PUBLIC_URL, or else where ``serve`` listens."""
+        return self.public_url_setting or self.listen_url
+
+    @property
+    def policy_folder(self) -> Path:
+        """PREFCENTER_POLICY_DIR; unset, ``./policies`` if the working directory has that folder (a
+        checkout), else the policies shipped inside the package."""
+        if self.policy_dir is not None:
+            return Path(self.policy_dir)
+        local = Path("policies")
+        return local if local.is_dir() else packaged_dir("policies")
+
+    @property
     def policy_path(self) -> Path:
-        return Path(self.policy_dir) / self.policy
+        return self.policy_folder / self.policy
 
     @property
     def production(self) -> bool:
         return self.env == "production"
 
 
+def packaged_dir(name: str) -> Path:
+    """The data folder ``name`` (``migrations``, ``policies``) shipped inside the package: a wheel
+    carries the repository's top-level folders as ``prefcenter/<name>`` (pyproject.toml maps them);
+    a checkout (editable install, the tests) has only the top-level folder, beside the package."""
+    packaged = importlib.resources.files("prefcenter") / name
+    if isinstance(packaged, Path) and packaged.is_dir():
+        return packaged
+    checkout = Path(__file__).resolve().parents[1] / name
+    if checkout.is_dir():
+        return checkout
+    return Path(str(packaged))  # missing: errors downstream name this path
+
+
+def unknown_variable_warnings(environ: Mapping[str, str] | None = None) -> list[str]:
+    """One warning per ``PREFCENTER_*`` variable (any case) that is no setting, naming the nearest
+    known one. Only names: a value is never repeated (it may be a secret)."""
+    environ = os.environ if environ is None else environ
+    fields = Settings.__struct_encode_fields__
+    warnings = []
+    for key in sorted(environ):
+        if not key.upper().startswith(PREFIX):
+            continue
+        name = key[len(PREFIX) :].lower()
+        if key.startswith(PREFIX) and name in fields:
+            continue  # a setting (the part after the prefix is read in any case)
+        # compared without the shared prefix, which would make every name look alike
+        close = difflib.get_close_matches(name, fields, n=1)
+        if close:
+            warnings.append(f"{key} is not a setting; did you mean {PREFIX}{close[0].upper()}?")
+        else:
+            warnings.append(f"{key} is not a setting; it is ignored")
+    return warnings
+
+
 _FIELD_AT = re.compile(r"- at `\$\.(?P<field>[A-Za-z_]+)")
+# A policy is a file directly inside PREFCENTER_POLICY_DIR: a bare name, no separators, no "..".
+_POLICY_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,120}\.toml")
+
+
+def check_policy_name(name: str) -> str:
+    """``name`` if it is a bare ``*.toml`` file name (no path separators, no ``..``, not absolute);
+    otherwise a ConfigError naming PREFCENTER_POLICY. Services/policies.py also checks that the resolved
+    file lies in the folder (a symlink pointing out of it is refused there)."""
+    if not _POLICY_NAME.fullmatch(name) or ".." in name:
+        raise ConfigError(
+            f"{PREFIX}POLICY: must be the name of a .toml file directly inside {PREFIX}POLICY_DIR "
+            f"(no path separators, no '..', not an absolute path), got {name!r}"
+        )
+    return name
 
 
 def load_settings(environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
     """Decode settings from the environment; ``overrides`` (e.g. CLI flags) win over it."""
     environ = os.environ if environ is None else environ
     raw: dict[str, object] = {}
-    fields = set(Settings.__struct_fields__)
+    fields = set(Settings.__struct_encode_fields__)
     for key, value in environ.items():
         if not key.startswith(PREFIX):
             continue
         name = key[len(PREFIX) :].lower()
         if name not in fields:
-            continue  # unknown PREFCENTER_ variables are ignored, like every 12-factor app does
+            continue  # unknown ones: unknown_variable_warnings(), logged at start-up by the CLI
         if name == "link_keys":
             raw[name] = tuple(k.strip() for k in value.split(",") if k.strip())
         elif value == "" and name not in ("secret_key",):
@@ -106,6 +178,7 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: object)
         raise ConfigError(f"{PREFIX}LINK_KEYS: every key must be at least 16 characters")
     if settings.production and settings.secret_key is None:
         raise ConfigError(f"{PREFIX}SECRET_KEY: required when {PREFIX}ENV=production")
+    check_policy_name(settings.policy)
     return settings
 
 

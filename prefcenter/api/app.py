@@ -16,7 +16,6 @@ import structlog
 from litestar import Litestar
 from litestar.enums import ScopeType
 from litestar.openapi.config import OpenAPIConfig
-from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -24,8 +23,11 @@ from prefcenter.api.auth import ROLES_OPT, role_check
 from prefcenter.api.campaigns import CampaignController, approve
 from prefcenter.api.consent import ConsentController
 from prefcenter.api.customers import CustomerController
+from prefcenter.api.docs import BundledSwaggerUI
+from prefcenter.api.headers import no_store
 from prefcenter.api.inbound import INBOUND_HANDLERS
 from prefcenter.api.links import LinkController
+from prefcenter.api.openapi import complete_document
 from prefcenter.api.ops import healthz, metrics, readyz
 from prefcenter.api.problems import EXCEPTION_HANDLERS
 from prefcenter.api.sends import send_campaign
@@ -34,6 +36,7 @@ from prefcenter.messaging.dispatcher import Dispatcher, default_transports
 from prefcenter.services.approvals import GateBatcher
 from prefcenter.services.keys import KeyCache
 from prefcenter.services.policies import load_active_policy
+from prefcenter.services.refs_upgrade import upgrade_address_refs
 from prefcenter.services.runtime import Runtime
 from prefcenter.web.pages import PAGE_HANDLERS
 
@@ -158,6 +161,7 @@ def create_app(runtime: Runtime, *, manage_store: bool = True, run_dispatcher: b
         if manage_store:
             await runtime.store.open()
             await runtime.store.migrate()
+            await upgrade_address_refs(runtime)  # needs the secret key, so after the SQL migrations
         checkpointer = asyncio.create_task(checkpoints())
         stop = asyncio.Event()
         dispatcher = Dispatcher(runtime, default_transports(runtime)) if run_dispatcher else None
@@ -197,7 +201,7 @@ def create_app(runtime: Runtime, *, manage_store: bool = True, run_dispatcher: b
             *PAGE_HANDLERS,
         ],
         exception_handlers=EXCEPTION_HANDLERS,
-        middleware=[request_context, role_check],
+        middleware=[request_context, no_store, role_check],
         lifespan=[lifespan],
         request_max_body_size=MAX_BODY_BYTES,
         openapi_config=OpenAPIConfig(
@@ -209,7 +213,7 @@ def create_app(runtime: Runtime, *, manage_store: bool = True, run_dispatcher: b
                 "operation lists the roles that may call it."
             ),
             path="/schema",
-            render_plugins=[SwaggerRenderPlugin()],
+            render_plugins=[BundledSwaggerUI()],
             components=Components(security_schemes={"bearer": SecurityScheme(type="http", scheme="bearer")}),
         ),
         logging_config=None,
@@ -219,6 +223,7 @@ def create_app(runtime: Runtime, *, manage_store: bool = True, run_dispatcher: b
     app.state.key_cache = KeyCache(runtime.settings.key_cache_seconds)
     app.state.gate_batcher = GateBatcher(runtime)
     _annotate_roles(app)
+    complete_document(app)  # schemas as strict as the server, errors, headers, links (api/openapi.py)
     return app
 
 

@@ -9,7 +9,9 @@ from litestar.params import FromPath, JSONBody
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 
 from prefcenter.api.auth import ALL, WRITE, access
+from prefcenter.api.openapi import created
 from prefcenter.api.params import runtime
+from prefcenter.api.problems import AUTH_ERRORS, BODY_ERRORS, errors, json_body
 from prefcenter.domain.campaigns import Campaign
 from prefcenter.services import approvals, campaigns
 
@@ -18,24 +20,46 @@ class CampaignController(Controller):
     path = "/v1/campaigns"
     tags = ["campaigns"]
 
-    @put("/{campaign_id:str}", operation_id="putCampaign", status_code=HTTP_200_OK, **access(*WRITE))
+    @put(
+        "/{campaign_id:str}",
+        operation_id="putCampaign",
+        status_code=HTTP_200_OK,
+        before_request=json_body,
+        responses={**created(Campaign), **errors(*AUTH_ERRORS, *BODY_ERRORS, 503)},
+        **access(*WRITE),
+    )
     async def put_campaign(
         self, request: Request[Any, Any, Any], campaign_id: FromPath[str], data: JSONBody[Campaign]
     ) -> Response[Campaign]:
         """Create or replace a campaign (201 / 200). The topic must exist; every offered channel needs
         content; templates may use only {{ customer_id }}, {{ manage_url }} and {{ unsubscribe_url }}."""
         created = await campaigns.put_campaign(runtime(request), campaign_id, data)
-        return Response(data, status_code=HTTP_201_CREATED if created else HTTP_200_OK)
+        stored = campaigns.in_utc(data)  # as stored and as GET answers it: send_by in UTC with Z
+        return Response(stored, status_code=HTTP_201_CREATED if created else HTTP_200_OK)
 
-    @get("/{campaign_id:str}", operation_id="getCampaign", **access(*ALL))
+    @get(
+        "/{campaign_id:str}",
+        operation_id="getCampaign",
+        responses=errors(400, *AUTH_ERRORS, 404),
+        **access(*ALL),
+    )
     async def get_campaign(
         self, request: Request[Any, Any, Any], campaign_id: FromPath[str]
     ) -> dict[str, Any]:
-        """The campaign and its counts (denied: by reason of each recipient's latest decision)."""
+        """The campaign and its counts: each recipient once, under its outbox status or, if it has none,
+        under ``denied`` by the reason of its latest decision."""
         return await campaigns.campaign_with_counts(runtime(request), campaign_id)
 
 
-@post("/v1/approvals", operation_id="approve", status_code=HTTP_200_OK, tags=["gate"], **access(*WRITE))
+@post(
+    "/v1/approvals",
+    operation_id="approve",
+    status_code=HTTP_200_OK,
+    tags=["gate"],
+    before_request=json_body,
+    responses=errors(*AUTH_ERRORS, *BODY_ERRORS, 404, 503),
+    **access(*WRITE),
+)
 async def approve(
     request: Request[Any, Any, Any], data: JSONBody[approvals.ApprovalRequest]
 ) -> approvals.ApprovalAnswer:

@@ -10,6 +10,7 @@ from litestar.response import Stream
 
 from prefcenter.api.auth import READ_AUDIT, access
 from prefcenter.api.params import parse_instant, runtime
+from prefcenter.api.problems import AUTH_ERRORS, errors
 from prefcenter.domain.model import check_customer_id
 from prefcenter.services import consent
 
@@ -35,14 +36,15 @@ class ConsentController(Controller):
     path = "/v1/consent-events"
     tags = ["consent ledger"]
 
-    @get("", operation_id="listConsentEvents", **access(*READ_AUDIT))
+    @get("", operation_id="listConsentEvents", responses=errors(400, *AUTH_ERRORS), **access(*READ_AUDIT))
     async def list_events(
         self,
         request: Request[Any, Any, Any],
         customer_id: Annotated[str | None, QueryParameter(required=False)] = None,
         since: SinceParam = None,
         until: UntilParam = None,
-        after_seq: Annotated[int, QueryParameter(ge=0)] = 0,
+        # 2^53 - 1: the largest integer every JSON client (and the OpenAPI document's readers) holds exactly
+        after_seq: Annotated[int, QueryParameter(ge=0, le=2**53 - 1)] = 0,
         limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 100,
     ) -> dict[str, Any]:
         """Events in seq order; ``next_after_seq`` is null when there are no more."""
@@ -51,7 +53,12 @@ class ConsentController(Controller):
         )
         return {"events": events, "next_after_seq": next_after}
 
-    @get("/export", operation_id="exportConsentEvents", **access(*READ_AUDIT))
+    @get(
+        "/export",
+        operation_id="exportConsentEvents",
+        responses=errors(400, *AUTH_ERRORS),
+        **access(*READ_AUDIT),
+    )
     async def export(
         self,
         request: Request[Any, Any, Any],
@@ -62,14 +69,19 @@ class ConsentController(Controller):
     ) -> Stream:
         """The events, streamed in constant memory: JSONL (recompute the chain from it) or CSV."""
         flt = _filter(request, customer_id, since, until)
-        media = "application/x-ndjson" if format == "jsonl" else "text/csv; charset=utf-8"
+        media = "application/x-ndjson" if format == "jsonl" else "text/csv"  # litestar adds the charset
         return Stream(
             consent.export_events(runtime(request), flt, format),
             media_type=media,
             headers={"Content-Disposition": f'attachment; filename="consent-events.{format}"'},
         )
 
-    @get("/verify", operation_id="verifyConsentEvents", **access(*READ_AUDIT))
+    @get(
+        "/verify",
+        operation_id="verifyConsentEvents",
+        responses=errors(400, *AUTH_ERRORS),
+        **access(*READ_AUDIT),
+    )
     async def verify(
         self,
         request: Request[Any, Any, Any],

@@ -9,7 +9,9 @@ from litestar.params import FromPath, HeaderParameter, JSONBody, QueryParameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
 from prefcenter.api.auth import ALL, READ_AUDIT, WRITE, access, current_key
+from prefcenter.api.openapi import created
 from prefcenter.api.params import runtime
+from prefcenter.api.problems import AUTH_ERRORS, BODY_ERRORS, errors, json_body
 from prefcenter.domain.model import Preferences, PreferencesWrite, Profile, check_customer_id
 from prefcenter.services import approvals, consent, customers
 
@@ -18,30 +20,63 @@ class CustomerController(Controller):
     path = "/v1/customers/{customer_id:str}"
     tags = ["customers"]
 
-    @put("", operation_id="putCustomer", status_code=HTTP_200_OK, **access(*WRITE))
+    @put(
+        "",
+        operation_id="putCustomer",
+        status_code=HTTP_200_OK,
+        before_request=json_body,
+        responses={**created(Profile), **errors(*AUTH_ERRORS, *BODY_ERRORS, 412, 503)},
+        **access(*WRITE),
+    )
     async def put_customer(
-        self, request: Request[Any, Any, Any], customer_id: FromPath[str], data: JSONBody[Profile]
+        self,
+        request: Request[Any, Any, Any],
+        customer_id: FromPath[str],
+        data: JSONBody[Profile],
+        if_match: Annotated[str | None, HeaderParameter(name="If-Match", required=False)] = None,
     ) -> Response[Profile]:
-        """Create or replace a customer's profile (201 when created, 200 when replaced).
+        """Create or replace a customer's profile (201 when created, 200 when replaced), with a strong
+        ETag; with a stale If-Match (or one when there is no customer): 412, and nothing changes.
 
         Replacing the profile never changes preferences. Email addresses and E.164 numbers are validated
-        and normalised; the stored form is returned.
+        and normalised; the stored form is returned. The timezone must be an IANA name, the locale BCP 47
+        and the country ISO 3166-1 alpha-2 (400 naming the field otherwise).
         """
-        customer, created = await customers.put_customer(runtime(request), customer_id, data)
-        return Response(customer.profile, status_code=HTTP_201_CREATED if created else HTTP_200_OK)
+        customer, was_created = await customers.put_customer(
+            runtime(request), customer_id, data, if_match=if_match
+        )
+        return Response(
+            customer.profile,
+            status_code=HTTP_201_CREATED if was_created else HTTP_200_OK,
+            headers={"ETag": customers.profile_etag(customer.profile)},
+        )
 
-    @get("", operation_id="getCustomer", **access(*ALL))
-    async def get_customer(self, request: Request[Any, Any, Any], customer_id: FromPath[str]) -> Profile:
-        """The customer's profile."""
-        return (await customers.get_customer(runtime(request), customer_id)).profile
+    @get("", operation_id="getCustomer", responses=errors(400, *AUTH_ERRORS, 404), **access(*ALL))
+    async def get_customer(
+        self, request: Request[Any, Any, Any], customer_id: FromPath[str]
+    ) -> Response[Profile]:
+        """The customer's profile, with a strong ETag for If-Match."""
+        profile = (await customers.get_customer(runtime(request), customer_id)).profile
+        return Response(profile, headers={"ETag": customers.profile_etag(profile)})
 
-    @delete("", operation_id="eraseCustomer", status_code=HTTP_204_NO_CONTENT, **access("admin"))
+    @delete(
+        "",
+        operation_id="eraseCustomer",
+        status_code=HTTP_204_NO_CONTENT,
+        responses=errors(400, *AUTH_ERRORS, 404, 503),
+        **access("admin"),
+    )
     async def erase_customer(self, request: Request[Any, Any, Any], customer_id: FromPath[str]) -> None:
         """Erase the person (GDPR Art. 17): profile, contacts, preferences and everything personal go;
         ledger events keep only the pseudonym, and the ledger still verifies."""
         await customers.erase_customer(runtime(request), customer_id, api_key_id=current_key(request).id)
 
-    @get("/preferences", operation_id="getPreferences", **access(*ALL))
+    @get(
+        "/preferences",
+        operation_id="getPreferences",
+        responses=errors(400, *AUTH_ERRORS, 404),
+        **access(*ALL),
+    )
     async def get_preferences(
         self, request: Request[Any, Any, Any], customer_id: FromPath[str]
     ) -> Response[Preferences]:
@@ -50,7 +85,14 @@ class CustomerController(Controller):
         prefs = customer.preferences
         return Response(prefs, headers={"ETag": customers.preferences_etag(prefs)})
 
-    @put("/preferences", operation_id="putPreferences", status_code=HTTP_200_OK, **access(*WRITE))
+    @put(
+        "/preferences",
+        operation_id="putPreferences",
+        status_code=HTTP_200_OK,
+        before_request=json_body,
+        responses=errors(*AUTH_ERRORS, *BODY_ERRORS, 404, 412, 503),
+        **access(*WRITE),
+    )
     async def put_preferences(
         self,
         request: Request[Any, Any, Any],
@@ -59,6 +101,8 @@ class CustomerController(Controller):
         if_match: Annotated[str | None, HeaderParameter(name="If-Match", required=False)] = None,
     ) -> Response[Preferences]:
         """Replace the preferences (every field required, provenance included). A stale If-Match: 412.
+        ``topics`` must be marketing topics that exist; ``provenance.source`` ``admin`` needs an admin
+        key (403).
 
         Each change writes its consent events in the same transaction; a write that changes nothing
         writes no event.
@@ -68,7 +112,7 @@ class CustomerController(Controller):
         )
         return Response(prefs, headers={"ETag": etag})
 
-    @get("/decisions", operation_id="getDecisions", **access(*ALL))
+    @get("/decisions", operation_id="getDecisions", responses=errors(400, *AUTH_ERRORS, 404), **access(*ALL))
     async def decisions(
         self,
         request: Request[Any, Any, Any],
@@ -79,7 +123,12 @@ class CustomerController(Controller):
         check_customer_id(customer_id)
         return {"decisions": await approvals.decision_log(runtime(request), customer_id, campaign_id)}
 
-    @get("/consent-receipt", operation_id="getConsentReceipt", **access(*READ_AUDIT))
+    @get(
+        "/consent-receipt",
+        operation_id="getConsentReceipt",
+        responses=errors(400, *AUTH_ERRORS, 404),
+        **access(*READ_AUDIT),
+    )
     async def consent_receipt(
         self, request: Request[Any, Any, Any], customer_id: FromPath[str]
     ) -> dict[str, Any]:

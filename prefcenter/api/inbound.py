@@ -9,13 +9,21 @@ from litestar.params import FromPath, JSONBody, QueryParameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
 from prefcenter.api.auth import READ_AUDIT, WRITE, access, current_key
+from prefcenter.api.openapi import created
 from prefcenter.api.params import runtime
+from prefcenter.api.problems import AUTH_ERRORS, BODY_ERRORS, errors, json_body
 from prefcenter.services import inbound, suppressions
 from prefcenter.services.errors import NotFound
 
 
 @post(
-    "/v1/inbound/sms", operation_id="inboundSms", status_code=HTTP_200_OK, tags=["inbound"], **access(*WRITE)
+    "/v1/inbound/sms",
+    operation_id="inboundSms",
+    status_code=HTTP_200_OK,
+    tags=["inbound"],
+    before_request=json_body,
+    responses=errors(*AUTH_ERRORS, *BODY_ERRORS, 503),
+    **access(*WRITE),
 )
 async def inbound_sms(
     request: Request[Any, Any, Any], data: JSONBody[inbound.InboundSms]
@@ -31,6 +39,8 @@ async def inbound_sms(
     operation_id="inboundEmailEvent",
     status_code=HTTP_200_OK,
     tags=["inbound"],
+    before_request=json_body,
+    responses=errors(*AUTH_ERRORS, *BODY_ERRORS, 503),
     **access(*WRITE),
 )
 async def inbound_email_event(
@@ -40,7 +50,13 @@ async def inbound_email_event(
     return await inbound.email_event(runtime(request), data)
 
 
-@get("/v1/suppressions", operation_id="listSuppressions", tags=["suppressions"], **access(*READ_AUDIT))
+@get(
+    "/v1/suppressions",
+    operation_id="listSuppressions",
+    tags=["suppressions"],
+    responses=errors(400, *AUTH_ERRORS),
+    **access(*READ_AUDIT),
+)
 async def list_suppressions(
     request: Request[Any, Any, Any],
     channel: Annotated[str | None, QueryParameter(description="only this channel", required=False)] = None,
@@ -53,6 +69,7 @@ async def list_suppressions(
     "/v1/suppressions/{channel:str}/{address:str}",
     operation_id="putSuppression",
     tags=["suppressions"],
+    responses={**created(dict[str, bool]), **errors(400, *AUTH_ERRORS, 503)},
     **access("admin"),
 )
 async def put_suppression(
@@ -68,6 +85,7 @@ async def put_suppression(
     operation_id="deleteSuppression",
     tags=["suppressions"],
     status_code=HTTP_204_NO_CONTENT,
+    responses=errors(400, *AUTH_ERRORS, 404, 503),
     **access("admin"),
 )
 async def delete_suppression(

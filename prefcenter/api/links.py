@@ -11,6 +11,7 @@ from litestar.status_codes import HTTP_201_CREATED
 
 from prefcenter.api.auth import WRITE, access
 from prefcenter.api.params import runtime
+from prefcenter.api.problems import AUTH_ERRORS, BODY_ERRORS, errors, optional_json_body
 from prefcenter.domain.model import FieldError, InvalidInput, TopicId, check_customer_id
 from prefcenter.services import customers, links
 
@@ -30,7 +31,14 @@ class LinkController(Controller):
     path = "/v1/customers/{customer_id:str}/links"
     tags = ["customers"]
 
-    @post("", operation_id="createLinks", status_code=HTTP_201_CREATED, **access(*WRITE))
+    @post(
+        "",
+        operation_id="createLinks",
+        status_code=HTTP_201_CREATED,
+        before_request=optional_json_body,
+        responses=errors(*AUTH_ERRORS, *BODY_ERRORS, 404),
+        **access(*WRITE),
+    )
     async def create_links(
         self,
         request: Request[Any, Any, Any],

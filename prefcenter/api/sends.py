@@ -10,6 +10,7 @@ from litestar.status_codes import HTTP_202_ACCEPTED
 
 from prefcenter.api.auth import WRITE, access
 from prefcenter.api.params import runtime
+from prefcenter.api.problems import AUTH_ERRORS, BODY_ERRORS, errors, json_body
 from prefcenter.services import sends
 from prefcenter.services.approvals import ApprovalAnswer
 from prefcenter.services.campaigns import check_campaign_id
@@ -20,6 +21,8 @@ from prefcenter.services.campaigns import check_campaign_id
     operation_id="sendCampaign",
     status_code=HTTP_202_ACCEPTED,
     tags=["sending"],
+    before_request=json_body,
+    responses=errors(*AUTH_ERRORS, *BODY_ERRORS, 404, 503),
     **access(*WRITE),
 )
 async def send_campaign(

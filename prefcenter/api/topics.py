@@ -9,7 +9,9 @@ from litestar.params import FromPath, JSONBody
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
 from prefcenter.api.auth import ALL, access
+from prefcenter.api.openapi import created
 from prefcenter.api.params import runtime
+from prefcenter.api.problems import AUTH_ERRORS, BODY_ERRORS, errors, json_body
 from prefcenter.domain.model import Topic
 from prefcenter.services import topics
 
@@ -18,17 +20,24 @@ class TopicController(Controller):
     path = "/v1/topics"
     tags = ["topics"]
 
-    @get("", operation_id="listTopics", **access(*ALL))
+    @get("", operation_id="listTopics", responses=errors(*AUTH_ERRORS), **access(*ALL))
     async def list_topics(self, request: Request[Any, Any, Any]) -> dict[str, dict[str, Topic]]:
         """Every topic, by id."""
         return {"topics": await runtime(request).store.list_topics()}
 
-    @get("/{topic_id:str}", operation_id="getTopic", **access(*ALL))
+    @get("/{topic_id:str}", operation_id="getTopic", responses=errors(400, *AUTH_ERRORS, 404), **access(*ALL))
     async def get_topic(self, request: Request[Any, Any, Any], topic_id: FromPath[str]) -> Topic:
         """One topic."""
         return await topics.get_topic(runtime(request), topic_id)
 
-    @put("/{topic_id:str}", operation_id="putTopic", status_code=HTTP_200_OK, **access("admin"))
+    @put(
+        "/{topic_id:str}",
+        operation_id="putTopic",
+        status_code=HTTP_200_OK,
+        before_request=json_body,
+        responses={**created(Topic), **errors(*AUTH_ERRORS, *BODY_ERRORS, 409, 503)},
+        **access("admin"),
+    )
     async def put_topic(
         self, request: Request[Any, Any, Any], topic_id: FromPath[str], data: JSONBody[Topic]
     ) -> Response[Topic]:
@@ -36,7 +45,13 @@ class TopicController(Controller):
         created = await topics.put_topic(runtime(request), topic_id, data)
         return Response(data, status_code=HTTP_201_CREATED if created else HTTP_200_OK)
 
-    @delete("/{topic_id:str}", operation_id="deleteTopic", status_code=HTTP_204_NO_CONTENT, **access("admin"))
+    @delete(
+        "/{topic_id:str}",
+        operation_id="deleteTopic",
+        status_code=HTTP_204_NO_CONTENT,
+        responses=errors(400, *AUTH_ERRORS, 404, 409, 503),
+        **access("admin"),
+    )
     async def delete_topic(self, request: Request[Any, Any, Any], topic_id: FromPath[str]) -> None:
         """Delete a topic; 409 while preferences or campaigns reference it."""
         await topics.delete_topic(runtime(request), topic_id)

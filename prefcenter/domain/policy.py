@@ -79,7 +79,7 @@ MAX_CAP_HOURS: Final = 366 * 24
 
 Limit = Annotated[int, msgspec.Meta(ge=1, le=1_000_000)]
 Rate = Annotated[float, msgspec.Meta(gt=0, le=1_000_000)]
-CountryCode = Annotated[str, msgspec.Meta(pattern="^[A-Z]{2}$")]
+CountryCode = Annotated[str, msgspec.Meta(pattern="^[A-Z]{2}\\Z")]
 
 
 class PolicyError(ValueError):

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import UTC
 from typing import Any
 
 import msgspec
 import structlog
 
 from prefcenter.domain.campaigns import Campaign, check_campaign
-from prefcenter.domain.model import check_topic_id
+from prefcenter.domain.model import check_instant, check_topic_id
 from prefcenter.services.errors import NotFound
 from prefcenter.services.runtime import Runtime
 
@@ -19,8 +20,18 @@ def check_campaign_id(campaign_id: str) -> None:
     check_topic_id(campaign_id, "campaign_id")  # the same id grammar as topics (API.md)
 
 
+def in_utc(campaign: Campaign) -> Campaign:
+    """The campaign as stored and answered: ``send_by`` in UTC (any offset is accepted on the way in,
+    times go out with ``Z``)."""
+    if campaign.send_by is None:
+        return campaign
+    return msgspec.structs.replace(campaign, send_by=campaign.send_by.astimezone(UTC))
+
+
 async def put_campaign(rt: Runtime, campaign_id: str, campaign: Campaign) -> bool:
     check_campaign_id(campaign_id)
+    check_instant(campaign.send_by, "send_by")
+    campaign = in_utc(campaign)
     async with rt.store.write() as tx:
         check_campaign(campaign, await tx.get_topic(campaign.topic) is not None)
         created = await tx.put_campaign(campaign_id, campaign, rt.now())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import secrets
 
 import msgspec
 import structlog
@@ -19,6 +20,7 @@ from prefcenter.domain.model import (
     check_profile,
 )
 from prefcenter.services.errors import Forbidden, NotFound, PreconditionFailed
+from prefcenter.services.refs_upgrade import convert_seen
 from prefcenter.services.runtime import Runtime
 from prefcenter.store.base import WriteTx
 
@@ -30,20 +32,37 @@ def preferences_etag(preferences: Preferences) -> str:
     return '"' + hashlib.sha256(msgspec.json.encode(preferences)).hexdigest()[:32] + '"'
 
 
+def profile_etag(profile: Profile) -> str:
+    """A strong ETag of ``GET /v1/customers/{id}``: the hash of the profile's JSON representation."""
+    return '"' + hashlib.sha256(msgspec.json.encode(profile)).hexdigest()[:32] + '"'
+
+
 def etag_matches(if_match: str, current: str) -> bool:
     """RFC 9110 If-Match with strong comparison: ``*`` or a list of entity tags."""
     candidates = [part.strip() for part in if_match.split(",")]
     return any(c == "*" or c == current for c in candidates)
 
 
-async def put_customer(rt: Runtime, customer_id: str, profile: Profile) -> tuple[Customer, bool]:
-    """Create or replace a profile; preferences are never changed by it. Returns (customer, created)."""
+async def put_customer(
+    rt: Runtime, customer_id: str, profile: Profile, *, if_match: str | None = None
+) -> tuple[Customer, bool]:
+    """Create or replace a profile; preferences are never changed by it. Returns (customer, created).
+
+    With ``if_match`` (RFC 9110) the write happens only if the stored profile's ETag matches (``*``:
+    any stored profile); else, or when there is no customer to match, 412 and nothing changes.
+    """
     check_customer_id(customer_id)
     profile = check_profile(profile)
     refs: dict[str, str] = {ch: rt.pseudonyms.address_ref(ch, addr) for ch, addr in profile.contacts.items()}
     now = rt.now()
     async with rt.store.write() as tx:
         existing = await tx.get_customer(customer_id)
+        if if_match is not None and (
+            existing is None or not etag_matches(if_match, profile_etag(existing.profile))
+        ):
+            raise PreconditionFailed(
+                "the profile has changed since that ETag (or there is none); GET it again"
+            )
         customer = Customer(
             customer_id=customer_id,
             customer_ref=existing.customer_ref if existing else rt.pseudonyms.customer_ref(customer_id),
@@ -51,7 +70,10 @@ async def put_customer(rt: Runtime, customer_id: str, profile: Profile) -> tuple
             preferences=existing.preferences if existing else NO_PREFERENCES,
             created_at=existing.created_at if existing else now,
             updated_at=now,
+            # A new person, a new link generation (links of an erased customer with this id stay dead).
+            link_gen=existing.link_gen if existing else secrets.token_hex(8),
         )
+        await convert_seen(tx, rt, profile.contacts.items())  # v1 suppressions of these addresses
         await tx.put_customer(customer, refs, created=existing is None)
     log.info("customer stored", customer_ref=customer.customer_ref, created=existing is None)
     return customer, existing is None

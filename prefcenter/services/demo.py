@@ -4,11 +4,16 @@ topics."""
 from __future__ import annotations
 
 import random
+import secrets
 
 from prefcenter.domain.campaigns import Campaign, Content, EmailContent
 from prefcenter.domain.model import Contacts, PreferencesWrite, Profile, Provenance, QuietHours, Topic
 from prefcenter.services import campaigns, customers, topics
+from prefcenter.services.keys import KEY_PREFIX, hash_key
 from prefcenter.services.runtime import Runtime
+from prefcenter.store.base import ApiKey
+
+DEMO_KEY_NAME = "demo-admin"
 
 DEMO_TOPICS: dict[str, Topic] = {
     "promotions": Topic(
@@ -129,3 +134,23 @@ async def seed_demo(rt: Runtime, count: int = 1000, seed: int = 42) -> int:
         )
         await customers.put_preferences(rt, customer_id, write, if_match=None, caller_role="admin")
     return created
+
+
+async def rotate_demo_key(rt: Runtime) -> tuple[ApiKey, str, list[int]]:
+    """Mint the demo's admin key, revoking every earlier live ``demo-admin`` admin key in the same
+    transaction, so each ``prefcenter demo`` run leaves exactly one live demo key (the one it prints).
+    Returns the new record, the key itself (shown once, stored as a hash) and the ids revoked."""
+    live = [
+        k.id
+        for k in await rt.store.list_keys()
+        if k.name == DEMO_KEY_NAME and k.role == "admin" and k.revoked_at is None
+    ]
+    key = KEY_PREFIX + secrets.token_urlsafe(32)
+    revoked = []
+    async with rt.store.write() as tx:
+        now = rt.now()
+        for key_id in live:
+            if await tx.revoke_key(key_id, now):  # False: already revoked
+                revoked.append(key_id)
+        record = await tx.create_key(DEMO_KEY_NAME, "admin", hash_key(key), key[:10], now)
+    return record, key, revoked

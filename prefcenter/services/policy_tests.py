@@ -89,7 +89,7 @@ class _QuietHours(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 class _Customer(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     timezone: str
-    country: Annotated[str, msgspec.Meta(pattern="^[A-Z]{2}$")]
+    country: Annotated[str, msgspec.Meta(pattern="^[A-Z]{2}\\Z")]
     customer_id: Annotated[str, msgspec.Meta(min_length=1)] = "customer"
     channel: Channel | None = None
     addresses: frozenset[Channel] = frozenset()

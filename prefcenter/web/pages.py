@@ -4,7 +4,18 @@ stylesheet. HTML rendered with Jinja2 (autoescape on), usable without JavaScript
 **Links.** A token opens exactly one customer's pages (see ``services/links.py``). A bad, tampered or
 foreign token, or one whose customer is gone, gets a 4xx page that says what to do; an expired manage or
 unsubscribe link whose signature is valid offers one button that emails a fresh manage link to the
-address on file. GET never changes anything (link scanners prefetch).
+address on file. A link of an erased customer does not open a new customer with the same id (the link
+generation in its claims differs): it is treated exactly like a link whose customer is gone. GET never
+changes anything (link scanners prefetch); HEAD of ``/p/{token}`` or ``/u/{token}`` answers exactly as
+GET (status, headers, cookies) without the body.
+
+**Manage access from an unsubscribe link.** An unsubscribe link lives 400 days, a manage link 30, so an
+unsubscribe page never grants more than the 30 days: ``GET /u/{token}`` holds no manage link at all; it
+offers "Email me a link to my preferences" (``POST /u/{token}/renew``, CSRF-protected and throttled like
+the expired-link button), which mails a fresh manage link to the address on file (not offered without
+one). The one-click confirmation links to the preference page only with a manage link that ends when one
+minted with the unsubscribe link would (issued at the unsubscribe link's issue time); later it offers the
+same email button instead (when the browser has the CSRF cookie: a one-click POST never gets one set).
 
 **CSRF.** Every form on these pages except the RFC 8058 one-click (double-submit cookie, bound to the
 link): the first page view sets an HttpOnly, SameSite=Lax cookie holding 32 random bytes (``__Host-``
@@ -33,11 +44,12 @@ from typing import Any
 
 import structlog
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
-from litestar import Controller, Request, Response, get, post
+from litestar import Controller, Request, Response, post, route
 from litestar.datastructures import Cookie
-from litestar.enums import MediaType
+from litestar.enums import HttpMethod, MediaType
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.params import FromPath, FromQuery
+from litestar.response.base import ASGIResponse
 from litestar.static_files import create_static_files_router
 from litestar.status_codes import (
     HTTP_200_OK,
@@ -53,7 +65,7 @@ from litestar.status_codes import (
 from litestar.types import ControllerRouterHandler
 
 from prefcenter.domain.model import Customer
-from prefcenter.domain.tokens import Purpose
+from prefcenter.domain.tokens import LinkClaims, Purpose, is_expired
 from prefcenter.services import links
 from prefcenter.services.link_mailer import LinkMailer, RenewOutcome
 from prefcenter.services.pages import (
@@ -91,7 +103,7 @@ PAGE_HEADERS = {
     "X-Frame-Options": "DENY",
 }
 RESULTS = frozenset({"saved", "unchanged", "stopped"})
-_BROWSER_SECRET = re.compile(r"^[A-Za-z0-9_-]{43}$")
+_BROWSER_SECRET = re.compile(r"^[A-Za-z0-9_-]{43}\Z")
 
 _env = Environment(
     loader=FileSystemLoader(TEMPLATES_DIR),
@@ -104,6 +116,21 @@ _env = Environment(
 
 # ---------------------------------------------------------------------------------------------------
 # rendering
+
+
+class PageResponse(Response[str]):
+    """A page. To a ``HEAD`` request it answers exactly as to ``GET`` (status, headers, cookies, the
+    ``Content-Length`` of the page) but sends no body (RFC 9110 §9.3.2)."""
+
+    def to_asgi_response(self, app: Any, request: Request[Any, Any, Any], **kwargs: Any) -> ASGIResponse:
+        response = super().to_asgi_response(app, request, **kwargs)
+        if request.method == HttpMethod.HEAD:
+            response.is_head_response = True  # headers as built for the body; the body is not sent
+        return response
+
+
+# GET and HEAD: a HEAD runs the GET handler (which changes nothing) and PageResponse drops the body.
+GET_OR_HEAD = [HttpMethod.GET, HttpMethod.HEAD]
 
 
 def _runtime(request: Request[Any, Any, Any]) -> Runtime:
@@ -142,7 +169,7 @@ def render(
         notice_version=rt.settings.page_notice_version,
         **context,
     )
-    return Response(
+    return PageResponse(
         html, status_code=status, media_type=MediaType.HTML, headers=PAGE_HEADERS, cookies=cookies or []
     )
 
@@ -174,7 +201,7 @@ def message_page(
 
 
 def redirect(path: str) -> Response[str]:
-    return Response("", status_code=HTTP_303_SEE_OTHER, headers={**PAGE_HEADERS, "Location": path})
+    return PageResponse("", status_code=HTTP_303_SEE_OTHER, headers={**PAGE_HEADERS, "Location": path})
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -202,10 +229,16 @@ def browser_secret(request: Request[Any, Any, Any]) -> tuple[str, list[Cookie]]:
     return value, [cookie]
 
 
+def existing_browser_secret(request: Request[Any, Any, Any]) -> str | None:
+    """The browser's CSRF secret if it sent a well-formed one (never sets a cookie)."""
+    current = request.cookies.get(_cookie_name(_runtime(request)))
+    return current if current and _BROWSER_SECRET.match(current) else None
+
+
 def csrf_ok(request: Request[Any, Any, Any], token: str, fields: dict[str, list[str]]) -> bool:
     rt = _runtime(request)
     presented = (fields.get("csrf") or [""])[0]
-    return links.csrf_valid(rt, request.cookies.get(_cookie_name(rt)), token, presented)
+    return links.csrf_valid(rt, existing_browser_secret(request), token, presented)
 
 
 async def form_fields(request: Request[Any, Any, Any]) -> dict[str, list[str]]:
@@ -265,7 +298,8 @@ _RENEW_STATUS: dict[RenewOutcome, int] = {
 
 
 async def renew(request: Request[Any, Any, Any], token: str, purpose: Purpose) -> Response[str]:
-    """The expired-link page's button: email a fresh manage link to the address on file."""
+    """The expired-link page's button, and the unsubscribe page's "Email me a link to my preferences":
+    email a fresh manage link to the address on file (CSRF-protected, throttled per customer)."""
     rt = _runtime(request)
     try:
         customer, _ = await open_link(rt, token, purpose, allow_expired=True)
@@ -291,9 +325,34 @@ async def _topic_name(rt: Runtime, topic_id: str | None, lang: str) -> str | Non
     return named[0] if named else topic_id
 
 
-def _manage_path(rt: Runtime, customer: Customer) -> str:
-    """A freshly minted manage link, as a path on this host (works whatever the public URL is)."""
-    return f"/p/{links.mint_token(rt, customer.customer_ref, 'manage')}"
+def _renew_form(
+    request: Request[Any, Any, Any], customer: Customer, token: str, *, set_cookie: bool
+) -> tuple[str | None, str, list[Cookie]]:
+    """``(action, csrf field, cookies to set)`` of the "Email me a link to my preferences" form of an
+    unsubscribe page; no form (``None``) without an email address on file, or, with ``set_cookie``
+    false, when the browser sent no CSRF cookie."""
+    if customer.profile.contacts.email is None:
+        return None, "", []
+    if set_cookie:
+        secret, cookies = browser_secret(request)
+    else:
+        existing, cookies = existing_browser_secret(request), []
+        if existing is None:
+            return None, "", []
+        secret = existing
+    return f"/u/{token}/renew", links.csrf_token(_runtime(request), secret, token), cookies
+
+
+def _bounded_manage_path(rt: Runtime, customer: Customer, claims: LinkClaims) -> str | None:
+    """A manage link for the one-click confirmation that grants no more than a manage link minted with
+    the unsubscribe link would: issued at the unsubscribe link's issue time, so it ends 30 days after
+    that; None once that is over. A path on this host (works whatever the public URL is)."""
+    if is_expired(claims, "manage", rt.now()):
+        return None
+    token = links.mint_token(
+        rt, customer.customer_ref, "manage", gen=customer.link_gen, issued_at=claims.issued_at
+    )
+    return f"/p/{token}"
 
 
 async def is_one_click_body(request: Request[Any, Any, Any]) -> bool:
@@ -377,7 +436,7 @@ class PageController(Controller):
         Exception: _error_page,
     }
 
-    @get("/p/{token:str}", name="preference-page")
+    @route("/p/{token:str}", http_method=GET_OR_HEAD, name="preference-page")
     async def preference_page(
         self, request: Request[Any, Any, Any], token: FromPath[str], result: FromQuery[str | None] = None
     ) -> Response[str]:
@@ -411,7 +470,7 @@ class PageController(Controller):
         to the page (303) with the outcome; a form with errors is shown again with them (400)."""
         rt = _runtime(request)
         try:
-            customer, _ = await open_link(rt, token, "manage")
+            customer, claims = await open_link(rt, token, "manage")
         except LinkProblem as problem:
             return link_problem_page(request, problem, token, "manage")
         t = _catalogue(request, customer)
@@ -421,10 +480,10 @@ class PageController(Controller):
         client = _client(request)
         try:
             if (fields.get("action") or [""])[0] == "stop_all":
-                await stop_all_marketing(rt, customer.customer_id, client)
+                await stop_all_marketing(rt, customer.customer_id, client, claims)
                 return redirect(f"/p/{token}?result=stopped")
             form = form_from_fields(fields)
-            outcome = await save_form(rt, customer.customer_id, form, client)
+            outcome = await save_form(rt, customer.customer_id, form, client, claims)
         except LinkProblem as problem:
             return link_problem_page(request, problem, token, "manage")
         if outcome.errors:
@@ -438,23 +497,27 @@ class PageController(Controller):
         """Email a fresh manage link to the customer's address on file (expired manage link)."""
         return await renew(request, token, "manage")
 
-    @get("/u/{token:str}", name="unsubscribe-page")
+    @route("/u/{token:str}", http_method=GET_OR_HEAD, name="unsubscribe-page")
     async def unsubscribe_page(self, request: Request[Any, Any, Any], token: FromPath[str]) -> Response[str]:
-        """A page with one Unsubscribe button; a GET alone changes nothing."""
+        """A page with one Unsubscribe button; a GET alone changes nothing. It holds no manage link (an
+        unsubscribe link outlives one): "Email me a link to my preferences" mails one instead."""
         rt = _runtime(request)
         try:
             customer, claims = await open_link(rt, token, "unsubscribe")
         except LinkProblem as problem:
             return link_problem_page(request, problem, token, "unsubscribe")
         t = _catalogue(request, customer)
+        renew_action, csrf, cookies = _renew_form(request, customer, token, set_cookie=True)
         return render(
             request,
             t,
             "unsubscribe.html",
             title=t("unsub.title"),
+            cookies=cookies,
             token=token,
             topic=await _topic_name(rt, claims.topic, t.lang),
-            manage_path=_manage_path(rt, customer),
+            renew_action=renew_action,
+            csrf=csrf,
         )
 
     @post("/u/{token:str}", name="one-click-unsubscribe", status_code=HTTP_200_OK)
@@ -472,20 +535,27 @@ class PageController(Controller):
             await one_click_unsubscribe(rt, customer.customer_id, claims, _client(request))
         except LinkProblem as problem:
             return link_problem_page(request, problem, token, "unsubscribe")
+        manage_path = _bounded_manage_path(rt, customer, claims)
+        renew_action, csrf, _ = (
+            (None, "", []) if manage_path else _renew_form(request, customer, token, set_cookie=False)
+        )
         return render(
             request,
             t,
             "unsubscribed.html",
             title=t("done.title"),
             topic=await _topic_name(rt, claims.topic, t.lang),
-            manage_path=_manage_path(rt, customer),
+            manage_path=manage_path,
+            renew_action=renew_action,
+            csrf=csrf,
         )
 
     @post("/u/{token:str}/renew", name="unsubscribe-renew", status_code=HTTP_200_OK)
     async def renew_from_unsubscribe(
         self, request: Request[Any, Any, Any], token: FromPath[str]
     ) -> Response[str]:
-        """Email a fresh manage link to the customer's address on file (expired unsubscribe link)."""
+        """Email a fresh manage link to the customer's address on file: the unsubscribe page's "Email me
+        a link to my preferences", and the expired unsubscribe link's button."""
         return await renew(request, token, "unsubscribe")
 
 

@@ -132,7 +132,8 @@ async def test_malformed_customer_id_is_400(api: Api, cid: str) -> None:
 
 
 async def test_malformed_json_is_400_problem(api: Api) -> None:
-    r = await api.client.put("/v1/customers/c1", content=b"{not json", headers=api.as_("marketing"))
+    headers = {**api.as_("marketing"), "content-type": "application/json"}
+    r = await api.client.put("/v1/customers/c1", content=b"{not json", headers=headers)
     assert r.status_code == 400
     assert r.headers["content-type"].startswith("application/problem+json")
 
@@ -322,7 +323,8 @@ async def test_lone_surrogate_in_evidence_is_400(api: Api) -> None:
         b'{"channel":"email","topics":[],"quiet_hours":null,"max_per_week":null,"paused_until":null,'
         b'"provenance":{"source":"crm","actor":"a","notice_version":"v","evidence":{"k":"\\ud800"}}}'
     )
-    r = await api.client.put("/v1/customers/c1/preferences", content=raw, headers=api.as_("marketing"))
+    headers = {**api.as_("marketing"), "content-type": "application/json"}
+    r = await api.client.put("/v1/customers/c1/preferences", content=raw, headers=headers)
     assert r.status_code == 400
 
 

@@ -95,6 +95,73 @@ def test_validation_error_is_tied_to_its_field(server: Server, page: Any) -> Non
     assert page.evaluate("document.activeElement.id") == "max-per-week"
 
 
+# Left edges of the characters of an element's first text node, in logical order; spaces left out.
+CHAR_LEFTS = """(el) => {
+  const node = el.firstChild, range = document.createRange(), out = [];
+  for (let i = 0; i < node.length; i++) {
+    if (node.data[i] === ' ') continue;
+    range.setStart(node, i); range.setEnd(node, i + 1);
+    out.push(range.getBoundingClientRect().left);
+  }
+  return out;
+}"""
+BIDI = """(el) => ({text: el.innerText, direction: getComputedStyle(el).direction,
+  right: el.getBoundingClientRect().right, parentRight: el.parentElement.getBoundingClientRect().right,
+  parentDirection: getComputedStyle(el.parentElement).direction})"""
+
+
+def test_persian_page_shows_contacts_left_to_right_and_english_fallbacks_at_the_right(
+    server: Server, page: Any
+) -> None:
+    """Edge 21 (RTL): on the Persian page the masked phone reads ``+98 *** *** 567`` (not ``567 *** ***
+    98+``), as do the time zone and the notice version; a topic text shown in its English fallback keeps
+    its own left-to-right order (dir="auto") and still lines up at the right, with its checkbox."""
+    import httpx
+
+    topic = {
+        "category": "marketing",
+        "names": {"en": "Weekly digest (v2)!"},
+        "descriptions": {"en": "Our 5 best offers, every Monday."},
+    }
+    profile = {
+        "timezone": "Asia/Tehran",
+        "locale": "fa",
+        "country": "IR",
+        "contacts": {"email": "reza@example.ir", "sms": "+989121234567"},
+    }
+    with httpx.Client(base_url=server.base, headers=server.headers, timeout=10) as client:
+        assert client.put("/v1/topics/digest", json=topic).status_code == 201
+        try:
+            assert client.put("/v1/customers/browser-fa-bidi", json=profile).status_code == 201
+            manage = client.post("/v1/customers/browser-fa-bidi/links", json={}).json()["manage_url"]
+            page.goto(manage)
+            assert page.evaluate("document.documentElement.dir") == "rtl"
+
+            phone = page.locator("#channel-sms + label .address bdi")
+            facts = phone.evaluate(BIDI)
+            assert facts["text"] == "+98 *** *** 567" and facts["direction"] == "ltr", facts
+            lefts = phone.evaluate(CHAR_LEFTS)
+            assert lefts == sorted(lefts) and len(set(lefts)) == len(lefts), lefts  # "+" leftmost, "7" last
+            for hint in ("#quiet-hint bdi", "#paused-until-hint bdi", ".site-footer bdi"):
+                el = page.locator(hint)
+                assert el.evaluate(BIDI)["direction"] == "ltr", hint
+                lefts = el.evaluate(CHAR_LEFTS)
+                assert lefts == sorted(lefts), (hint, lefts)
+            assert page.locator("#quiet-hint bdi").inner_text() == "Asia/Tehran"
+
+            for selector in ("label[for=topic-digest] bdi", "#topic-digest-description bdi"):
+                el = page.locator(selector)
+                facts = el.evaluate(BIDI)
+                assert facts["direction"] == "ltr" and facts["parentDirection"] == "rtl", (selector, facts)
+                assert abs(facts["right"] - facts["parentRight"]) < 2, (selector, facts)  # at the right
+                lefts = el.evaluate(CHAR_LEFTS)
+                assert lefts == sorted(lefts), (selector, lefts)  # "(v2)!" ends the line: LTR order
+            SHOTS.mkdir(parents=True, exist_ok=True)
+            page.locator("form.prefs").screenshot(path=str(SHOTS / "preferences-fa-bidi.png"))
+        finally:
+            assert client.delete("/v1/topics/digest").status_code == 204
+
+
 def test_focus_is_visible(server: Server, page: Any) -> None:
     """H35 (2.4.7 Focus Visible, 2.1.1 Keyboard): tabbing reaches the controls and shows an outline."""
     manage, _ = server.customer("browser-focus", "en")

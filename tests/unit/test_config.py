@@ -68,3 +68,148 @@ def test_production_warnings() -> None:
     assert len(warnings) == 2 and "PREFCENTER_PUBLIC_URL" in warnings[0] and "SMTP_TLS" in warnings[1]
     good = {**prod, "PREFCENTER_PUBLIC_URL": "https://prefs.example", "PREFCENTER_SMTP_TLS": "starttls"}
     assert production_warnings(load_settings(good)) == []
+
+
+# -- the active policy is confined to PREFCENTER_POLICY_DIR (issue 9, item 11) -------------------------
+
+REPO_POLICIES = Path(__file__).resolve().parents[2] / "policies"
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "../pyproject.toml",
+        "/etc/passwd",
+        "sub/x.toml",
+        "x.txt",
+        "..\\pyproject.toml",
+        "..toml",
+        "a..b.toml",
+        ".hidden.toml",
+        "default.toml/",
+        "default.toml\n",
+    ],
+)
+def test_policy_must_be_a_bare_toml_name(name: str) -> None:
+    with pytest.raises(ConfigError, match="PREFCENTER_POLICY:"):
+        load_settings({"PREFCENTER_POLICY": name})
+    with pytest.raises(ConfigError, match="PREFCENTER_POLICY:"):
+        load_settings({}, policy=name)  # a CLI override is checked the same way
+
+
+def test_default_policy_still_loads() -> None:
+    from prefcenter.services.policies import active_policy_path, load_active_policy
+
+    settings = load_settings({"PREFCENTER_POLICY_DIR": str(REPO_POLICIES)})
+    assert settings.policy == "default.toml"
+    assert active_policy_path(settings) == REPO_POLICIES / "default.toml"
+    loaded = load_active_policy(settings)
+    assert loaded.version.startswith("sha256:") and loaded.source == str(REPO_POLICIES / "default.toml")
+    named = load_settings({"PREFCENTER_POLICY_DIR": str(REPO_POLICIES), "PREFCENTER_POLICY": "default.toml"})
+    assert load_active_policy(named).version == loaded.version
+
+
+def test_a_symlink_out_of_the_policy_folder_is_refused(tmp_path: Path) -> None:
+    from prefcenter.services.policies import load_active_policy
+
+    folder = tmp_path / "policies"
+    folder.mkdir()
+    outside = tmp_path / "outside.toml"
+    outside.write_bytes((REPO_POLICIES / "default.toml").read_bytes())  # a valid policy, but elsewhere
+    (folder / "evil.toml").symlink_to(outside)
+    (folder / "passwd.toml").symlink_to("/etc/passwd")
+    (folder / "real.toml").write_bytes(outside.read_bytes())
+    (folder / "current.toml").symlink_to("real.toml")  # a link inside the folder is fine
+    env = {"PREFCENTER_POLICY_DIR": str(folder)}
+    for name in ("evil.toml", "passwd.toml"):
+        with pytest.raises(ConfigError, match=r"PREFCENTER_POLICY:.*outside"):
+            load_active_policy(load_settings({**env, "PREFCENTER_POLICY": name}))
+    assert load_active_policy(load_settings({**env, "PREFCENTER_POLICY": "current.toml"})).version.startswith(
+        "sha256:"
+    )
+
+
+def test_settings_built_without_load_settings_are_confined_too() -> None:
+    import msgspec
+
+    from prefcenter.config import Settings
+    from prefcenter.services.policies import load_active_policy
+
+    settings = msgspec.convert({"policy_dir": str(REPO_POLICIES), "policy": "../pyproject.toml"}, Settings)
+    with pytest.raises(ConfigError, match="PREFCENTER_POLICY:"):
+        load_active_policy(settings)
+
+
+# -- issue 10: links follow `serve`'s host and port; the packaged policy; misspelt variables ----------
+
+
+def test_public_url_follows_host_and_port_unless_set() -> None:
+    assert load_settings({}).public_url == "http://127.0.0.1:8000"
+    assert load_settings({"PREFCENTER_PORT": "8201"}).public_url == "http://127.0.0.1:8201"
+    moved = load_settings({"PREFCENTER_HOST": "0.0.0.0", "PREFCENTER_PORT": "8201"}, port=8202)  # --port
+    assert moved.public_url == "http://0.0.0.0:8202" == moved.listen_url
+    assert load_settings({"PREFCENTER_HOST": "::1"}).public_url == "http://[::1]:8000"
+    explicit = {"PREFCENTER_PORT": "8201", "PREFCENTER_PUBLIC_URL": "https://prefs.example"}
+    assert load_settings(explicit).public_url == "https://prefs.example"
+    assert load_settings(explicit).listen_url == "http://127.0.0.1:8201"
+    assert load_settings({}, public_url="https://cli.example").public_url == "https://cli.example"
+    assert load_settings({"PREFCENTER_PUBLIC_URL": ""}).public_url == "http://127.0.0.1:8000"  # empty: unset
+
+
+def test_public_url_production_warning_covers_the_derived_url() -> None:
+    prod = {"PREFCENTER_SECRET_KEY": "s" * 20, "PREFCENTER_ENV": "production", "PREFCENTER_SMTP_TLS": "tls"}
+    warnings = production_warnings(load_settings({**prod, "PREFCENTER_PORT": "8443"}))
+    assert len(warnings) == 1 and "PREFCENTER_PUBLIC_URL" in warnings[0]
+
+
+def test_policy_folder_is_local_policies_else_the_packaged_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from prefcenter.config import packaged_dir
+    from prefcenter.services.policies import active_policy_path, load_active_policy
+
+    monkeypatch.chdir(tmp_path)  # no ./policies here: the policies shipped with the package
+    packaged = packaged_dir("policies")
+    assert (packaged / "default.toml").is_file() and (packaged / "tests").is_dir()
+    settings = load_settings({})
+    assert settings.policy_folder == packaged and active_policy_path(settings) == packaged / "default.toml"
+    assert load_active_policy(settings).version.startswith("sha256:")
+
+    (tmp_path / "policies").mkdir()  # a ./policies folder (a checkout): it is used, as before
+    assert load_settings({}).policy_path == Path("policies/default.toml")
+
+    other = tmp_path / "elsewhere"
+    assert load_settings({"PREFCENTER_POLICY_DIR": str(other)}).policy_folder == other  # the override wins
+
+
+def test_migrations_are_found_in_a_checkout() -> None:
+    from prefcenter.store.sqlite import default_migrations_dir
+
+    folder = default_migrations_dir()
+    assert folder == REPO_POLICIES.parent / "migrations" / "sqlite"
+    assert (folder / "0001_foundation.sql").is_file()
+
+
+def test_a_misspelt_variable_names_the_nearest_setting_never_its_value() -> None:
+    from prefcenter.config import unknown_variable_warnings
+
+    secret = "hunter2-the-password"
+    env = {
+        "PREFCENTER_SMTP_POST": secret,
+        "PREFCENTER_SMTP_PASWORD": secret,
+        "prefcenter_port": "8001",
+        "PREFCENTER_NOTHING_LIKE_IT": secret,
+        "PREFCENTER_PORT": "8000",
+        "PREFCENTER_SMTP_PORT": "25",
+        "OTHER_PORT": "1",
+    }
+    warnings = unknown_variable_warnings(env)
+    assert warnings == [
+        "PREFCENTER_NOTHING_LIKE_IT is not a setting; it is ignored",
+        "PREFCENTER_SMTP_PASWORD is not a setting; did you mean PREFCENTER_SMTP_PASSWORD?",
+        "PREFCENTER_SMTP_POST is not a setting; did you mean PREFCENTER_SMTP_PORT?",
+        "prefcenter_port is not a setting; did you mean PREFCENTER_PORT?",
+    ]
+    assert not any(secret in w for w in warnings)
+    assert unknown_variable_warnings({"PREFCENTER_PUBLIC_URL": "x", "PREFCENTER_LOG_LEVEL": "info"}) == []
+    assert load_settings(env).port == 8000  # still ignored, as before: a warning, not an error
