@@ -138,7 +138,7 @@ def dispatch() -> None:
     """Run the dispatcher alone until SIGINT/SIGTERM (with SQLite: one dispatcher per deployment)."""
     import signal
 
-    from prefcenter.messaging.dispatcher import Dispatcher, default_transports
+    from prefcenter.services.dispatch import Dispatcher, default_transports
     from prefcenter.services.policies import load_active_policy
 
     settings = _settings()

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from litestar import Controller, Request, Response, get, post, put
+from litestar import Controller, Response, get, post, put
+from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 
 from prefcenter.api.auth import ALL, WRITE, access
 from prefcenter.api.openapi import created
-from prefcenter.api.params import runtime
 from prefcenter.api.problems import AUTH_ERRORS, BODY_ERRORS, errors, json_body
 from prefcenter.domain.campaigns import Campaign
 from prefcenter.services import approvals, campaigns
+from prefcenter.services.approvals import GateBatcher
+from prefcenter.services.runtime import Runtime
 
 
 class CampaignController(Controller):
@@ -29,11 +31,11 @@ class CampaignController(Controller):
         **access(*WRITE),
     )
     async def put_campaign(
-        self, request: Request[Any, Any, Any], campaign_id: FromPath[str], data: JSONBody[Campaign]
+        self, rt: NamedDependency[Runtime], campaign_id: FromPath[str], data: JSONBody[Campaign]
     ) -> Response[Campaign]:
         """Create or replace a campaign (201 / 200). The topic must exist; every offered channel needs
         content; templates may use only {{ customer_id }}, {{ manage_url }} and {{ unsubscribe_url }}."""
-        created = await campaigns.put_campaign(runtime(request), campaign_id, data)
+        created = await campaigns.put_campaign(rt, campaign_id, data)
         stored = campaigns.in_utc(data)  # as stored and as GET answers it: send_by in UTC with Z
         return Response(stored, status_code=HTTP_201_CREATED if created else HTTP_200_OK)
 
@@ -43,12 +45,10 @@ class CampaignController(Controller):
         responses=errors(400, *AUTH_ERRORS, 404),
         **access(*ALL),
     )
-    async def get_campaign(
-        self, request: Request[Any, Any, Any], campaign_id: FromPath[str]
-    ) -> dict[str, Any]:
+    async def get_campaign(self, rt: NamedDependency[Runtime], campaign_id: FromPath[str]) -> dict[str, Any]:
         """The campaign and its counts: each recipient once, under its outbox status or, if it has none,
         under ``denied`` by the reason of its latest decision."""
-        return await campaigns.campaign_with_counts(runtime(request), campaign_id)
+        return await campaigns.campaign_with_counts(rt, campaign_id)
 
 
 @post(
@@ -61,10 +61,12 @@ class CampaignController(Controller):
     **access(*WRITE),
 )
 async def approve(
-    request: Request[Any, Any, Any], data: JSONBody[approvals.ApprovalRequest]
+    rt: NamedDependency[Runtime],
+    gate_batcher: NamedDependency[GateBatcher],
+    data: JSONBody[approvals.ApprovalRequest],
 ) -> approvals.ApprovalAnswer:
     """May this campaign go to these customers at ``at`` (default now)? allow / defer until / deny, with a
     reason, in the order of ``customer_ids`` (at most 10,000: more is 413). A real allow reserves the
     send; asking again for the same campaign and customer reserves nothing more. ``dry_run`` answers
     exactly what a real call would, and reserves and logs nothing."""
-    return await approvals.approve(runtime(request), request.app.state.gate_batcher, data)
+    return await approvals.approve(rt, gate_batcher, data)

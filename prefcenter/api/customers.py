@@ -5,15 +5,16 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from litestar import Controller, Request, Response, delete, get, put
+from litestar.di import NamedDependency
 from litestar.params import FromPath, HeaderParameter, JSONBody, QueryParameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
 from prefcenter.api.auth import ALL, READ_AUDIT, WRITE, access, current_key
 from prefcenter.api.openapi import created
-from prefcenter.api.params import runtime
 from prefcenter.api.problems import AUTH_ERRORS, BODY_ERRORS, errors, json_body
 from prefcenter.domain.model import Preferences, PreferencesWrite, Profile, check_customer_id
 from prefcenter.services import approvals, consent, customers
+from prefcenter.services.runtime import Runtime
 
 
 class CustomerController(Controller):
@@ -30,7 +31,7 @@ class CustomerController(Controller):
     )
     async def put_customer(
         self,
-        request: Request[Any, Any, Any],
+        rt: NamedDependency[Runtime],
         customer_id: FromPath[str],
         data: JSONBody[Profile],
         if_match: Annotated[str | None, HeaderParameter(name="If-Match", required=False)] = None,
@@ -42,9 +43,7 @@ class CustomerController(Controller):
         and normalised; the stored form is returned. The timezone must be an IANA name, the locale BCP 47
         and the country ISO 3166-1 alpha-2 (400 naming the field otherwise).
         """
-        customer, was_created = await customers.put_customer(
-            runtime(request), customer_id, data, if_match=if_match
-        )
+        customer, was_created = await customers.put_customer(rt, customer_id, data, if_match=if_match)
         return Response(
             customer.profile,
             status_code=HTTP_201_CREATED if was_created else HTTP_200_OK,
@@ -53,10 +52,10 @@ class CustomerController(Controller):
 
     @get("", operation_id="getCustomer", responses=errors(400, *AUTH_ERRORS, 404), **access(*ALL))
     async def get_customer(
-        self, request: Request[Any, Any, Any], customer_id: FromPath[str]
+        self, rt: NamedDependency[Runtime], customer_id: FromPath[str]
     ) -> Response[Profile]:
         """The customer's profile, with a strong ETag for If-Match."""
-        profile = (await customers.get_customer(runtime(request), customer_id)).profile
+        profile = (await customers.get_customer(rt, customer_id)).profile
         return Response(profile, headers={"ETag": customers.profile_etag(profile)})
 
     @delete(
@@ -66,10 +65,12 @@ class CustomerController(Controller):
         responses=errors(400, *AUTH_ERRORS, 404, 503),
         **access("admin"),
     )
-    async def erase_customer(self, request: Request[Any, Any, Any], customer_id: FromPath[str]) -> None:
+    async def erase_customer(
+        self, request: Request[Any, Any, Any], rt: NamedDependency[Runtime], customer_id: FromPath[str]
+    ) -> None:
         """Erase the person (GDPR Art. 17): profile, contacts, preferences and everything personal go;
         ledger events keep only the pseudonym, and the ledger still verifies."""
-        await customers.erase_customer(runtime(request), customer_id, api_key_id=current_key(request).id)
+        await customers.erase_customer(rt, customer_id, api_key_id=current_key(request).id)
 
     @get(
         "/preferences",
@@ -78,10 +79,10 @@ class CustomerController(Controller):
         **access(*ALL),
     )
     async def get_preferences(
-        self, request: Request[Any, Any, Any], customer_id: FromPath[str]
+        self, rt: NamedDependency[Runtime], customer_id: FromPath[str]
     ) -> Response[Preferences]:
         """The customer's preferences, with a strong ETag for If-Match."""
-        customer = await customers.get_customer(runtime(request), customer_id)
+        customer = await customers.get_customer(rt, customer_id)
         prefs = customer.preferences
         return Response(prefs, headers={"ETag": customers.preferences_etag(prefs)})
 
@@ -96,6 +97,7 @@ class CustomerController(Controller):
     async def put_preferences(
         self,
         request: Request[Any, Any, Any],
+        rt: NamedDependency[Runtime],
         customer_id: FromPath[str],
         data: JSONBody[PreferencesWrite],
         if_match: Annotated[str | None, HeaderParameter(name="If-Match", required=False)] = None,
@@ -108,20 +110,20 @@ class CustomerController(Controller):
         writes no event.
         """
         prefs, etag, _ = await customers.put_preferences(
-            runtime(request), customer_id, data, if_match=if_match, caller_role=current_key(request).role
+            rt, customer_id, data, if_match=if_match, caller_role=current_key(request).role
         )
         return Response(prefs, headers={"ETag": etag})
 
     @get("/decisions", operation_id="getDecisions", responses=errors(400, *AUTH_ERRORS, 404), **access(*ALL))
     async def decisions(
         self,
-        request: Request[Any, Any, Any],
+        rt: NamedDependency[Runtime],
         customer_id: FromPath[str],
         campaign_id: Annotated[str | None, QueryParameter(required=False)] = None,
     ) -> dict[str, Any]:
         """The decision log: every real gate decision for this customer, with the policy version."""
         check_customer_id(customer_id)
-        return {"decisions": await approvals.decision_log(runtime(request), customer_id, campaign_id)}
+        return {"decisions": await approvals.decision_log(rt, customer_id, campaign_id)}
 
     @get(
         "/consent-receipt",
@@ -130,7 +132,7 @@ class CustomerController(Controller):
         **access(*READ_AUDIT),
     )
     async def consent_receipt(
-        self, request: Request[Any, Any, Any], customer_id: FromPath[str]
+        self, rt: NamedDependency[Runtime], customer_id: FromPath[str]
     ) -> dict[str, Any]:
         """The customer's current consents, each with when and how it was given (ISO/IEC TS 27560 fields)."""
-        return await consent.consent_receipt(runtime(request), customer_id)
+        return await consent.consent_receipt(rt, customer_id)

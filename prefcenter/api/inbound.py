@@ -5,15 +5,16 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from litestar import Request, Response, delete, get, post, put
+from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody, QueryParameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
 from prefcenter.api.auth import READ_AUDIT, WRITE, access, current_key
 from prefcenter.api.openapi import created
-from prefcenter.api.params import runtime
 from prefcenter.api.problems import AUTH_ERRORS, BODY_ERRORS, errors, json_body
 from prefcenter.services import inbound, suppressions
 from prefcenter.services.errors import NotFound
+from prefcenter.services.runtime import Runtime
 
 
 @post(
@@ -25,13 +26,11 @@ from prefcenter.services.errors import NotFound
     responses=errors(*AUTH_ERRORS, *BODY_ERRORS, 503),
     **access(*WRITE),
 )
-async def inbound_sms(
-    request: Request[Any, Any, Any], data: JSONBody[inbound.InboundSms]
-) -> inbound.SmsAnswer:
+async def inbound_sms(rt: NamedDependency[Runtime], data: JSONBody[inbound.InboundSms]) -> inbound.SmsAnswer:
     """An SMS reply. STOP (STOPALL, UNSUBSCRIBE, CANCEL, END, QUIT, REVOKE, OPT OUT; first word of the
     normalised text) suppresses SMS for that number, known or not, and withdraws SMS marketing of every
     customer with it; START/UNSTOP lift the suppression; HELP answers the help text."""
-    return await inbound.inbound_sms(runtime(request), data)
+    return await inbound.inbound_sms(rt, data)
 
 
 @post(
@@ -44,10 +43,10 @@ async def inbound_sms(
     **access(*WRITE),
 )
 async def inbound_email_event(
-    request: Request[Any, Any, Any], data: JSONBody[inbound.EmailEvent]
+    rt: NamedDependency[Runtime], data: JSONBody[inbound.EmailEvent]
 ) -> inbound.EmailEventAnswer:
     """A permanent bounce suppresses the address; a complaint suppresses it and withdraws email marketing."""
-    return await inbound.email_event(runtime(request), data)
+    return await inbound.email_event(rt, data)
 
 
 @get(
@@ -58,11 +57,11 @@ async def inbound_email_event(
     **access(*READ_AUDIT),
 )
 async def list_suppressions(
-    request: Request[Any, Any, Any],
+    rt: NamedDependency[Runtime],
     channel: Annotated[str | None, QueryParameter(description="only this channel", required=False)] = None,
 ) -> dict[str, list[dict[str, str]]]:
     """Suppressed addresses (as keyed hashes), optionally of one channel."""
-    return {"suppressions": await suppressions.list_suppressions(runtime(request), channel)}
+    return {"suppressions": await suppressions.list_suppressions(rt, channel)}
 
 
 @put(
@@ -73,10 +72,13 @@ async def list_suppressions(
     **access("admin"),
 )
 async def put_suppression(
-    request: Request[Any, Any, Any], channel: FromPath[str], address: FromPath[str]
+    request: Request[Any, Any, Any],
+    rt: NamedDependency[Runtime],
+    channel: FromPath[str],
+    address: FromPath[str],
 ) -> Response[dict[str, Any]]:
     """Suppress one address (201 when new, 200 when it already was); a ledger event with source admin."""
-    added = await suppressions.admin_put(runtime(request), channel, address, current_key(request).id)
+    added = await suppressions.admin_put(rt, channel, address, current_key(request).id)
     return Response({"suppressed": True}, status_code=HTTP_201_CREATED if added else HTTP_200_OK)
 
 
@@ -89,10 +91,13 @@ async def put_suppression(
     **access("admin"),
 )
 async def delete_suppression(
-    request: Request[Any, Any, Any], channel: FromPath[str], address: FromPath[str]
+    request: Request[Any, Any, Any],
+    rt: NamedDependency[Runtime],
+    channel: FromPath[str],
+    address: FromPath[str],
 ) -> None:
     """Lift one suppression (404 when the address is not suppressed); a ledger event with source admin."""
-    if not await suppressions.admin_delete(runtime(request), channel, address, current_key(request).id):
+    if not await suppressions.admin_delete(rt, channel, address, current_key(request).id):
         raise NotFound("that address is not suppressed on that channel")
 
 

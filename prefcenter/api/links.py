@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 import msgspec
-from litestar import Controller, Request, post
+from litestar import Controller, post
+from litestar.di import NamedDependency
 from litestar.params import Body, FromPath
 from litestar.status_codes import HTTP_201_CREATED
 
 from prefcenter.api.auth import WRITE, access
-from prefcenter.api.params import runtime
 from prefcenter.api.problems import AUTH_ERRORS, BODY_ERRORS, errors, optional_json_body
 from prefcenter.domain.model import FieldError, InvalidInput, TopicId, check_customer_id
 from prefcenter.services import customers, links
+from prefcenter.services.runtime import Runtime
 
 
 class LinksRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -41,7 +42,7 @@ class LinkController(Controller):
     )
     async def create_links(
         self,
-        request: Request[Any, Any, Any],
+        rt: NamedDependency[Runtime],
         customer_id: FromPath[str],
         data: Annotated[LinksRequest | None, Body(title="LinksRequest")] = None,
     ) -> Links:
@@ -50,7 +51,6 @@ class LinkController(Controller):
         With `topic` (a marketing topic) the unsubscribe link removes only that topic; without it the link
         is all-scope (no channel, no topics). Links carry an opaque pseudonym, never the customer id.
         """
-        rt = runtime(request)
         check_customer_id(customer_id)
         topic = data.topic if data is not None else None
         customer = await customers.get_customer(rt, customer_id)

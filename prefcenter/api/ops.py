@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from litestar import Request, Response, get
+from litestar import Response, get
+from litestar.di import NamedDependency
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from prefcenter.api.params import runtime
 from prefcenter.api.problems import errors, problem
+from prefcenter.services.runtime import Runtime
 
 
 @get("/healthz", operation_id="healthz", tags=["operations"])
@@ -18,9 +19,8 @@ async def healthz() -> dict[str, str]:
 
 
 @get("/readyz", operation_id="readyz", tags=["operations"], responses=errors(503))
-async def readyz(request: Request[Any, Any, Any]) -> Response[Any]:
+async def readyz(rt: NamedDependency[Runtime]) -> Response[Any]:
     """Ready when the database answers, every migration is applied and the policy is loaded."""
-    rt = runtime(request)
     checks: dict[str, str] = {}
     try:
         await rt.store.ping()
@@ -43,8 +43,7 @@ METRICS_MEDIA_TYPE = CONTENT_TYPE_LATEST.replace("; charset=utf-8", "")
 
 
 @get("/metrics", operation_id="metrics", tags=["operations"], media_type=METRICS_MEDIA_TYPE)
-async def metrics(request: Request[Any, Any, Any]) -> Response[bytes]:
+async def metrics(rt: NamedDependency[Runtime]) -> Response[bytes]:
     """Prometheus text exposition."""
-    rt = runtime(request)
     rt.metrics.outbox_depth.set(await rt.store.outbox_due_count())
     return Response(generate_latest(rt.metrics.registry), media_type=METRICS_MEDIA_TYPE)

@@ -1,14 +1,11 @@
-"""Request pieces shared by controllers: instants with a required offset, the runtime."""
+"""Request pieces shared by controllers: instants with a required offset. (The runtime is the ``rt``
+dependency, wired in api/app.py.)"""
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
-
-from litestar import Request
 
 from prefcenter.domain.model import FieldError, InvalidInput, check_instant
-from prefcenter.services.runtime import Runtime
 
 
 def parse_instant(value: str | None, field: str) -> datetime | None:
@@ -23,8 +20,3 @@ def parse_instant(value: str | None, field: str) -> datetime | None:
         raise InvalidInput([FieldError(field, "an RFC 3339 time with an offset is required, e.g. ...Z")])
     check_instant(moment, field)
     return moment
-
-
-def runtime(request: Request[Any, Any, Any]) -> Runtime:
-    rt: Runtime = request.app.state.runtime
-    return rt

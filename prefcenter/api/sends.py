@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from litestar import Request, post
+from litestar import post
+from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody
 from litestar.status_codes import HTTP_202_ACCEPTED
 
 from prefcenter.api.auth import WRITE, access
-from prefcenter.api.params import runtime
 from prefcenter.api.problems import AUTH_ERRORS, BODY_ERRORS, errors, json_body
 from prefcenter.services import sends
-from prefcenter.services.approvals import ApprovalAnswer
+from prefcenter.services.approvals import ApprovalAnswer, GateBatcher
 from prefcenter.services.campaigns import check_campaign_id
+from prefcenter.services.runtime import Runtime
 
 
 @post(
@@ -26,10 +25,13 @@ from prefcenter.services.campaigns import check_campaign_id
     **access(*WRITE),
 )
 async def send_campaign(
-    request: Request[Any, Any, Any], campaign_id: FromPath[str], data: JSONBody[sends.SendRequest]
+    rt: NamedDependency[Runtime],
+    gate_batcher: NamedDependency[GateBatcher],
+    campaign_id: FromPath[str],
+    data: JSONBody[sends.SendRequest],
 ) -> ApprovalAnswer:
     """Gate each recipient exactly as an approval at now (same reservations) and queue what is allowed
     or deferred for the dispatcher; the answer is the approval's. A second send of a (campaign,
     customer) that is queued or sent queues nothing more. At most 10,000 ids (more: 413)."""
     check_campaign_id(campaign_id)
-    return await sends.send(runtime(request), request.app.state.gate_batcher, campaign_id, data)
+    return await sends.send(rt, gate_batcher, campaign_id, data)

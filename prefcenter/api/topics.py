@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from litestar import Controller, Request, Response, delete, get, put
+from litestar import Controller, Response, delete, get, put
+from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
 from prefcenter.api.auth import ALL, access
 from prefcenter.api.openapi import created
-from prefcenter.api.params import runtime
 from prefcenter.api.problems import AUTH_ERRORS, BODY_ERRORS, errors, json_body
 from prefcenter.domain.model import Topic
 from prefcenter.services import topics
+from prefcenter.services.runtime import Runtime
 
 
 class TopicController(Controller):
@@ -21,14 +20,14 @@ class TopicController(Controller):
     tags = ["topics"]
 
     @get("", operation_id="listTopics", responses=errors(*AUTH_ERRORS), **access(*ALL))
-    async def list_topics(self, request: Request[Any, Any, Any]) -> dict[str, dict[str, Topic]]:
+    async def list_topics(self, rt: NamedDependency[Runtime]) -> dict[str, dict[str, Topic]]:
         """Every topic, by id."""
-        return {"topics": await runtime(request).store.list_topics()}
+        return {"topics": await rt.store.list_topics()}
 
     @get("/{topic_id:str}", operation_id="getTopic", responses=errors(400, *AUTH_ERRORS, 404), **access(*ALL))
-    async def get_topic(self, request: Request[Any, Any, Any], topic_id: FromPath[str]) -> Topic:
+    async def get_topic(self, rt: NamedDependency[Runtime], topic_id: FromPath[str]) -> Topic:
         """One topic."""
-        return await topics.get_topic(runtime(request), topic_id)
+        return await topics.get_topic(rt, topic_id)
 
     @put(
         "/{topic_id:str}",
@@ -39,10 +38,10 @@ class TopicController(Controller):
         **access("admin"),
     )
     async def put_topic(
-        self, request: Request[Any, Any, Any], topic_id: FromPath[str], data: JSONBody[Topic]
+        self, rt: NamedDependency[Runtime], topic_id: FromPath[str], data: JSONBody[Topic]
     ) -> Response[Topic]:
         """Create or replace a topic (201 / 200). A topic in use cannot change category (409)."""
-        created = await topics.put_topic(runtime(request), topic_id, data)
+        created = await topics.put_topic(rt, topic_id, data)
         return Response(data, status_code=HTTP_201_CREATED if created else HTTP_200_OK)
 
     @delete(
@@ -52,6 +51,6 @@ class TopicController(Controller):
         responses=errors(400, *AUTH_ERRORS, 404, 409, 503),
         **access("admin"),
     )
-    async def delete_topic(self, request: Request[Any, Any, Any], topic_id: FromPath[str]) -> None:
+    async def delete_topic(self, rt: NamedDependency[Runtime], topic_id: FromPath[str]) -> None:
         """Delete a topic; 409 while preferences or campaigns reference it."""
-        await topics.delete_topic(runtime(request), topic_id)
+        await topics.delete_topic(rt, topic_id)

@@ -13,12 +13,11 @@ from typing import Annotated
 
 import msgspec
 
-from prefcenter.domain.model import AwareDatetime, Channel, FieldError, InvalidInput, TopicId
+from prefcenter.domain.model import CHANNELS, AwareDatetime, Channel, FieldError, InvalidInput, TopicId
 from prefcenter.domain.placeholders import PLACEHOLDERS, PlaceholderError, parse
 
 Text = Annotated[str, msgspec.Meta(min_length=1, max_length=100_000)]
 MAX_CONTENT_BYTES = 256 * 1024
-CHANNELS = ("email", "sms", "push", "voice", "whatsapp")
 
 
 class EmailContent(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -102,7 +101,6 @@ def check_campaign(campaign: Campaign, topic_exists: bool) -> None:
 
 
 __all__ = [
-    "CHANNELS",
     "MAX_CONTENT_BYTES",
     "PLACEHOLDERS",
     "Campaign",

@@ -49,12 +49,11 @@ from bisect import bisect_left, bisect_right
 from collections.abc import Container, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
-from typing import Final, Literal, get_args
+from typing import Final
 from zoneinfo import ZoneInfo
 
-import msgspec
-
-from prefcenter.domain.policy import CHANNELS, Channel, LoadedPolicy, Policy
+from prefcenter.domain.model import CHANNELS, CampaignView, Channel, CustomerState, Decision, Reason
+from prefcenter.domain.policy import LoadedPolicy, Policy
 from prefcenter.domain.timewindows import (
     DAY_US,
     SECOND_US,
@@ -68,40 +67,13 @@ from prefcenter.domain.timewindows import (
     zone_timeline,
 )
 
+# The gate's vocabulary (CustomerState, CampaignView, Decision, Reason, ...) lives in domain/model.py.
 __all__ = [
-    "CHANNELS",
     "HORIZON",
-    "REASONS",
-    "VERDICTS",
-    "CampaignView",
-    "Category",
-    "Channel",
-    "CustomerState",
-    "Decision",
-    "Reason",
-    "Verdict",
     "decide",
     "decide_batch",
     "longest_cap_window",
 ]
-
-Verdict = Literal["allow", "defer", "deny"]
-Reason = Literal[
-    "unknown_customer",
-    "suppressed",
-    "no_channel",
-    "channel_not_offered",
-    "no_address",
-    "topic_not_subscribed",
-    "paused",
-    "quiet_hours",
-    "frequency_cap",
-    "allowed",
-    "expired",
-]
-Category = Literal["marketing", "transactional"]
-VERDICTS: Final[tuple[Verdict, ...]] = get_args(Verdict)
-REASONS: Final[tuple[Reason, ...]] = get_args(Reason)
 
 #: How far ahead a deferral is searched before the answer becomes a deny.
 HORIZON: Final = timedelta(days=400)
@@ -110,43 +82,6 @@ _WEEK_US: Final = 7 * DAY_US
 # Searches stop here so that every result converts back to a datetime.
 _MAX_US: Final = to_us(datetime(9998, 1, 1, tzinfo=UTC))
 _NEVER: Final = _MAX_US + _HORIZON_US * 2
-_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
-_ONE_US: Final = timedelta(microseconds=1)
-
-
-class CustomerState(msgspec.Struct, frozen=True):
-    """What the gate needs to know about one customer, loaded by the store for one campaign."""
-
-    customer_id: str
-    timezone: str  # IANA zone name
-    country: str  # ISO 3166-1 alpha-2
-    channel: Channel | None  # the one chosen marketing channel, or None
-    addresses: frozenset[Channel] = frozenset()  # channels the customer has a contact for
-    suppressed: frozenset[Channel] = frozenset()  # channels whose contact address is suppressed
-    subscribed: bool = False  # the campaign's topic is among the customer's topics
-    quiet_hours: tuple[str, str] | None = None  # ("HH:MM", "HH:MM") local, start > end crosses midnight
-    max_per_week: int | None = None
-    paused_until: datetime | None = None  # aware
-
-
-class CampaignView(msgspec.Struct, frozen=True):
-    """The campaign as the gate sees it; ``channels`` order is the transactional fallback order."""
-
-    campaign_id: str
-    topic: str
-    category: Category
-    channels: tuple[Channel, ...]
-    send_by: datetime | None = None
-
-
-class Decision(msgspec.Struct, frozen=True):
-    """One answer; encodes to API.md's decision object. ``not_before`` is aware UTC, set only on defer."""
-
-    customer_id: str
-    verdict: Verdict
-    reason: Reason
-    channel: Channel | None
-    not_before: datetime | None = None
 
 
 PolicyLike = Policy | LoadedPolicy
@@ -333,7 +268,7 @@ def _timing(
     paused_until = customer.paused_until if marketing else None
     paused_us = None if paused_until is None else to_us(paused_until)
     caps = rules.caps_for(customer) if marketing and not retry else ()
-    sends_us = sorted([(s - _EPOCH) // _ONE_US for s in sends]) if caps else []
+    sends_us = sorted([to_us(s) for s in sends]) if caps else []
 
     reason: Reason
     if paused_us is not None and at_us < paused_us:
@@ -377,12 +312,6 @@ def _transactional_channel(
     return None, "no_address"
 
 
-def _checked_us(at: datetime) -> int:
-    if at.tzinfo is None or at.utcoffset() is None:
-        raise ValueError("`at` must be an aware datetime")
-    return to_us(at)
-
-
 def _unreadable(
     cid: str, customer: CustomerState, channel: Channel, marketing: bool, rules: _Rules
 ) -> Decision:
@@ -394,7 +323,7 @@ def _unreadable(
     this recipient is affected; the rest of the batch is decided as usual."""
     try:
         if marketing and customer.paused_until is not None:
-            _checked_us(customer.paused_until)
+            to_us(customer.paused_until)
     except Exception:
         return Decision(cid, "deny", "paused", channel, None)
     try:
@@ -427,7 +356,7 @@ def decide(
     reservations even though its own reservation is unchanged.
     """
     rules = _rules(policy)
-    at_us = _checked_us(at)
+    at_us = to_us(at)
     send_by_us = None if campaign.send_by is None else to_us(campaign.send_by)
     cid = customer.customer_id if customer is not None else customer_id
     if send_by_us is not None and at_us >= send_by_us:
@@ -475,7 +404,7 @@ def decide_batch(
     :func:`decide`: rule 9 is not re-checked for them).
     """
     rules = _rules(policy)
-    at_us = _checked_us(at)
+    at_us = to_us(at)
     send_by_us = None if campaign.send_by is None else to_us(campaign.send_by)
     D = Decision
     if send_by_us is not None and at_us >= send_by_us:

@@ -11,7 +11,7 @@ import functools
 import re
 import zoneinfo
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Final, Literal, get_args
 
 import email_validator
 import langcodes
@@ -20,9 +20,26 @@ import phonenumbers
 import pycountry
 
 Channel = Literal["email", "sms", "push", "voice", "whatsapp"]
-CHANNELS: tuple[Channel, ...] = ("email", "sms", "push", "voice", "whatsapp")
+CHANNELS: Final[tuple[Channel, ...]] = get_args(Channel)
 PHONE_CHANNELS: frozenset[str] = frozenset({"sms", "voice", "whatsapp"})
 Category = Literal["marketing", "transactional"]
+# The gate's answer (API.md "Send approval — the gate"): a verdict and the rule that decided it.
+Verdict = Literal["allow", "defer", "deny"]
+Reason = Literal[
+    "unknown_customer",
+    "suppressed",
+    "no_channel",
+    "channel_not_offered",
+    "no_address",
+    "topic_not_subscribed",
+    "paused",
+    "quiet_hours",
+    "frequency_cap",
+    "allowed",
+    "expired",
+]
+VERDICTS: Final[tuple[Verdict, ...]] = get_args(Verdict)
+REASONS: Final[tuple[Reason, ...]] = get_args(Reason)
 Role = Literal["admin", "marketing", "auditor"]
 ROLES: tuple[Role, ...] = ("admin", "marketing", "auditor")
 
@@ -192,6 +209,45 @@ class Customer(msgspec.Struct, frozen=True):
     # Random per person, set at creation and never changed (signed into every link: a re-created
     # customer with the same id gets a new one, so the old person's links die); '' before migration 0009.
     link_gen: str = ""
+
+
+# ---------------------------------------------------------------------------------------------------
+# the gate's vocabulary: what the store loads for the engine (domain/engine.py) and what it answers
+
+
+class CustomerState(msgspec.Struct, frozen=True):
+    """What the gate needs to know about one customer, loaded by the store for one campaign."""
+
+    customer_id: str
+    timezone: str  # IANA zone name
+    country: str  # ISO 3166-1 alpha-2
+    channel: Channel | None  # the one chosen marketing channel, or None
+    addresses: frozenset[Channel] = frozenset()  # channels the customer has a contact for
+    suppressed: frozenset[Channel] = frozenset()  # channels whose contact address is suppressed
+    subscribed: bool = False  # the campaign's topic is among the customer's topics
+    quiet_hours: tuple[str, str] | None = None  # ("HH:MM", "HH:MM") local, start > end crosses midnight
+    max_per_week: int | None = None
+    paused_until: datetime | None = None  # aware
+
+
+class CampaignView(msgspec.Struct, frozen=True):
+    """The campaign as the gate sees it; ``channels`` order is the transactional fallback order."""
+
+    campaign_id: str
+    topic: str
+    category: Category
+    channels: tuple[Channel, ...]
+    send_by: datetime | None = None
+
+
+class Decision(msgspec.Struct, frozen=True):
+    """One answer; encodes to API.md's decision object. ``not_before`` is aware UTC, set only on defer."""
+
+    customer_id: str
+    verdict: Verdict
+    reason: Reason
+    channel: Channel | None
+    not_before: datetime | None = None
 
 
 # ---------------------------------------------------------------------------------------------------

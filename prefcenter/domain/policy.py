@@ -45,17 +45,16 @@ import hashlib
 from collections.abc import Callable
 from datetime import timedelta
 from functools import lru_cache
-from typing import Annotated, Final, Literal, TypeVar, get_args
+from typing import Annotated, Final, TypeVar
 
 import msgspec
 import msgspec.toml
 
+from prefcenter.domain.model import CHANNELS, Channel
 from prefcenter.domain.timewindows import Window
 
 __all__ = [
-    "CHANNELS",
     "Caps",
-    "Channel",
     "ChannelRates",
     "ChannelWindows",
     "ExtraCap",
@@ -68,9 +67,6 @@ __all__ = [
     "parse_policy",
     "policy_version",
 ]
-
-Channel = Literal["email", "sms", "push", "voice", "whatsapp"]
-CHANNELS: Final[tuple[Channel, ...]] = get_args(Channel)
 
 _DAY_HOURS: Final = 24
 _WEEK_HOURS: Final = 7 * 24

@@ -30,7 +30,6 @@ from markupsafe import escape
 from prefcenter.domain.campaigns import Campaign
 from prefcenter.domain.model import Customer
 from prefcenter.domain.placeholders import PlaceholderError, parse
-from prefcenter.services.links import mint_links
 
 
 def _html_escape(value: str) -> str:
@@ -214,4 +213,4 @@ def build_email(message: Rendered, from_address: str, date: datetime) -> bytes:
     )
 
 
-__all__ = ["Rendered", "build_email", "message_id", "mint_links", "render"]
+__all__ = ["Rendered", "build_email", "message_id", "render"]

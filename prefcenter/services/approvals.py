@@ -16,21 +16,25 @@ import re
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import msgspec
 import structlog
 
-from prefcenter.domain.engine import CampaignView, CustomerState, Decision, decide_batch
+from prefcenter.domain.engine import decide_batch
 from prefcenter.domain.ledger import format_instant
 from prefcenter.domain.model import (
     CUSTOMER_ID_RE,
     AwareDatetime,
+    CampaignView,
+    CustomerState,
+    Decision,
     FieldError,
     InvalidInput,
     TopicId,
     check_instant,
 )
+from prefcenter.domain.timewindows import from_us, to_us
 from prefcenter.services.campaigns import get_campaign
 from prefcenter.services.errors import NotFound, PayloadTooLarge
 from prefcenter.services.runtime import Runtime
@@ -39,8 +43,6 @@ from prefcenter.store.base import DecisionRow, GateInputs, Reservation, StoreUna
 log = structlog.get_logger("prefcenter.approvals")
 
 MAX_IDS = 10_000
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_US = timedelta(microseconds=1)
 
 # Called inside the approval's transaction with its decisions (the sends endpoint queues messages).
 OnDecided = Callable[[WriteTx, CampaignView, datetime, list[Decision]], Awaitable[None]]
@@ -90,14 +92,6 @@ def check_ids(ids: Sequence[str]) -> None:
             break
     if errors:
         raise InvalidInput(errors, "Malformed or duplicate customer ids.")
-
-
-def to_us(moment: datetime) -> int:
-    return (moment - _EPOCH) // _US
-
-
-def from_us(us: int) -> datetime:
-    return _EPOCH + us * _US
 
 
 def decide_recipients(

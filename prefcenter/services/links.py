@@ -13,8 +13,9 @@
   topic), the issue time from the injected clock ``rt.now`` and the customer's link generation
   (``Customer.link_gen``). Expiry is checked against ``rt.now``; whoever resolves a token to a customer
   checks the generation with :func:`opens` (a mismatch is the same as an unknown customer).
-- **CSRF** for the pages' forms: an HMAC of the browser's cookie and the link token; the presented field
-  is compared as bytes, so any text a client sends (non-ASCII included) is simply a mismatch.
+- **Derived keys.** :func:`derived_key` derives a key from the secret key with a label; the labels
+  live here (``DERIVED_KEY_LABEL`` for links, ``CSRF_KEY_LABEL`` for the pages' CSRF tokens, which are
+  ``web/csrf.py``'s), so the log redaction can find every derived key in one place.
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ from __future__ import annotations
 import base64
 import functools
 import hashlib
-import hmac
 from datetime import datetime
 from typing import Any
 
@@ -113,12 +113,12 @@ def signing_keys(rt: Runtime) -> tuple[str, ...]:
 
 @functools.lru_cache(maxsize=8)
 def _derived_link_keys(pseudonyms: Pseudonymizer) -> tuple[str, ...]:
-    return (pseudonyms.customer_ref(DERIVED_KEY_LABEL),)
+    return (derived_key(pseudonyms, DERIVED_KEY_LABEL),)
 
 
-def csrf_key(rt: Runtime) -> bytes:
-    """The key of the pages' CSRF tokens: derived from the secret key, separate from the link keys."""
-    return rt.pseudonyms.customer_ref(CSRF_KEY_LABEL).encode("ascii")
+def derived_key(pseudonyms: Pseudonymizer, label: str) -> str:
+    """HMAC-SHA256(secret key, ``label``), hex: a key of its own for each label (see the labels above)."""
+    return pseudonyms.customer_ref(label)
 
 
 @functools.lru_cache(maxsize=32)
@@ -186,19 +186,3 @@ def mint_links(rt: Runtime, customer: Customer, topic: str | None) -> tuple[str,
     """``(manage_url, unsubscribe_url)`` for a customer; the unsubscribe link is scoped to ``topic``
     (None: all marketing). No I/O: cheap enough to call once per outgoing message."""
     return manage_url(rt, customer), unsubscribe_url(rt, customer, topic)
-
-
-def csrf_token(rt: Runtime, browser_secret: str, link_token: str) -> str:
-    """The hidden form field: HMAC over the per-browser cookie and the link token (see web/pages.py)."""
-    mac = hmac.new(csrf_key(rt), f"{browser_secret}\x00{link_token}".encode(), hashlib.sha256).digest()
-    return base64.urlsafe_b64encode(mac).rstrip(b"=").decode("ascii")
-
-
-def csrf_valid(rt: Runtime, browser_secret: str | None, link_token: str, presented: str | None) -> bool:
-    """Whether the presented field is the one for this cookie and link. Compared as bytes:
-    ``hmac.compare_digest`` raises TypeError for a ``str`` that is not ASCII (issue 9, item 7), so a
-    non-ASCII field is refused before it gets there."""
-    if not browser_secret or not presented or not presented.isascii():
-        return False  # a genuine field is base64url: anything else is a mismatch, never an error
-    expected = csrf_token(rt, browser_secret, link_token).encode("ascii")
-    return hmac.compare_digest(expected, presented.encode("ascii"))

@@ -47,17 +47,8 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from prefcenter.domain.engine import (
-    CampaignView,
-    Category,
-    Channel,
-    CustomerState,
-    Decision,
-    Reason,
-    Verdict,
-    decide,
-    decide_batch,
-)
+from prefcenter.domain.engine import decide, decide_batch
+from prefcenter.domain.model import CampaignView, Category, Channel, CustomerState, Decision, Reason, Verdict
 from prefcenter.domain.policy import LoadedPolicy, Policy, decode_toml
 from prefcenter.domain.timewindows import Window, zone_timeline
 

@@ -13,8 +13,9 @@ from datetime import datetime
 import msgspec
 import structlog
 
-from prefcenter.domain.engine import CampaignView, Decision
-from prefcenter.services.approvals import ApprovalAnswer, ApprovalRequest, GateBatcher, approve, to_us
+from prefcenter.domain.model import CampaignView, Decision
+from prefcenter.domain.timewindows import to_us
+from prefcenter.services.approvals import ApprovalAnswer, ApprovalRequest, GateBatcher, approve
 from prefcenter.services.runtime import Runtime
 from prefcenter.store.base import QueueRow, WriteTx
 

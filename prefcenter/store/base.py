@@ -10,9 +10,8 @@ from typing import Any, Protocol
 import msgspec
 
 from prefcenter.domain.campaigns import Campaign
-from prefcenter.domain.engine import CampaignView, CustomerState
 from prefcenter.domain.ledger import Attribution, Change, ConsentEvent
-from prefcenter.domain.model import Customer, Preferences, Role, Topic
+from prefcenter.domain.model import CampaignView, Customer, CustomerState, Preferences, Role, Topic
 
 
 class ApiKey(msgspec.Struct, frozen=True):

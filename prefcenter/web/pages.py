@@ -17,13 +17,9 @@ one). The one-click confirmation links to the preference page only with a manage
 minted with the unsubscribe link would (issued at the unsubscribe link's issue time); later it offers the
 same email button instead (when the browser has the CSRF cookie: a one-click POST never gets one set).
 
-**CSRF.** Every form on these pages except the RFC 8058 one-click (double-submit cookie, bound to the
-link): the first page view sets an HttpOnly, SameSite=Lax cookie holding 32 random bytes (``__Host-``
-prefixed and Secure when ``PREFCENTER_PUBLIC_URL`` is https); each form carries a hidden ``csrf`` field
-``= HMAC-SHA256(csrf key, cookie value + link token)``, the csrf key being derived from the secret key.
-A POST without the cookie or with a field that does not match is refused (403) and changes nothing.
-Another site can neither read the cookie nor compute the field, and a field copied from one link does
-not work for another.
+**CSRF.** Every form on these pages except the RFC 8058 one-click carries a field bound to the browser's
+CSRF cookie and the link (``web/csrf.py``); a POST without the cookie or with a field that does not
+match is refused (403) and changes nothing.
 
 **One-click.** ``POST /u/{token}`` needs no cookie and no CSRF field: the signed URL is the authority
 (RFC 8058 §3-4; anyone holding the URL could POST it anyway). Its body must be exactly
@@ -37,8 +33,6 @@ Every response of these pages carries ``Referrer-Policy: no-referrer``, ``Cache-
 
 from __future__ import annotations
 
-import re
-import secrets
 from pathlib import Path
 from typing import Any
 
@@ -68,21 +62,19 @@ from prefcenter.domain.model import Customer
 from prefcenter.domain.tokens import LinkClaims, Purpose, is_expired
 from prefcenter.services import links
 from prefcenter.services.link_mailer import LinkMailer, RenewOutcome
-from prefcenter.services.pages import (
+from prefcenter.services.runtime import Runtime
+from prefcenter.services.self_service import (
     Client,
     LinkProblem,
-    PageForm,
-    form_from_fields,
-    localized,
-    mask_email,
     one_click_unsubscribe,
     open_link,
-    page_model,
-    save_form,
+    save_choices,
     stop_all_marketing,
 )
-from prefcenter.services.runtime import Runtime
+from prefcenter.web.csrf import browser_secret, csrf_ok, csrf_token, existing_browser_secret
+from prefcenter.web.forms import PageForm, form_from_fields
 from prefcenter.web.i18n import Catalogue, choose_language
+from prefcenter.web.views import localized, mask_email, page_model
 
 log = structlog.get_logger("prefcenter.web")
 
@@ -103,7 +95,6 @@ PAGE_HEADERS = {
     "X-Frame-Options": "DENY",
 }
 RESULTS = frozenset({"saved", "unchanged", "stopped"})
-_BROWSER_SECRET = re.compile(r"^[A-Za-z0-9_-]{43}\Z")
 
 _env = Environment(
     loader=FileSystemLoader(TEMPLATES_DIR),
@@ -205,40 +196,7 @@ def redirect(path: str) -> Response[str]:
 
 
 # ---------------------------------------------------------------------------------------------------
-# CSRF: a per-browser secret cookie, and an HMAC of it with the link token in each form
-
-
-def _cookie_name(rt: Runtime) -> str:
-    return "__Host-prefcenter_csrf" if _secure(rt) else "prefcenter_csrf"
-
-
-def _secure(rt: Runtime) -> bool:
-    return rt.settings.public_url.startswith("https://")
-
-
-def browser_secret(request: Request[Any, Any, Any]) -> tuple[str, list[Cookie]]:
-    """The browser's CSRF secret, and the cookie to set when it has none yet."""
-    rt = _runtime(request)
-    current = request.cookies.get(_cookie_name(rt))
-    if current and _BROWSER_SECRET.match(current):
-        return current, []
-    value = secrets.token_urlsafe(32)
-    cookie = Cookie(
-        key=_cookie_name(rt), value=value, path="/", httponly=True, samesite="lax", secure=_secure(rt)
-    )
-    return value, [cookie]
-
-
-def existing_browser_secret(request: Request[Any, Any, Any]) -> str | None:
-    """The browser's CSRF secret if it sent a well-formed one (never sets a cookie)."""
-    current = request.cookies.get(_cookie_name(_runtime(request)))
-    return current if current and _BROWSER_SECRET.match(current) else None
-
-
-def csrf_ok(request: Request[Any, Any, Any], token: str, fields: dict[str, list[str]]) -> bool:
-    rt = _runtime(request)
-    presented = (fields.get("csrf") or [""])[0]
-    return links.csrf_valid(rt, existing_browser_secret(request), token, presented)
+# forms
 
 
 async def form_fields(request: Request[Any, Any, Any]) -> dict[str, list[str]]:
@@ -262,7 +220,8 @@ def link_problem_page(
     text = t("expired.text") if purpose == "manage" else t("expired.unsubscribe_text")
     if problem.customer.profile.contacts.email is None:
         return message_page(request, t, "expired", HTTP_410_GONE, paragraphs=[text, t("expired.no_email")])
-    secret, cookies = browser_secret(request)
+    rt = _runtime(request)
+    secret, cookies = browser_secret(rt, request)
     prefix = "p" if purpose == "manage" else "u"
     return message_page(
         request,
@@ -271,7 +230,7 @@ def link_problem_page(
         HTTP_410_GONE,
         paragraphs=[text],
         renew_action=f"/{prefix}/{token}/renew",
-        csrf=links.csrf_token(_runtime(request), secret, token),
+        csrf=csrf_token(rt, secret, token),
         cookies=cookies,
     )
 
@@ -307,7 +266,7 @@ async def renew(request: Request[Any, Any, Any], token: str, purpose: Purpose) -
         return link_problem_page(request, problem, token, purpose)
     t = _catalogue(request, customer)
     fields = await form_fields(request)
-    if not csrf_ok(request, token, fields):
+    if not csrf_ok(rt, request, token, fields):
         return csrf_page(request, t, f"/{'p' if purpose == 'manage' else 'u'}/{token}")
     outcome, address = await _mailer(request).send_fresh_link(rt, customer, t("mail.subject"), t("mail.body"))
     key = f"renew.{outcome}"
@@ -333,14 +292,15 @@ def _renew_form(
     false, when the browser sent no CSRF cookie."""
     if customer.profile.contacts.email is None:
         return None, "", []
+    rt = _runtime(request)
     if set_cookie:
-        secret, cookies = browser_secret(request)
+        secret, cookies = browser_secret(rt, request)
     else:
-        existing, cookies = existing_browser_secret(request), []
+        existing, cookies = existing_browser_secret(rt, request), []
         if existing is None:
             return None, "", []
         secret = existing
-    return f"/u/{token}/renew", links.csrf_token(_runtime(request), secret, token), cookies
+    return f"/u/{token}/renew", csrf_token(rt, secret, token), cookies
 
 
 def _bounded_manage_path(rt: Runtime, customer: Customer, claims: LinkClaims) -> str | None:
@@ -385,7 +345,7 @@ async def form_with_errors(
 ) -> Response[str]:
     """The submitted form again, with each error next to its field and a summary on top (400)."""
     rt = _runtime(request)
-    secret, cookies = browser_secret(request)
+    secret, cookies = browser_secret(rt, request)
     model = page_model(customer, await rt.store.list_topics(), t.lang, rt.now(), form=form)
     first_topic = f"topic-{model.marketing[0].id}" if model.marketing else "topics-hint"
     return render(
@@ -398,7 +358,7 @@ async def form_with_errors(
         model=model,
         form=form,
         token=token,
-        csrf=links.csrf_token(rt, secret, token),
+        csrf=csrf_token(rt, secret, token),
         errors=errors,
         anchors={**_FIELD_ANCHORS, "topics": first_topic},
         result=None,
@@ -447,7 +407,7 @@ class PageController(Controller):
         except LinkProblem as problem:
             return link_problem_page(request, problem, token, "manage")
         t = _catalogue(request, customer)
-        secret, cookies = browser_secret(request)
+        secret, cookies = browser_secret(rt, request)
         model = page_model(customer, await rt.store.list_topics(), t.lang, rt.now())
         return render(
             request,
@@ -458,7 +418,7 @@ class PageController(Controller):
             model=model,
             form=model.form,
             token=token,
-            csrf=links.csrf_token(rt, secret, token),
+            csrf=csrf_token(rt, secret, token),
             errors={},
             anchors={},
             result=result if result in RESULTS else None,
@@ -475,7 +435,7 @@ class PageController(Controller):
             return link_problem_page(request, problem, token, "manage")
         t = _catalogue(request, customer)
         fields = await form_fields(request)
-        if not csrf_ok(request, token, fields):
+        if not csrf_ok(rt, request, token, fields):
             return csrf_page(request, t, f"/p/{token}")
         client = _client(request)
         try:
@@ -483,7 +443,7 @@ class PageController(Controller):
                 await stop_all_marketing(rt, customer.customer_id, client, claims)
                 return redirect(f"/p/{token}?result=stopped")
             form = form_from_fields(fields)
-            outcome = await save_form(rt, customer.customer_id, form, client, claims)
+            outcome = await save_choices(rt, customer.customer_id, form, client, claims)
         except LinkProblem as problem:
             return link_problem_page(request, problem, token, "manage")
         if outcome.errors:

@@ -6,9 +6,9 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from prefcenter.messaging.dispatcher import Dispatcher
 from prefcenter.messaging.email import Rendered
 from prefcenter.messaging.transports import Outcome
+from prefcenter.services.dispatch import Dispatcher
 from tests.api.test_approvals import campaign, customer
 from tests.conftest import PROFILE, Api, prefs_body
 

@@ -24,7 +24,8 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from prefcenter.domain.engine import CampaignView, Channel, CustomerState, decide_batch
+from prefcenter.domain.engine import decide_batch
+from prefcenter.domain.model import CampaignView, Channel, CustomerState
 from prefcenter.domain.policy import load_policy
 
 ZONES = [

@@ -22,15 +22,8 @@ from zoneinfo import ZoneInfo
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from prefcenter.domain.engine import (
-    CampaignView,
-    Category,
-    Channel,
-    CustomerState,
-    Decision,
-    decide,
-    decide_batch,
-)
+from prefcenter.domain.engine import decide, decide_batch
+from prefcenter.domain.model import CampaignView, Category, Channel, CustomerState, Decision
 from prefcenter.domain.policy import LoadedPolicy, Policy, load_policy, parse_policy
 
 ROOT = Path(__file__).resolve().parents[2]

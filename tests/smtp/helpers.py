@@ -5,11 +5,11 @@ from typing import Any
 
 import msgspec
 
-from prefcenter.messaging.dispatcher import Dispatcher
 from prefcenter.messaging.ratelimit import TokenBucket
 from prefcenter.messaging.transports import Transport
 from prefcenter.messaging.transports.smtp import SmtpTransport
 from prefcenter.messaging.transports.webhook import WebhookTransport
+from prefcenter.services.dispatch import Dispatcher
 from tests.conftest import Api
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-import prefcenter.messaging.dispatcher as dispatcher_module
+import prefcenter.services.dispatch as dispatcher_module
 from tests.api.test_approvals import campaign, customer
 from tests.conftest import PROFILE, Api
 from tests.smtp.helpers import dispatcher, outbox, send

@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from prefcenter.messaging.dispatcher import Dispatcher
+from prefcenter.services.dispatch import Dispatcher
 from prefcenter.store.sqlite import SqliteStore
 from tests.benchmarks.bench_dispatch import ROOT, env_for, seed
 from tests.conftest import Api

@@ -15,7 +15,7 @@ import trustme
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult
 
-from prefcenter.messaging.dispatcher import Dispatcher
+from prefcenter.services.dispatch import Dispatcher
 from tests.api.test_approvals import campaign, customer
 from tests.conftest import Api
 from tests.live import free_port

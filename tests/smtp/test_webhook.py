@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from prefcenter.messaging.dispatcher import Dispatcher
+from prefcenter.services.dispatch import Dispatcher
 from tests.api.test_approvals import customer
 from tests.conftest import PROFILE, Api, FakeClock
 from tests.live import free_port

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from prefcenter.domain.engine import REASONS
+from prefcenter.domain.model import REASONS
 from prefcenter.domain.policy import load_policy
 from prefcenter.services.policy_tests import CaseResult, PolicyTestError, format_report, run_policy_tests
 

@@ -23,9 +23,10 @@ import pytest
 
 from prefcenter.domain.tokens import MANAGE_LIFETIME, expires_at
 from prefcenter.services import links
-from prefcenter.services.pages import Client, LinkProblem, one_click_unsubscribe
 from prefcenter.services.runtime import Runtime
+from prefcenter.services.self_service import Client, LinkProblem, one_click_unsubscribe
 from prefcenter.store.sqlite import SqliteStore, default_migrations_dir
+from prefcenter.web.csrf import csrf_token, csrf_valid
 from prefcenter.web.i18n import LANGUAGES, Catalogue
 from tests.api.test_links import payload_bytes
 from tests.conftest import PROFILE, Api, FakeClock
@@ -428,8 +429,8 @@ def test_csrf_valid_never_raises(rt: Runtime) -> None:
     """Item 7 at the unit level: any presented text is True or False, never an exception."""
     token = links.mint_token(rt, rt.pseudonyms.customer_ref("c1"), "manage")
     secret = "A" * 43
-    good = links.csrf_token(rt, secret, token)
-    assert links.csrf_valid(rt, secret, token, good)
+    good = csrf_token(rt, secret, token)
+    assert csrf_valid(rt, secret, token, good)
     for presented in ("é", good[:-1] + "é", "\udcff", "\u200b" + good, good + "\x00", ""):
-        assert links.csrf_valid(rt, secret, token, presented) is False
-    assert links.csrf_valid(rt, None, token, good) is False
+        assert csrf_valid(rt, secret, token, presented) is False
+    assert csrf_valid(rt, None, token, good) is False

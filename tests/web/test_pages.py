@@ -16,8 +16,9 @@ import structlog
 
 from prefcenter.domain.model import Topic
 from prefcenter.services import links, topics
-from prefcenter.services.pages import mask_email, mask_phone
+from prefcenter.web.csrf import csrf_token
 from prefcenter.web.i18n import LANGUAGES, Catalogue, catalogue_texts, choose_language, placeholders
+from prefcenter.web.views import mask_email, mask_phone
 from tests.conftest import PROFILE, Api, prefs_body
 from tests.web.conftest import Sink, free_port
 
@@ -695,7 +696,7 @@ async def test_expired_link_without_an_email_address_says_so(mail_api: Api, smtp
     secret = api.client.cookies.get("prefcenter_csrf") or "x" * 43
     api.client.cookies.set("prefcenter_csrf", secret)
     token = manage.rsplit("/", 1)[1]
-    r = await submit(api, f"{manage}/renew", [("csrf", links.csrf_token(api.rt, secret, token))])
+    r = await submit(api, f"{manage}/renew", [("csrf", csrf_token(api.rt, secret, token))])
     assert r.status_code == 200 and "We have no email address for you" in r.text
     assert smtp_sink.messages == []
 

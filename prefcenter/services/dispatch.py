@@ -39,15 +39,15 @@ from datetime import datetime, timedelta
 
 import structlog
 
-from prefcenter.domain.engine import CampaignView, Decision
 from prefcenter.domain.ledger import format_instant
-from prefcenter.domain.policy import CHANNELS
+from prefcenter.domain.model import CHANNELS, CampaignView, Decision
+from prefcenter.domain.timewindows import to_us
 from prefcenter.messaging.email import Rendered, render
 from prefcenter.messaging.ratelimit import TokenBucket
 from prefcenter.messaging.transports import Outcome, Transport
 from prefcenter.messaging.transports.smtp import SmtpTransport
 from prefcenter.messaging.transports.webhook import WebhookTransport
-from prefcenter.services.approvals import decide_recipients, to_us
+from prefcenter.services.approvals import decide_recipients
 from prefcenter.services.links import mint_links
 from prefcenter.services.runtime import Runtime
 from prefcenter.services.suppressions import suppress

@@ -1,0 +1,225 @@
+"""The store itself: its connections (a writer, a reader, a checkpointer) and their PRAGMAs, every
+writing transaction's lock, begin, commit and failure, WAL checkpoints, the dispatcher's ``flock``, and
+the migrations run on the writer. The reads are :class:`SqliteReads`."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import os
+import sqlite3
+import time
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+import structlog
+
+from prefcenter.store import migrations
+from prefcenter.store.base import StoreUnavailable
+from prefcenter.store.sqlite.gate import in_one_hop
+from prefcenter.store.sqlite.reads import SqliteReads
+from prefcenter.store.sqlite.schema import SqliteMigrations, default_migrations_dir
+from prefcenter.store.sqlite.write import SqliteWriteTx, begin_sync, commit_sync
+
+log = structlog.get_logger("prefcenter.store")
+
+JOURNAL_SIZE_LIMIT = 8 * 1024 * 1024  # bytes of WAL file kept after a checkpoint resets it
+
+# Primary result codes (the low byte of the extended code) that say the file cannot be written now,
+# through nobody's fault of input: disk full, an I/O error, a read-only or vanished file.
+_UNAVAILABLE = frozenset(
+    {sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_READONLY, sqlite3.SQLITE_CANTOPEN}
+)
+
+
+def _unavailable(exc: sqlite3.Error) -> bool:
+    code = getattr(exc, "sqlite_errorcode", None)
+    return code is not None and (code & 0xFF) in _UNAVAILABLE
+
+
+class SqliteStore(SqliteReads):
+    """The aiosqlite adapter of :class:`prefcenter.store.base.Store`."""
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        migrations_dir: Path | None = None,
+        busy_timeout_ms: int = 10_000,
+        new_id: Any = None,
+        autocheckpoint: bool = True,
+    ) -> None:
+        self.path = Path(path)
+        self.migrations_dir = migrations_dir or default_migrations_dir()
+        self.busy_timeout_ms = busy_timeout_ms
+        self._new_id = new_id or (lambda: str(uuid.uuid4()))
+        self._writer: aiosqlite.Connection | None = None
+        self._reader: aiosqlite.Connection | None = None
+        self._write_lock = asyncio.Lock()
+        # With autocheckpoint off, a commit never stops to copy the WAL into the database (a p99 spike
+        # for every writer queued behind it): the server runs checkpoint() in the background instead.
+        self.autocheckpoint = autocheckpoint
+        self._checkpointer: aiosqlite.Connection | None = None
+        # Why the last write failed for want of disk (None: the last write went through).
+        self.write_failure: str | None = None
+        self._last_write = time.monotonic()
+        # Idle this long (no write), a background checkpoint also truncates the WAL file to zero.
+        self.truncate_after_idle_seconds = 2.0
+        self._dispatcher_lock: int | None = None
+
+    # -- the one dispatcher -----------------------------------------------------------------------
+
+    def lock_dispatcher(self) -> bool:
+        """Take the database's dispatcher lock; False when another dispatcher holds it. With SQLite every
+        process of a deployment is on this host, so the lock is an exclusive ``flock`` on
+        ``<database>.dispatcher.lock``: the OS drops it when its process dies, however it dies, so a
+        dispatcher restarted after a crash takes over at once (and releases the dead one's leases)."""
+        if self._dispatcher_lock is not None:
+            return True
+        fd = os.open(f"{self.path}.dispatcher.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return False
+        self._dispatcher_lock = fd
+        return True
+
+    def unlock_dispatcher(self) -> None:
+        if self._dispatcher_lock is not None:
+            os.close(self._dispatcher_lock)  # closing the descriptor releases the flock
+            self._dispatcher_lock = None
+
+    # -- connections ------------------------------------------------------------------------------
+
+    async def _connect(self) -> aiosqlite.Connection:
+        conn = await aiosqlite.connect(self.path, isolation_level=None)
+        await conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")
+        await conn.execute("PRAGMA foreign_keys = ON")
+        await conn.execute("PRAGMA synchronous = NORMAL")
+        await conn.execute("PRAGMA secure_delete = ON")
+        return conn
+
+    async def open(self) -> None:
+        if self._writer is not None:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._writer = await self._connect()
+        async with self._writer.execute("PRAGMA journal_mode = WAL") as cur:
+            row = await cur.fetchone()
+        if row is None or str(row[0]).lower() != "wal":
+            raise RuntimeError(f"could not switch {self.path} to WAL mode (got {row})")
+        self._reader = await self._connect()
+        # Each time a checkpoint resets the WAL, SQLite cuts the file back to this size.
+        await self._writer.execute(f"PRAGMA journal_size_limit = {JOURNAL_SIZE_LIMIT}")
+        if not self.autocheckpoint:
+            await self._writer.execute("PRAGMA wal_autocheckpoint = 0")
+            self._checkpointer = await self._connect()
+            # A checkpoint never makes writers wait long for it: it tries again next second.
+            await self._checkpointer.execute("PRAGMA busy_timeout = 100")
+
+    async def close(self) -> None:
+        if self._checkpointer is not None:
+            await self.checkpoint()
+            await self._checkpointer.close()
+            self._checkpointer = None
+        for conn in (self._reader, self._writer):
+            if conn is not None:
+                await conn.close()
+        self._reader = self._writer = None
+
+    async def checkpoint(self) -> tuple[int, int]:
+        """A PASSIVE checkpoint on its own connection: writers go on meanwhile. When no write came for
+        ``truncate_after_idle_seconds``, a TRUNCATE one instead, so the WAL file does not keep its
+        high-water mark while the service is idle. Returns (WAL frames, frames copied). Only for
+        stores opened with ``autocheckpoint=False``."""
+        conn = self._checkpointer
+        if conn is None:
+            return (0, 0)
+        idle = time.monotonic() - self._last_write >= self.truncate_after_idle_seconds
+        wal = self.path.with_name(self.path.name + "-wal")
+        mode = "TRUNCATE" if idle and wal.exists() and wal.stat().st_size > 0 else "PASSIVE"
+        try:
+            async with conn.execute(f"PRAGMA wal_checkpoint({mode})") as cur:
+                row = await cur.fetchone()
+        except sqlite3.OperationalError as exc:  # busy: a reader or writer holds it; next second
+            log.debug("checkpoint skipped", mode=mode, error=str(exc))
+            return (0, 0)
+        return (int(row[1]), int(row[2])) if row is not None else (0, 0)
+
+    async def write_problem(self) -> str | None:
+        """None when the database can be written; else why not. After a write failed for want of
+        disk, a probe transaction (a page-sized row inserted and deleted, committed) is tried on each
+        call, so readiness comes back as soon as writes would work again."""
+        if self.write_failure is None:
+            return None
+        with contextlib.suppress(StoreUnavailable):
+            async with self.write() as tx:
+                await tx.conn.execute("INSERT INTO store_probe (filler) VALUES (zeroblob(8192))")
+                await tx.conn.execute("DELETE FROM store_probe")
+        return self.write_failure
+
+    @property
+    def writer(self) -> aiosqlite.Connection:
+        if self._writer is None:
+            raise RuntimeError("store is not open")
+        return self._writer
+
+    async def ping(self) -> None:
+        async with self.reader.execute("SELECT 1") as cur:
+            await cur.fetchone()
+
+    @asynccontextmanager
+    async def write(self, *, gate: bool = False) -> AsyncIterator[SqliteWriteTx]:
+        """One writing transaction. ``gate``: the gate's own, in two hops: ``BEGIN IMMEDIATE`` goes
+        with :meth:`SqliteWriteTx.gate_load` (which must come first) and the writes queued with
+        :meth:`SqliteWriteTx.record_gate_at_commit` with the ``COMMIT``."""
+        async with self._write_lock:
+            conn = self.writer
+            try:
+                if not gate:
+                    await in_one_hop(conn, begin_sync)
+                tx = SqliteWriteTx(conn, self._new_id, begun=not gate)
+                try:
+                    yield tx
+                except BaseException:
+                    if tx.begun and conn.in_transaction:
+                        await conn.execute("ROLLBACK")
+                    raise
+                if tx.begun:
+                    await in_one_hop(conn, commit_sync, tx.at_commit)
+            except sqlite3.Error as exc:
+                if not _unavailable(exc):
+                    raise
+                self.write_failure = f"{type(exc).__name__}: {exc}"
+                log.error("the database cannot be written", error=self.write_failure)
+                raise StoreUnavailable(self.write_failure) from exc
+            self.write_failure = None
+            self._last_write = time.monotonic()
+
+    async def compact_after_erasure(self, attempts: int = 40) -> bool:
+        """Checkpoint and truncate the WAL so erased rows leave no old frames; True when it completed."""
+        for _ in range(attempts):
+            async with self._write_lock, self.writer.execute("PRAGMA wal_checkpoint(TRUNCATE)") as cur:
+                row = await cur.fetchone()
+            if row is not None and row[0] == 0:
+                return True
+            await asyncio.sleep(0.05)
+        log.error("wal checkpoint after erasure did not complete: a long reader holds old frames")
+        return False
+
+    # -- migrations -------------------------------------------------------------------------------
+
+    async def pending_migrations(self) -> list[str]:
+        async with self._write_lock:
+            return await migrations.pending_migrations(SqliteMigrations(self.writer), self.migrations_dir)
+
+    async def migrate(self) -> list[str]:
+        """Apply pending migrations in order, each in its own transaction, each recorded once."""
+        async with self._write_lock:
+            return await migrations.apply_pending(SqliteMigrations(self.writer), self.migrations_dir)

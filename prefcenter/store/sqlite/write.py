@@ -1,0 +1,509 @@
+"""The writing transaction: ``BEGIN IMMEDIATE`` and ``COMMIT`` on the writer's thread, and
+:class:`SqliteWriteTx`, the store's writes (and the reads a writer needs) inside one transaction."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Iterable
+from datetime import datetime
+from typing import Any
+
+import aiosqlite
+import structlog
+
+from prefcenter.domain.campaigns import Campaign
+from prefcenter.domain.ledger import EVENT_FIELDS, Attribution, Change, ConsentEvent, chain_events, format_at
+from prefcenter.domain.model import CampaignView, Customer, Preferences, Role, Topic
+from prefcenter.store.base import (
+    ApiKey,
+    DecisionRow,
+    GateInputs,
+    OutboxItem,
+    OutboxUpdate,
+    QueueRow,
+    Reservation,
+)
+from prefcenter.store.sqlite.gate import (
+    campaign_views_sync,
+    gate_inputs_sync,
+    gate_load_sync,
+    in_one_hop,
+    record_gate_sync,
+)
+from prefcenter.store.sqlite.rows import (
+    CUSTOMER_SQL,
+    EVENT_COLUMNS,
+    customer_from_row,
+    get_campaign,
+    get_customer,
+    get_topic,
+    json_encode,
+)
+
+log = structlog.get_logger("prefcenter.store")
+
+
+def begin_sync(conn: sqlite3.Connection) -> None:
+    """BEGIN IMMEDIATE on the writer's thread, first healing what a cancelled caller can leave behind:
+    a task cancelled while its BEGIN was queued in aiosqlite's thread never reaches its ``try``, so the
+    BEGIN still runs and leaves a transaction nobody owns (every later BEGIN would fail). Calls run on
+    this thread in order and the caller holds the write lock, so such a transaction is nobody's work:
+    roll it back."""
+    if conn.in_transaction:
+        log.warning("rolling back a transaction left open by a cancelled caller")
+        conn.rollback()
+    conn.execute("BEGIN IMMEDIATE")
+
+
+def commit_sync(conn: sqlite3.Connection, writes: list[Callable[[sqlite3.Connection], None]]) -> None:
+    """The writes queued for the commit, then COMMIT; ROLLBACK if any of them (or the COMMIT) fails
+    and the transaction is still open (SQLite itself rolls back after some errors, SQLITE_FULL
+    among them)."""
+    try:
+        for write in writes:
+            write(conn)
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+
+
+def _gate_load_sync(
+    conn: sqlite3.Connection, wanted: dict[str, list[str]], begin: bool
+) -> tuple[dict[str, CampaignView], dict[str, GateInputs]]:
+    """:func:`gate_load_sync`, after ``BEGIN IMMEDIATE`` when it opens the gate transaction."""
+    if begin:
+        begin_sync(conn)
+    return gate_load_sync(conn, wanted)
+
+
+class SqliteWriteTx:
+    def __init__(self, conn: aiosqlite.Connection, new_id: Any, *, begun: bool = True) -> None:
+        self.conn = conn
+        self._new_id = new_id
+        self.begun = begun  # False: BEGIN IMMEDIATE goes with gate_load (a gate transaction)
+        self.at_commit: list[Callable[[sqlite3.Connection], None]] = []
+
+    async def get_customer(self, customer_id: str) -> Customer | None:
+        return await get_customer(self.conn, customer_id)
+
+    async def put_customer(self, customer: Customer, address_refs: dict[str, str], created: bool) -> None:
+        p = customer.profile
+        stamp = format_at(customer.updated_at)
+        if created:
+            await self.conn.execute(
+                "INSERT INTO customers (id, ref, timezone, locale, country, created_at, updated_at, "
+                "link_gen) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    customer.customer_id,
+                    customer.customer_ref,
+                    p.timezone,
+                    p.locale,
+                    p.country,
+                    format_at(customer.created_at),
+                    stamp,
+                    customer.link_gen,
+                ),
+            )
+        else:
+            await self.conn.execute(
+                "UPDATE customers SET timezone = ?, locale = ?, country = ?, updated_at = ? WHERE id = ?",
+                (p.timezone, p.locale, p.country, stamp, customer.customer_id),
+            )
+            await self.conn.execute("DELETE FROM contacts WHERE customer_id = ?", (customer.customer_id,))
+        await self.conn.executemany(
+            "INSERT INTO contacts (customer_id, channel, address, address_ref) VALUES (?, ?, ?, ?)",
+            [(customer.customer_id, ch, addr, address_refs[ch]) for ch, addr in p.contacts.items()],
+        )
+
+    async def set_preferences(self, customer_id: str, preferences: Preferences, at: datetime) -> None:
+        qh = preferences.quiet_hours
+        pause = preferences.paused_until
+        await self.conn.execute(
+            "UPDATE customers SET channel = ?, quiet_start = ?, quiet_end = ?, max_per_week = ?, "
+            "paused_until = ?, updated_at = ? WHERE id = ?",
+            (
+                preferences.channel,
+                qh.start if qh else None,
+                qh.end if qh else None,
+                preferences.max_per_week,
+                format_at(pause) if pause else None,
+                format_at(at),
+                customer_id,
+            ),
+        )
+        await self.conn.execute("DELETE FROM customer_topics WHERE customer_id = ?", (customer_id,))
+        await self.conn.executemany(
+            "INSERT INTO customer_topics (customer_id, topic_id) VALUES (?, ?)",
+            [(customer_id, t) for t in preferences.topics],
+        )
+
+    async def erase_customer(self, customer_id: str) -> None:
+        await self.conn.execute(
+            "UPDATE consent_events SET customer_id = NULL WHERE customer_id = ?", (customer_id,)
+        )
+        await self.conn.execute("DELETE FROM decisions WHERE customer_id = ?", (customer_id,))
+        await self.conn.execute(
+            "DELETE FROM inbound_review WHERE address_ref IN "
+            "(SELECT address_ref FROM contacts WHERE customer_id = ?)",
+            (customer_id,),
+        )
+        await self.conn.execute("DELETE FROM customers WHERE id = ?", (customer_id,))
+
+    async def topic_categories(self, topic_ids: Iterable[str]) -> dict[str, str]:
+        ids = list(topic_ids)
+        async with self.conn.execute(
+            "SELECT id, category FROM topics WHERE id IN (SELECT value FROM json_each(?))",
+            (json_encode(ids).decode(),),
+        ) as cur:
+            return {row[0]: row[1] async for row in cur}
+
+    async def get_topic(self, topic_id: str) -> Topic | None:
+        return await get_topic(self.conn, topic_id)
+
+    async def put_topic(self, topic_id: str, topic: Topic, at: datetime) -> bool:
+        stamp = format_at(at)
+        async with self.conn.execute("SELECT 1 FROM topics WHERE id = ?", (topic_id,)) as cur:
+            exists = await cur.fetchone() is not None
+        await self.conn.execute(
+            "INSERT INTO topics (id, category, names, descriptions, created_at, updated_at) "
+            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET category = excluded.category, "
+            "names = excluded.names, descriptions = excluded.descriptions, updated_at = excluded.updated_at",
+            (
+                topic_id,
+                topic.category,
+                json_encode(topic.names).decode(),
+                json_encode(topic.descriptions).decode(),
+                stamp,
+                stamp,
+            ),
+        )
+        return not exists
+
+    async def topic_in_use(self, topic_id: str) -> bool:
+        async with self.conn.execute(
+            "SELECT EXISTS (SELECT 1 FROM customer_topics WHERE topic_id = ?)", (topic_id,)
+        ) as cur:
+            row = await cur.fetchone()
+        if row and row[0]:
+            return True
+        async with self.conn.execute(
+            "SELECT EXISTS (SELECT 1 FROM campaigns WHERE topic = ?)", (topic_id,)
+        ) as cur:
+            row = await cur.fetchone()
+        return bool(row and row[0])
+
+    async def delete_topic(self, topic_id: str) -> bool:
+        cur = await self.conn.execute("DELETE FROM topics WHERE id = ?", (topic_id,))
+        return cur.rowcount > 0
+
+    async def append_events(
+        self,
+        changes: list[Change],
+        *,
+        customer_id: str | None,
+        customer_ref: str | None,
+        attribution: Attribution,
+        at: datetime,
+    ) -> list[ConsentEvent]:
+        if not changes:
+            return []
+        async with self.conn.execute("SELECT seq, hash FROM ledger_head WHERE id = 1") as cur:
+            head = await cur.fetchone()
+        assert head is not None, "ledger_head row missing: migration 0001 not applied"
+        events = chain_events(
+            changes,
+            customer_id=customer_id,
+            customer_ref=customer_ref,
+            attribution=attribution,
+            head_seq=head[0],
+            head_hash=head[1],
+            at=at,
+            new_id=self._new_id,
+        )
+        await self.conn.executemany(
+            f"INSERT INTO consent_events ({EVENT_COLUMNS}) VALUES ({', '.join('?' * len(EVENT_FIELDS))})",
+            [
+                (
+                    e.seq,
+                    e.id,
+                    e.at,
+                    e.customer_id,
+                    e.customer_ref,
+                    e.action,
+                    e.subject,
+                    json_encode(e.value).decode(),
+                    e.source,
+                    e.actor,
+                    e.notice_version,
+                    json_encode(e.evidence).decode(),
+                    e.prev_hash,
+                    e.hash,
+                )
+                for e in events
+            ],
+        )
+        last = events[-1]
+        await self.conn.execute(
+            "UPDATE ledger_head SET seq = ?, hash = ? WHERE id = 1", (last.seq, last.hash)
+        )
+        return events
+
+    async def get_campaign(self, campaign_id: str) -> Campaign | None:
+        return await get_campaign(self.conn, campaign_id)
+
+    async def put_campaign(self, campaign_id: str, campaign: Campaign, at: datetime) -> bool:
+        stamp = format_at(at)
+        async with self.conn.execute("SELECT 1 FROM campaigns WHERE id = ?", (campaign_id,)) as cur:
+            exists = await cur.fetchone() is not None
+        await self.conn.execute(
+            "INSERT INTO campaigns (id, topic, channels, send_by, content, created_at, updated_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET topic = excluded.topic, "
+            "channels = excluded.channels, send_by = excluded.send_by, content = excluded.content, "
+            "updated_at = excluded.updated_at",
+            (
+                campaign_id,
+                campaign.topic,
+                json_encode(campaign.channels).decode(),
+                format_at(campaign.send_by) if campaign.send_by else None,
+                json_encode(campaign.content).decode(),
+                stamp,
+                stamp,
+            ),
+        )
+        return not exists
+
+    async def gate_inputs(self, ids: list[str], topic: str, campaign_id: str) -> GateInputs:
+        return await in_one_hop(self.conn, gate_inputs_sync, ids, topic, campaign_id, False)
+
+    async def campaign_views(self, campaign_ids: list[str]) -> dict[str, CampaignView]:
+        """The gate's view of these campaigns (with their topics' categories), in one query."""
+        return await in_one_hop(self.conn, campaign_views_sync, campaign_ids)
+
+    async def gate_load(
+        self, wanted: dict[str, list[str]]
+    ) -> tuple[dict[str, CampaignView], dict[str, GateInputs]]:
+        """The views of these campaigns and, per campaign found, the gate inputs of its ids: one hop
+        (which also begins a gate transaction)."""
+        begin = not self.begun
+        self.begun = True
+        return await in_one_hop(self.conn, _gate_load_sync, wanted, begin)
+
+    def record_gate_at_commit(
+        self,
+        upsert: list[tuple[str, str, Reservation]],
+        delete: list[tuple[str, str]],
+        decisions: list[DecisionRow],
+    ) -> None:
+        """:meth:`record_gate`, written in the commit's own hop (a failure rolls the transaction back
+        and raises from the ``async with``)."""
+        if upsert or delete or decisions:
+            self.at_commit.append(lambda conn: record_gate_sync(conn, upsert, delete, decisions))
+
+    async def record_gate(
+        self,
+        upsert: list[tuple[str, str, Reservation]],
+        delete: list[tuple[str, str]],
+        decisions: list[DecisionRow],
+    ) -> None:
+        """Reservations made ((customer, campaign, reservation)) and released ((customer, campaign)),
+        and the decision log rows, in one hop."""
+        if upsert or delete or decisions:
+            await in_one_hop(self.conn, record_gate_sync, upsert, delete, decisions)
+
+    async def create_key(self, name: str, role: Role, key_hash: str, prefix: str, at: datetime) -> ApiKey:
+        stamp = format_at(at)
+        cur = await self.conn.execute(
+            "INSERT INTO api_keys (name, role, key_hash, key_prefix, created_at) VALUES (?, ?, ?, ?, ?)",
+            (name, role, key_hash, prefix, stamp),
+        )
+        assert cur.lastrowid is not None
+        return ApiKey(
+            id=cur.lastrowid, name=name, role=role, prefix=prefix, created_at=stamp, revoked_at=None
+        )
+
+    async def revoke_key(self, key_id: int, at: datetime) -> bool:
+        cur = await self.conn.execute(
+            "UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL", (format_at(at), key_id)
+        )
+        return cur.rowcount > 0
+
+    # -- outbox ---------------------------------------------------------------------------------
+
+    async def queue_messages(self, rows: list[QueueRow], at: datetime) -> int:
+        """Queue messages; a pair already queued or sent is left alone (a deferred one becomes queued
+        when it is now allowed; a withdrawn, failed or suppressed one is queued again)."""
+        if not rows:
+            return 0
+        stamp = format_at(at)
+        before = self.conn.total_changes
+        await self.conn.executemany(
+            "INSERT INTO outbox (campaign_id, customer_id, channel, status, not_before_us, created_at, "
+            "updated_at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (campaign_id, customer_id) DO UPDATE SET "
+            "channel = excluded.channel, status = excluded.status, not_before_us = excluded.not_before_us, "
+            "lease_until_us = NULL, last_error = NULL, updated_at = excluded.updated_at "
+            "WHERE outbox.status IN ('withdrawn', 'failed', 'suppressed') "
+            "OR (outbox.status = 'deferred' AND excluded.status = 'queued' "
+            "AND outbox.lease_until_us IS NULL)",
+            [(*row, stamp, stamp) for row in rows],
+        )
+        return int(self.conn.total_changes - before)
+
+    async def claim_due(self, channel: str, now_us: int, lease_until_us: int, limit: int) -> list[OutboxItem]:
+        """Lease up to ``limit`` due messages of one channel, earliest first."""
+        async with self.conn.execute(
+            "SELECT campaign_id, customer_id, channel, status, not_before_us, attempts FROM outbox "
+            "WHERE status IN ('queued', 'deferred') AND not_before_us <= ? AND channel = ? "
+            "AND (lease_until_us IS NULL OR lease_until_us <= ?) ORDER BY not_before_us LIMIT ?",
+            (now_us, channel, now_us, limit),
+        ) as cur:
+            rows = await cur.fetchall()
+        items = [OutboxItem(*row) for row in rows]
+        if items:
+            await self.conn.executemany(
+                "UPDATE outbox SET lease_until_us = ? WHERE campaign_id = ? AND customer_id = ?",
+                [(lease_until_us, i.campaign_id, i.customer_id) for i in items],
+            )
+        return items
+
+    async def update_outbox(self, updates: list[OutboxUpdate], at: datetime) -> None:
+        if not updates:
+            return
+        stamp = format_at(at)
+        await self.conn.executemany(
+            "UPDATE outbox SET status = ?, channel = coalesce(?, channel), "
+            "not_before_us = coalesce(?, not_before_us), last_error = ?, attempts = attempts + ?, "
+            "sent_at = CASE WHEN ? THEN ? ELSE sent_at END, "
+            "lease_until_us = CASE WHEN ? THEN lease_until_us ELSE NULL END, updated_at = ? "
+            "WHERE campaign_id = ? AND customer_id = ?",
+            [
+                (
+                    u.status,
+                    u.channel,
+                    u.not_before_us,
+                    u.last_error,
+                    int(u.attempted),
+                    int(u.sent),
+                    stamp,
+                    int(u.keep_lease),
+                    stamp,
+                    u.campaign_id,
+                    u.customer_id,
+                )
+                for u in updates
+            ],
+        )
+
+    async def get_customers(self, customer_ids: list[str]) -> dict[str, Customer]:
+        """Many customers in one query (the dispatcher renders a batch at once)."""
+        async with self.conn.execute(
+            CUSTOMER_SQL.replace("WHERE c.id = ?", "WHERE c.id IN (SELECT value FROM json_each(?))"),
+            (json_encode(customer_ids).decode(),),
+        ) as cur:
+            return {row[0]: customer_from_row(row) for row in await cur.fetchall()}
+
+    async def release_leases(self) -> int:
+        cur = await self.conn.execute(
+            "UPDATE outbox SET lease_until_us = NULL WHERE lease_until_us IS NOT NULL "
+            "AND status IN ('queued', 'deferred')"
+        )
+        return int(cur.rowcount)
+
+    async def has_reservation(self, customer_id: str, campaign_id: str) -> bool:
+        async with self.conn.execute(
+            "SELECT 1 FROM reservations WHERE customer_id = ? AND campaign_id = ?", (customer_id, campaign_id)
+        ) as cur:
+            return await cur.fetchone() is not None
+
+    # -- suppressions ---------------------------------------------------------------------------
+
+    async def add_suppression(self, channel: str, address_ref: str, reason: str, at: datetime) -> bool:
+        cur = await self.conn.execute(
+            "INSERT OR IGNORE INTO suppressions (channel, address_ref, reason, since) VALUES (?, ?, ?, ?)",
+            (channel, address_ref, reason, format_at(at)),
+        )
+        return cur.rowcount > 0
+
+    async def remove_suppression(self, channel: str, address_ref: str) -> bool:
+        cur = await self.conn.execute(
+            "DELETE FROM suppressions WHERE channel = ? AND address_ref = ?", (channel, address_ref)
+        )
+        return cur.rowcount > 0
+
+    async def keep_for_review(self, channel: str, address_ref: str, text: str, at: datetime) -> None:
+        await self.conn.execute(
+            "INSERT INTO inbound_review (channel, address_ref, text, received_at) VALUES (?, ?, ?, ?)",
+            (channel, address_ref, text, format_at(at)),
+        )
+
+    async def customers_with_address(self, channel: str, address_ref: str) -> list[str]:
+        async with self.conn.execute(
+            "SELECT customer_id FROM contacts WHERE channel = ? AND address_ref = ? ORDER BY customer_id",
+            (channel, address_ref),
+        ) as cur:
+            return [row[0] for row in await cur.fetchall()]
+
+    # -- address refs v2 (migration 0010; services/refs_upgrade.py) ------------------------------------
+
+    async def contacts_with_v1_refs(self) -> list[tuple[str, str, str]]:
+        """(customer_id, channel, address) of every contact while contacts still hold v1 refs, else []."""
+        async with self.conn.execute("SELECT contacts_v1 FROM address_refs_upgrade WHERE id = 1") as cur:
+            row = await cur.fetchone()
+        if row is None or not row[0]:
+            return []
+        async with self.conn.execute("SELECT customer_id, channel, address FROM contacts") as cur:
+            return [(r[0], r[1], r[2]) for r in await cur.fetchall()]
+
+    async def rewrite_contact_refs(self, rows: list[tuple[str, str, str]]) -> None:
+        """(customer_id, channel, v2 ref) for every contact; then contacts hold no v1 ref. Fires no
+        gate-row trigger: the caller converts the suppressions of those addresses in the same transaction."""
+        await self.conn.executemany(
+            "UPDATE contacts SET address_ref = ? WHERE customer_id = ? AND channel = ?",
+            [(ref, cid, channel) for cid, channel, ref in rows],
+        )
+        await self.conn.execute("UPDATE address_refs_upgrade SET contacts_v1 = 0 WHERE id = 1")
+
+    async def v1_refs(self) -> set[str]:
+        """The v1 refs suppressions and review texts still hold (markers of refs no row holds any more
+        are dropped)."""
+        await self.conn.execute(
+            "DELETE FROM address_refs_v1 WHERE address_ref NOT IN (SELECT address_ref FROM suppressions) "
+            "AND address_ref NOT IN (SELECT address_ref FROM inbound_review)"
+        )
+        async with self.conn.execute("SELECT address_ref FROM address_refs_v1") as cur:
+            return {row[0] for row in await cur.fetchall()}
+
+    async def convert_v1_refs(self, refs: dict[str, str]) -> int:
+        """``refs``: v1 ref -> v2 ref of addresses known in plain text. Each suppression under one of
+        those v1 refs (any channel) becomes the same suppression (reason, since) under the v2 ref, by
+        DELETE and INSERT so that the gate-row triggers see it (the v2 one is kept when it exists
+        already); review texts take the v2 ref. Returns the number of suppressions converted."""
+        if not refs:
+            return 0
+        async with self.conn.execute(
+            "SELECT address_ref FROM address_refs_v1 WHERE address_ref IN (SELECT value FROM json_each(?))",
+            (json_encode(list(refs)).decode(),),
+        ) as cur:
+            found = [row[0] for row in await cur.fetchall()]
+        converted = 0
+        for old in found:
+            async with self.conn.execute(
+                "SELECT channel, reason, since FROM suppressions WHERE address_ref = ?", (old,)
+            ) as cur:
+                rows = list(await cur.fetchall())
+            for channel, reason, since in rows:
+                await self.conn.execute(
+                    "DELETE FROM suppressions WHERE channel = ? AND address_ref = ?", (channel, old)
+                )
+                await self.conn.execute(
+                    "INSERT OR IGNORE INTO suppressions (channel, address_ref, reason, since) "
+                    "VALUES (?, ?, ?, ?)",
+                    (channel, refs[old], reason, since),
+                )
+            converted += len(rows)
+            await self.conn.execute(
+                "UPDATE inbound_review SET address_ref = ? WHERE address_ref = ?", (refs[old], old)
+            )
+            await self.conn.execute("DELETE FROM address_refs_v1 WHERE address_ref = ?", (old,))
+        return converted
