@@ -40,6 +40,7 @@ import structlog
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from litestar import Controller, Request, Response, post, route
 from litestar.datastructures import Cookie
+from litestar.di import NamedDependency
 from litestar.enums import HttpMethod, MediaType
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.params import FromPath, FromQuery
@@ -124,11 +125,6 @@ class PageResponse(Response[str]):
 GET_OR_HEAD = [HttpMethod.GET, HttpMethod.HEAD]
 
 
-def _runtime(request: Request[Any, Any, Any]) -> Runtime:
-    rt: Runtime = request.app.state.runtime
-    return rt
-
-
 def _catalogue(request: Request[Any, Any, Any], customer: Customer | None) -> Catalogue:
     locale = customer.profile.locale if customer is not None else None
     return Catalogue(choose_language(locale, request.headers.get("accept-language")))
@@ -142,7 +138,7 @@ def _client(request: Request[Any, Any, Any]) -> Client:
 
 
 def render(
-    request: Request[Any, Any, Any],
+    rt: Runtime,
     t: Catalogue,
     template: str,
     *,
@@ -151,7 +147,6 @@ def render(
     cookies: list[Cookie] | None = None,
     **context: Any,
 ) -> Response[str]:
-    rt = _runtime(request)
     html = _env.get_template(template).render(
         t=t,
         lang=t.lang,
@@ -166,7 +161,7 @@ def render(
 
 
 def message_page(
-    request: Request[Any, Any, Any],
+    rt: Runtime,
     t: Catalogue,
     key: str,
     status: int,
@@ -180,7 +175,7 @@ def message_page(
     context.setdefault("reload_path", None)
     context.setdefault("csrf", "")
     return render(
-        request,
+        rt,
         t,
         "message.html",
         title=t(f"{key}.title"),
@@ -209,22 +204,21 @@ async def form_fields(request: Request[Any, Any, Any]) -> dict[str, list[str]]:
 
 
 def link_problem_page(
-    request: Request[Any, Any, Any], problem: LinkProblem, token: str, purpose: Purpose
+    request: Request[Any, Any, Any], rt: Runtime, problem: LinkProblem, token: str, purpose: Purpose
 ) -> Response[str]:
     t = _catalogue(request, problem.customer)
     if problem.kind == "invalid":
-        return message_page(request, t, "invalid", HTTP_400_BAD_REQUEST)
+        return message_page(rt, t, "invalid", HTTP_400_BAD_REQUEST)
     if problem.kind == "unknown" or problem.customer is None:
-        return message_page(request, t, "unknown", HTTP_404_NOT_FOUND)
+        return message_page(rt, t, "unknown", HTTP_404_NOT_FOUND)
     # Expired, signature valid: offer to email a fresh manage link to the address on file.
     text = t("expired.text") if purpose == "manage" else t("expired.unsubscribe_text")
     if problem.customer.profile.contacts.email is None:
-        return message_page(request, t, "expired", HTTP_410_GONE, paragraphs=[text, t("expired.no_email")])
-    rt = _runtime(request)
+        return message_page(rt, t, "expired", HTTP_410_GONE, paragraphs=[text, t("expired.no_email")])
     secret, cookies = browser_secret(rt, request)
     prefix = "p" if purpose == "manage" else "u"
     return message_page(
-        request,
+        rt,
         t,
         "expired",
         HTTP_410_GONE,
@@ -235,15 +229,15 @@ def link_problem_page(
     )
 
 
-def csrf_page(request: Request[Any, Any, Any], t: Catalogue, reload_path: str) -> Response[str]:
-    return message_page(request, t, "csrf", HTTP_403_FORBIDDEN, reload_path=reload_path)
+def csrf_page(rt: Runtime, t: Catalogue, reload_path: str) -> Response[str]:
+    return message_page(rt, t, "csrf", HTTP_403_FORBIDDEN, reload_path=reload_path)
 
 
-def _mailer(request: Request[Any, Any, Any]) -> LinkMailer:
+def _mailer(request: Request[Any, Any, Any], rt: Runtime) -> LinkMailer:
     state = request.app.state
     mailer: LinkMailer | None = getattr(state, "link_mailer", None)
     if mailer is None:
-        mailer = LinkMailer(_runtime(request).settings)
+        mailer = LinkMailer(rt.settings)
         state.link_mailer = mailer
     return mailer
 
@@ -256,23 +250,24 @@ _RENEW_STATUS: dict[RenewOutcome, int] = {
 }
 
 
-async def renew(request: Request[Any, Any, Any], token: str, purpose: Purpose) -> Response[str]:
+async def renew(request: Request[Any, Any, Any], rt: Runtime, token: str, purpose: Purpose) -> Response[str]:
     """The expired-link page's button, and the unsubscribe page's "Email me a link to my preferences":
     email a fresh manage link to the address on file (CSRF-protected, throttled per customer)."""
-    rt = _runtime(request)
     try:
         customer, _ = await open_link(rt, token, purpose, allow_expired=True)
     except LinkProblem as problem:
-        return link_problem_page(request, problem, token, purpose)
+        return link_problem_page(request, rt, problem, token, purpose)
     t = _catalogue(request, customer)
     fields = await form_fields(request)
     if not csrf_ok(rt, request, token, fields):
-        return csrf_page(request, t, f"/{'p' if purpose == 'manage' else 'u'}/{token}")
-    outcome, address = await _mailer(request).send_fresh_link(rt, customer, t("mail.subject"), t("mail.body"))
+        return csrf_page(rt, t, f"/{'p' if purpose == 'manage' else 'u'}/{token}")
+    outcome, address = await _mailer(request, rt).send_fresh_link(
+        rt, customer, t("mail.subject"), t("mail.body")
+    )
     key = f"renew.{outcome}"
     text = t(f"{key}.text", address=mask_email(address)) if address else t(f"{key}.text")
     return message_page(
-        request, t, key, _RENEW_STATUS[outcome], paragraphs=[text], alert=outcome in ("failed", "throttled")
+        rt, t, key, _RENEW_STATUS[outcome], paragraphs=[text], alert=outcome in ("failed", "throttled")
     )
 
 
@@ -285,14 +280,13 @@ async def _topic_name(rt: Runtime, topic_id: str | None, lang: str) -> str | Non
 
 
 def _renew_form(
-    request: Request[Any, Any, Any], customer: Customer, token: str, *, set_cookie: bool
+    request: Request[Any, Any, Any], rt: Runtime, customer: Customer, token: str, *, set_cookie: bool
 ) -> tuple[str | None, str, list[Cookie]]:
     """``(action, csrf field, cookies to set)`` of the "Email me a link to my preferences" form of an
     unsubscribe page; no form (``None``) without an email address on file, or, with ``set_cookie``
     false, when the browser sent no CSRF cookie."""
     if customer.profile.contacts.email is None:
         return None, "", []
-    rt = _runtime(request)
     if set_cookie:
         secret, cookies = browser_secret(rt, request)
     else:
@@ -337,6 +331,7 @@ _FIELD_ANCHORS = {
 
 async def form_with_errors(
     request: Request[Any, Any, Any],
+    rt: Runtime,
     t: Catalogue,
     token: str,
     customer: Customer,
@@ -344,12 +339,11 @@ async def form_with_errors(
     errors: dict[str, str],
 ) -> Response[str]:
     """The submitted form again, with each error next to its field and a summary on top (400)."""
-    rt = _runtime(request)
     secret, cookies = browser_secret(rt, request)
     model = page_model(customer, await rt.store.list_topics(), t.lang, rt.now(), form=form)
     first_topic = f"topic-{model.marketing[0].id}" if model.marketing else "topics-hint"
     return render(
-        request,
+        rt,
         t,
         "preferences.html",
         title=t("prefs.title"),
@@ -370,12 +364,15 @@ async def form_with_errors(
 
 
 def _error_page(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    # An exception handler gets no dependencies (litestar calls it with the request and the exception
+    # only), so this is the one place the pages read the runtime from the app state.
+    rt: Runtime = request.app.state.runtime
     t = _catalogue(request, None)
     status = exc.status_code if isinstance(exc, HTTPException) else HTTP_500_INTERNAL_SERVER_ERROR
     if status >= 500:
         log.error("page error", exc_info=exc, route=request.scope.get("path_template", "unknown"))
-        return message_page(request, t, "server_error", status)
-    return message_page(request, t, "bad_request", status)
+        return message_page(rt, t, "server_error", status)
+    return message_page(rt, t, "bad_request", status)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -398,19 +395,22 @@ class PageController(Controller):
 
     @route("/p/{token:str}", http_method=GET_OR_HEAD, name="preference-page")
     async def preference_page(
-        self, request: Request[Any, Any, Any], token: FromPath[str], result: FromQuery[str | None] = None
+        self,
+        request: Request[Any, Any, Any],
+        rt: NamedDependency[Runtime],
+        token: FromPath[str],
+        result: FromQuery[str | None] = None,
     ) -> Response[str]:
         """The preference page, showing the current preferences."""
-        rt = _runtime(request)
         try:
             customer, _ = await open_link(rt, token, "manage")
         except LinkProblem as problem:
-            return link_problem_page(request, problem, token, "manage")
+            return link_problem_page(request, rt, problem, token, "manage")
         t = _catalogue(request, customer)
         secret, cookies = browser_secret(rt, request)
         model = page_model(customer, await rt.store.list_topics(), t.lang, rt.now())
         return render(
-            request,
+            rt,
             t,
             "preferences.html",
             title=t("prefs.title"),
@@ -425,18 +425,19 @@ class PageController(Controller):
         )
 
     @post("/p/{token:str}", name="preference-save", status_code=HTTP_200_OK)
-    async def save_preferences(self, request: Request[Any, Any, Any], token: FromPath[str]) -> Response[str]:
+    async def save_preferences(
+        self, request: Request[Any, Any, Any], rt: NamedDependency[Runtime], token: FromPath[str]
+    ) -> Response[str]:
         """Save the form (``action=save``) or stop all marketing (``action=stop_all``); then redirect
         to the page (303) with the outcome; a form with errors is shown again with them (400)."""
-        rt = _runtime(request)
         try:
             customer, claims = await open_link(rt, token, "manage")
         except LinkProblem as problem:
-            return link_problem_page(request, problem, token, "manage")
+            return link_problem_page(request, rt, problem, token, "manage")
         t = _catalogue(request, customer)
         fields = await form_fields(request)
         if not csrf_ok(rt, request, token, fields):
-            return csrf_page(request, t, f"/p/{token}")
+            return csrf_page(rt, t, f"/p/{token}")
         client = _client(request)
         try:
             if (fields.get("action") or [""])[0] == "stop_all":
@@ -445,31 +446,34 @@ class PageController(Controller):
             form = form_from_fields(fields)
             outcome = await save_choices(rt, customer.customer_id, form, client, claims)
         except LinkProblem as problem:
-            return link_problem_page(request, problem, token, "manage")
+            return link_problem_page(request, rt, problem, token, "manage")
         if outcome.errors:
             return await form_with_errors(
-                request, t, token, outcome.customer or customer, form, outcome.errors
+                request, rt, t, token, outcome.customer or customer, form, outcome.errors
             )
         return redirect(f"/p/{token}?result={'saved' if outcome.events else 'unchanged'}")
 
     @post("/p/{token:str}/renew", name="preference-renew", status_code=HTTP_200_OK)
-    async def renew_manage_link(self, request: Request[Any, Any, Any], token: FromPath[str]) -> Response[str]:
+    async def renew_manage_link(
+        self, request: Request[Any, Any, Any], rt: NamedDependency[Runtime], token: FromPath[str]
+    ) -> Response[str]:
         """Email a fresh manage link to the customer's address on file (expired manage link)."""
-        return await renew(request, token, "manage")
+        return await renew(request, rt, token, "manage")
 
     @route("/u/{token:str}", http_method=GET_OR_HEAD, name="unsubscribe-page")
-    async def unsubscribe_page(self, request: Request[Any, Any, Any], token: FromPath[str]) -> Response[str]:
+    async def unsubscribe_page(
+        self, request: Request[Any, Any, Any], rt: NamedDependency[Runtime], token: FromPath[str]
+    ) -> Response[str]:
         """A page with one Unsubscribe button; a GET alone changes nothing. It holds no manage link (an
         unsubscribe link outlives one): "Email me a link to my preferences" mails one instead."""
-        rt = _runtime(request)
         try:
             customer, claims = await open_link(rt, token, "unsubscribe")
         except LinkProblem as problem:
-            return link_problem_page(request, problem, token, "unsubscribe")
+            return link_problem_page(request, rt, problem, token, "unsubscribe")
         t = _catalogue(request, customer)
-        renew_action, csrf, cookies = _renew_form(request, customer, token, set_cookie=True)
+        renew_action, csrf, cookies = _renew_form(request, rt, customer, token, set_cookie=True)
         return render(
-            request,
+            rt,
             t,
             "unsubscribe.html",
             title=t("unsub.title"),
@@ -481,26 +485,27 @@ class PageController(Controller):
         )
 
     @post("/u/{token:str}", name="one-click-unsubscribe", status_code=HTTP_200_OK)
-    async def one_click(self, request: Request[Any, Any, Any], token: FromPath[str]) -> Response[str]:
+    async def one_click(
+        self, request: Request[Any, Any, Any], rt: NamedDependency[Runtime], token: FromPath[str]
+    ) -> Response[str]:
         """RFC 8058 one-click unsubscribe: body exactly ``List-Unsubscribe=One-Click``; 200, no redirect."""
-        rt = _runtime(request)
         try:
             customer, claims = await open_link(rt, token, "unsubscribe")
         except LinkProblem as problem:
-            return link_problem_page(request, problem, token, "unsubscribe")
+            return link_problem_page(request, rt, problem, token, "unsubscribe")
         t = _catalogue(request, customer)
         if not await is_one_click_body(request):
-            return message_page(request, t, "bad_request", HTTP_400_BAD_REQUEST)
+            return message_page(rt, t, "bad_request", HTTP_400_BAD_REQUEST)
         try:
             await one_click_unsubscribe(rt, customer.customer_id, claims, _client(request))
         except LinkProblem as problem:
-            return link_problem_page(request, problem, token, "unsubscribe")
+            return link_problem_page(request, rt, problem, token, "unsubscribe")
         manage_path = _bounded_manage_path(rt, customer, claims)
         renew_action, csrf, _ = (
-            (None, "", []) if manage_path else _renew_form(request, customer, token, set_cookie=False)
+            (None, "", []) if manage_path else _renew_form(request, rt, customer, token, set_cookie=False)
         )
         return render(
-            request,
+            rt,
             t,
             "unsubscribed.html",
             title=t("done.title"),
@@ -512,11 +517,11 @@ class PageController(Controller):
 
     @post("/u/{token:str}/renew", name="unsubscribe-renew", status_code=HTTP_200_OK)
     async def renew_from_unsubscribe(
-        self, request: Request[Any, Any, Any], token: FromPath[str]
+        self, request: Request[Any, Any, Any], rt: NamedDependency[Runtime], token: FromPath[str]
     ) -> Response[str]:
         """Email a fresh manage link to the customer's address on file: the unsubscribe page's "Email me
         a link to my preferences", and the expired unsubscribe link's button."""
-        return await renew(request, token, "unsubscribe")
+        return await renew(request, rt, token, "unsubscribe")
 
 
 STATIC_FILES = create_static_files_router(
