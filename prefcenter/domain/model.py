@@ -70,6 +70,7 @@ LocaleTag = Annotated[str, msgspec.Meta(min_length=2, max_length=35)]
 # The OpenAPI document states these checks of check_profile too (``extra_json_schema`` only documents:
 # the semantic check decides, with its own message): every IANA name and every E.164 number matches.
 E164_PATTERN = anchored(r"\+[1-9][0-9]{6,14}")
+E164_RE = re.compile(E164_PATTERN)
 IANA_NAME_PATTERN = anchored(r"[A-Za-z][A-Za-z0-9_+-]*(?:/[A-Za-z0-9_+-]+)*")
 PhoneNumber = Annotated[
     str, msgspec.Meta(max_length=16, examples=["+48600100200"], extra_json_schema={"pattern": E164_PATTERN})
@@ -312,7 +313,7 @@ def normalise_email(address: str) -> str:
 
 def normalise_phone(number: str) -> str:
     """The number in E.164; it must already be written in E.164 and be a valid number."""
-    if not re.fullmatch(r"\+[1-9][0-9]{6,14}", number):
+    if not E164_RE.match(number):
         raise ValueError("must be an E.164 number such as +48600100200")
     try:
         parsed = phonenumbers.parse(number, None)

@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from typing import Literal
+from typing import Annotated, Literal
 
 import msgspec
 import structlog
 
 from prefcenter.domain.ledger import Attribution
-from prefcenter.domain.model import FieldError, InvalidInput
+from prefcenter.domain.model import E164_RE, FieldError, InvalidInput, PhoneNumber, anchored
 from prefcenter.services.customers import write_preferences
 from prefcenter.services.refs_upgrade import convert_seen
 from prefcenter.services.runtime import Runtime
@@ -30,7 +30,7 @@ _OPT_OUT = re.compile(r"(?:^| )opt out(?= |\Z)")
 
 
 class InboundSms(msgspec.Struct, frozen=True, forbid_unknown_fields=True, rename={"sender": "from"}):
-    sender: str
+    sender: PhoneNumber  # the pattern is documented; _check_phone decides, with its own message
     text: str
 
 
@@ -41,7 +41,17 @@ class SmsAnswer(msgspec.Struct, frozen=True):
 
 class EmailEvent(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     type: Literal["bounce", "complaint"]
-    address: str
+    # Documented here, decided by email_event (an @, no spaces, line breaks or control characters).
+    address: Annotated[
+        str,
+        msgspec.Meta(
+            max_length=320,
+            extra_json_schema={
+                "pattern": anchored(r"[^\x00-\x20\x7f]*@[^\x00-\x20\x7f]*"),
+                "description": "An email address: an @, no spaces or control characters",
+            },
+        ),
+    ]
     permanent: bool = True
 
 
@@ -96,7 +106,7 @@ def start_text(rt: Runtime) -> str:
 
 def _check_phone(value: str) -> None:
     """E.164, as contacts are: a number in any other form would never meet its customers' contacts."""
-    if not re.fullmatch(r"\+[1-9][0-9]{6,14}", value):
+    if not E164_RE.match(value):
         raise InvalidInput([FieldError("from", "an E.164 phone number, e.g. +48600100200")])
 
 

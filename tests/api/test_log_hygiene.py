@@ -30,7 +30,7 @@ import pytest
 from prefcenter.domain.pseudonyms import Pseudonymizer
 from prefcenter.services.links import CSRF_KEY_LABEL, DERIVED_KEY_LABEL
 from tests.conftest import Api, prefs_body
-from tests.live import free_port
+from tests.live import free_port, stop
 
 REPO = Path(__file__).resolve().parents[2]
 CUSTOMER_ID = "ola.person@example.pl"  # API.md allows an email address as a customer id
@@ -212,12 +212,7 @@ def test_logs_hold_no_secrets_ids_or_contacts(tmp_path: Path, mode: str) -> None
         try:
             tokens = _drive(f"http://127.0.0.1:{port}", {"Authorization": f"Bearer {bearer}"})
         finally:
-            server.send_signal(signal.SIGINT)
-            try:
-                server.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                server.kill()
-                server.wait()
+            stop(server, signal.SIGINT, timeout=15)
     text = out.read_text(encoding="utf-8", errors="replace")
 
     # The log did record what happened, traceback included (so the checks below are not vacuous).

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,6 +16,8 @@ import zipfile
 from pathlib import Path
 
 import pytest
+
+from tests.live import free_port, stop
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -130,12 +130,6 @@ def test_policy_test_runs_the_packaged_cases(built: tuple[Path, Path], empty: Pa
     assert f"testing {packaged / 'default.toml'}" in result.stderr
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.mark.slow
 def test_serve_answers_readyz(built: tuple[Path, Path], empty: Path) -> None:
     _, venv = built
@@ -162,11 +156,6 @@ def test_serve_answers_readyz(built: tuple[Path, Path], empty: Path) -> None:
                 pass
             time.sleep(0.3)
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
+        stop(proc)
         log.close()
     assert status == 200, (empty / "serve.log").read_text()[-3000:]
