@@ -216,6 +216,17 @@ class Customer(msgspec.Struct, frozen=True):
 # the gate's vocabulary: what the store loads for the engine (domain/engine.py) and what it answers
 
 
+class PhonePlace(msgspec.Struct, frozen=True):
+    """Where a phone number is registered (COMPLIANCE item 22, edge 5: the CALLED party's time): the IANA
+    zones phonenumbers' data gives for it (empty when unknown), its ISO 3166-1 country and, when the
+    number's geography names one, its ISO 3166-2 subdivision (``"US-FL"``). Built by
+    :func:`prefcenter.domain.phones.place_of`."""
+
+    zones: tuple[str, ...] = ()
+    country: str | None = None
+    region: str | None = None
+
+
 class CustomerState(msgspec.Struct, frozen=True):
     """What the gate needs to know about one customer, loaded by the store for one campaign."""
 
@@ -229,6 +240,11 @@ class CustomerState(msgspec.Struct, frozen=True):
     quiet_hours: tuple[str, str] | None = None  # ("HH:MM", "HH:MM") local, start > end crosses midnight
     max_per_week: int | None = None
     paused_until: datetime | None = None  # aware
+    # channels whose address carries a marketing-only suppression (an address-level unsubscribe, the
+    # voice side of a texted STOP): marketing on them is denied `suppressed`, transactional still goes
+    marketing_suppressed: frozenset[Channel] = frozenset()
+    # for sms, voice and whatsapp contacts: where the number is registered (channel -> place)
+    places: dict[str, PhonePlace] = msgspec.field(default_factory=dict)
 
 
 class CampaignView(msgspec.Struct, frozen=True):
