@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -17,6 +18,7 @@ from prefcenter.bootstrap import build_runtime
 from prefcenter.config import (
     ConfigError,
     Settings,
+    identity_warnings,
     load_settings,
     production_warnings,
     resolve_secret_key,
@@ -54,7 +56,7 @@ def _settings(*, secret: bool = True, **overrides: Any) -> Settings:
 
 
 def _warn_production(settings: Settings) -> None:
-    for warning in production_warnings(settings):
+    for warning in [*production_warnings(settings), *identity_warnings(settings)]:
         structlog.get_logger("prefcenter.cli").warning(warning)
 
 
@@ -82,6 +84,10 @@ def main() -> None:
     """prefcenter: consent and preference management with a send-approval gate."""
 
 
+#: How long ``serve`` lets HTTP requests still running at a SIGTERM finish before it cancels them.
+SHUTDOWN_SECONDS = 5
+
+
 @main.command()
 @click.option("--host", default=None, help="Address to listen on (PREFCENTER_HOST).")
 @click.option("--port", default=None, type=int, help="Port to listen on (PREFCENTER_PORT).")
@@ -102,6 +108,10 @@ def serve(host: str | None, port: int | None, demo_sink: Path | None, no_dispatc
     from prefcenter.domain.policy import PolicyError
 
     settings = _settings(host=host, port=port)
+    if demo_sink is not None:
+        from prefcenter.services.demo import with_demo_identity
+
+        settings = with_demo_identity(settings)  # example sender values where none are set
     _warn_production(settings)
     try:
         rt = build_runtime(settings, server=True)
@@ -125,12 +135,38 @@ def serve(host: str | None, port: int | None, demo_sink: Path | None, no_dispatc
             err=True,
         )
     click.echo(f"prefcenter serving on http://{settings.host}:{settings.port} (API docs: /schema)", err=True)
+    class Server(uvicorn.Server):
+        """uvicorn's server, except that once a SIGTERM or SIGINT has shut it down gracefully the signal
+        is not raised again (uvicorn re-raises it under the default handler: the process died of it,
+        exit status 143, before the demo sink was stopped). One signal is a clean stop: exit status 0."""
+
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            with super().capture_signals():
+                try:
+                    yield
+                finally:
+                    self._captured_signals.clear()
+
+    # No access log and no websockets: uvicorn logs their raw paths (/p/<token>) and query strings. A
+    # request still running at shutdown gets SHUTDOWN_SECONDS, then is cancelled.
+    config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        access_log=False,
+        ws="none",
+        timeout_graceful_shutdown=SHUTDOWN_SECONDS,
+    )
+    server = Server(config)
     try:
-        # No access log and no websockets: uvicorn logs their raw paths (/p/<token>) and query strings.
-        uvicorn.run(app, host=settings.host, port=settings.port, log_config=None, access_log=False, ws="none")
+        server.run()
     finally:
         if sink is not None:
             sink.stop()
+    if not server.started:
+        sys.exit(3)  # uvicorn's start-up failure status (it has logged why)
 
 
 @main.command()
@@ -409,15 +445,29 @@ def inbound() -> None:
 
 @inbound.command("review")
 @click.option("--since", default=None, help="RFC 3339 with offset, inclusive.")
-def inbound_review(since: str | None) -> None:
-    """Print, as JSON lines, the inbound SMS that matched no keyword (kept for a person to review: a
-    revocation in other words or another language must still be honoured)."""
+@click.option("--all", "resolved", is_flag=True, help="Resolved texts too.")
+@click.option("--resolve", "review_id", type=int, default=None, help="Resolve the text with this id.")
+@click.option("--as", "resolution", type=click.Choice(["stop", "none"]), default=None, help="With --resolve.")
+@click.option("--by", default=None, help="With --resolve: who decides (recorded as the ledger actor).")
+def inbound_review(
+    since: str | None, resolved: bool, review_id: int | None, resolution: str | None, by: str | None
+) -> None:
+    """Print, as JSON lines, oldest first, the open inbound SMS that matched no keyword (kept for a person
+    to review: a revocation in other words or another language must still be honoured), each with its
+    due date (10 US business days after receipt, a New York date) and "overdue": true once it is past.
+    With --resolve ID --as stop|none --by NAME, resolve one: `stop` does what a texted STOP does for the
+    number it came from; the resolved text is printed."""
     import msgspec
 
     from prefcenter.api.params import parse_instant
-    from prefcenter.domain.ledger import format_at
     from prefcenter.domain.model import InvalidInput
+    from prefcenter.services import inbound as inbound_service
+    from prefcenter.services.errors import ServiceError
 
+    if review_id is not None and (resolution is None or by is None):
+        raise click.UsageError("--resolve needs --as stop|none and --by NAME")
+    if review_id is None and (resolution is not None or by is not None):
+        raise click.UsageError("--as and --by go with --resolve ID")
     settings = _settings()
     try:
         moment = parse_instant(since, "since")
@@ -425,9 +475,17 @@ def inbound_review(since: str | None) -> None:
         raise click.ClickException("; ".join(f"{e.field}: {e.message}" for e in exc.errors)) from None
 
     async def work(rt: Runtime) -> list[dict[str, Any]]:
-        return await rt.store.inbound_for_review(format_at(moment) if moment else None)
+        if review_id is not None and resolution is not None and by is not None:
+            return [await inbound_service.resolve_review(rt, review_id, resolution, by)]
+        return await inbound_service.review_list(rt, moment, resolved)
 
-    for row in _with_runtime(settings, work):
+    try:
+        rows = _with_runtime(settings, work)
+    except InvalidInput as exc:
+        raise click.ClickException("; ".join(f"{e.field}: {e.message}" for e in exc.errors)) from None
+    except ServiceError as exc:
+        raise click.ClickException(exc.detail) from None
+    for row in rows:
         click.echo(msgspec.json.encode(row).decode())
 
 

@@ -11,9 +11,12 @@ import os
 import re
 import secrets
 import stat
+import unicodedata
 from collections.abc import Mapping
+from email.utils import formataddr
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 import msgspec
 import structlog
@@ -28,6 +31,18 @@ class ConfigError(Exception):
 
 
 Port = Annotated[int, msgspec.Meta(ge=1, le=65535)]
+
+
+class Controller(msgspec.Struct, frozen=True, kw_only=True):
+    """Who is speaking: the controller's name, postal address (one line) and privacy notice URL. The
+    address and URL are None only in development when their variables are not set."""
+
+    name: str
+    postal_address: str | None
+    privacy_url: str | None
+
+
+IDENTITY_VARIABLES = ("controller_name", "postal_address", "privacy_url")
 
 
 class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -48,12 +63,19 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     smtp_tls: Literal["none", "starttls", "tls"] = "none"
     smtp_username: str | None = None
     smtp_password: str | None = None
-    smtp_from: str = "prefcenter <noreply@localhost>"
+    # PREFCENTER_SMTP_FROM; None: the controller's name at noreply@localhost (the ``smtp_from`` property)
+    smtp_from_setting: str | None = msgspec.field(default=None, name="smtp_from")
+    # Who is speaking (COMPLIANCE 15, 18, 27): named in every email footer, on the pages and in receipts;
+    # required in production. Development without them: the name falls back to PREFCENTER_SMS_PROGRAM.
+    controller_name: str | None = None
+    postal_address: str | None = None
+    privacy_url: str | None = None
     webhook_url: str | None = None
     env: Literal["development", "production"] = "development"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
-    # The label recorded as notice_version for consents given on prefcenter's own pages.
-    page_notice_version: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9._:-]{1,64}\Z")] = "pages-v1"
+    # The prefix of the notice_version recorded for consents given on prefcenter's own pages: the version
+    # is this, "-" and 12 hex digits of the hash of the page's notice texts (web/notice.py), <= 64 chars.
+    page_notice_version: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9._:-]{1,51}\Z")] = "pages-v1"
     # How long an API key lookup is cached in a process (a revoked key stops working within this).
     key_cache_seconds: Annotated[float, msgspec.Meta(ge=0, le=300)] = 5.0
 
@@ -77,6 +99,23 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     def public_url(self) -> str:
         """The base of links in messages: PREFCENTER_PUBLIC_URL, or else where ``serve`` listens."""
         return self.public_url_setting or self.listen_url
+
+    @property
+    def controller(self) -> Controller:
+        """The sender's identity as messages and pages show it (development fallbacks filled in)."""
+        return Controller(
+            name=self.controller_name or self.sms_program,
+            postal_address=self.postal_address,
+            privacy_url=self.privacy_url,
+        )
+
+    @property
+    def smtp_from(self) -> str:
+        """PREFCENTER_SMTP_FROM, or else ``"<controller name>" <noreply@localhost>`` (RFC 2047-encoded
+        when the name is not ASCII)."""
+        if self.smtp_from_setting:
+            return self.smtp_from_setting
+        return formataddr((self.controller.name, "noreply@localhost"), charset="utf-8")
 
     @property
     def policy_folder(self) -> Path:
@@ -179,7 +218,87 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: object)
     if settings.production and settings.secret_key is None:
         raise ConfigError(f"{PREFIX}SECRET_KEY: required when {PREFIX}ENV=production")
     check_policy_name(settings.policy)
+    settings = _check_identity(settings)
     return settings
+
+
+IDENTITY_MAX = 300
+# Bidi embeddings, overrides and isolates: pages and HTML isolate these values themselves (<bdi>).
+_BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
+def _printable(text: str) -> bool:
+    """No control, surrogate, unassigned or line/paragraph-separator characters and no bidi controls;
+    format characters such as the zero-width non-joiner (common in Persian) are text."""
+    return not any(
+        unicodedata.category(c) in ("Cc", "Cs", "Cn", "Zl", "Zp") or c in _BIDI_CONTROLS for c in text
+    )
+
+
+def _identity_text(var: str, value: str, *, lines: bool) -> str:
+    """``value`` as one line of printable text: surrounding space stripped; with ``lines`` (the postal
+    address), line breaks separate the address's lines, which are joined with ``", "`` (a line's own
+    trailing comma dropped, blank lines skipped)."""
+    parts = re.split(r"\r\n|\r|\n", value) if lines else [value]
+    parts = [p.strip().rstrip(",").rstrip() if lines else p.strip() for p in parts]
+    parts = [p for p in parts if p]
+    text = ", ".join(parts)
+    if not text:
+        raise ConfigError(f"{PREFIX}{var.upper()}: must not be empty")
+    if not _printable(text):
+        what = "control characters" if lines else "line breaks or control characters"
+        raise ConfigError(f"{PREFIX}{var.upper()}: must be printable text (no {what})")
+    if len(text) > IDENTITY_MAX:
+        raise ConfigError(f"{PREFIX}{var.upper()}: at most {IDENTITY_MAX} characters")
+    return text
+
+
+def _check_identity(settings: Settings) -> Settings:
+    """Validate and normalise the controller's name, postal address and privacy URL; in production all
+    three are required (the sender's identity in every commercial email, CAN-SPAM and GDPR Art. 13)."""
+    changes: dict[str, str] = {}
+    if settings.controller_name is not None:
+        changes["controller_name"] = _identity_text("controller_name", settings.controller_name, lines=False)
+    if settings.postal_address is not None:
+        changes["postal_address"] = _identity_text("postal_address", settings.postal_address, lines=True)
+    if settings.privacy_url is not None:
+        url = settings.privacy_url.strip()
+        parts = urlsplit(url)
+        if (
+            parts.scheme not in ("http", "https")
+            or not parts.hostname
+            or any(c.isspace() or not c.isprintable() for c in url)
+            or len(url) > 2000
+        ):
+            raise ConfigError(
+                f"{PREFIX}PRIVACY_URL: must be an absolute http:// or https:// URL with a host "
+                "(no spaces), e.g. https://shop.example/privacy"
+            )
+        changes["privacy_url"] = url
+    if changes:
+        settings = msgspec.structs.replace(settings, **changes)
+    if settings.production:
+        missing = [f"{PREFIX}{v.upper()}" for v in IDENTITY_VARIABLES if getattr(settings, v) is None]
+        if missing:
+            raise ConfigError(
+                f"{', '.join(missing)}: required when {PREFIX}ENV=production (every commercial email "
+                "names its sender and postal address; the pages name the controller and link the "
+                "privacy notice)"
+            )
+    return settings
+
+
+def identity_warnings(settings: Settings) -> list[str]:
+    """Development without the sender's identity: one warning naming what is unset (logged by ``serve``
+    and ``dispatch``); production refuses to start instead (``load_settings``)."""
+    missing = [f"{PREFIX}{v.upper()}" for v in IDENTITY_VARIABLES if getattr(settings, v) is None]
+    if not missing:
+        return []
+    return [
+        f"{', '.join(missing)} not set: emails and pages name the sender as "
+        f"{settings.controller.name!r} with no postal address or privacy notice link; set them before "
+        "sending commercial email (they are required when PREFCENTER_ENV=production)"
+    ]
 
 
 def production_warnings(settings: Settings) -> list[str]:
@@ -194,6 +313,8 @@ def production_warnings(settings: Settings) -> list[str]:
         )
     if settings.smtp_tls == "none":
         warnings.append("PREFCENTER_SMTP_TLS=none: email goes to the relay unencrypted")
+    if settings.privacy_url is not None and not settings.privacy_url.startswith("https://"):
+        warnings.append("PREFCENTER_PRIVACY_URL is not https")
     return warnings
 
 

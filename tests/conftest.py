@@ -104,6 +104,15 @@ PROFILE = {
 }
 
 
+# COMPLIANCE edge 11: a crm or import grant carries the proof of the original consent.
+CRM_EVIDENCE = {
+    "ticket": "A-991",
+    "source_party": "Example Shop sp. z o.o.",
+    "consented_at": "2026-10-01T10:00:00Z",
+    "method": "web_form",
+}
+
+
 def prefs_body(**overrides: Any) -> dict[str, Any]:
     body: dict[str, Any] = {
         "channel": "email",
@@ -115,7 +124,7 @@ def prefs_body(**overrides: Any) -> dict[str, Any]:
             "source": "crm",
             "actor": "agent-17",
             "notice_version": "2026-10",
-            "evidence": {"ticket": "A-991"},
+            "evidence": CRM_EVIDENCE,
         },
     }
     body.update(overrides)

@@ -32,6 +32,7 @@ from prefcenter.api.docs import BundledSwaggerUI
 from prefcenter.api.headers import no_store
 from prefcenter.api.inbound import INBOUND_HANDLERS
 from prefcenter.api.links import LinkController
+from prefcenter.api.notices import NoticeController
 from prefcenter.api.openapi import complete_document
 from prefcenter.api.ops import healthz, metrics, readyz
 from prefcenter.api.problems import EXCEPTION_HANDLERS
@@ -40,9 +41,11 @@ from prefcenter.api.topics import TopicController
 from prefcenter.services.approvals import GateBatcher
 from prefcenter.services.dispatch import Dispatcher, default_transports
 from prefcenter.services.keys import KeyCache
+from prefcenter.services.notices import register_page_notice
 from prefcenter.services.policies import load_active_policy
 from prefcenter.services.refs_upgrade import upgrade_address_refs
 from prefcenter.services.runtime import Runtime
+from prefcenter.web.notice import page_notice
 from prefcenter.web.pages import PAGE_HANDLERS
 
 log = structlog.get_logger("prefcenter.http")
@@ -142,14 +145,19 @@ def _annotate_roles(app: Litestar) -> None:
                 op.description = f"{op.description}\n\n{note}" if op.description else note
 
 
+#: How long a stopping server waits for the dispatcher's messages already handed to a transport (a slow
+#: webhook or SMTP server held shutdown for up to 30 s, long enough to look hung: issue 16 item 9).
+DISPATCHER_STOP_SECONDS = 5.0
+
+
 class PrefcenterPlugin(InitPlugin):
     """Adds prefcenter to a Litestar app config: route handlers, exception handlers, middleware, the
     lifespan, the OpenAPI config, the ``rt`` and ``gate_batcher`` dependencies and the app state (the
     role middleware reads ``runtime`` and ``key_cache`` from it).
 
     With ``manage_store`` the lifespan opens and migrates the store; with ``run_dispatcher`` it also runs
-    the dispatcher as a background task (stopped gracefully: the batch in hand is finished, nothing is
-    lost either way)."""
+    the dispatcher as a background task (stopped gracefully: nothing more is handed off, what is in flight
+    gets ``DISPATCHER_STOP_SECONDS``; nothing is lost either way)."""
 
     __slots__ = ("manage_store", "run_dispatcher", "runtime")
 
@@ -177,6 +185,7 @@ class PrefcenterPlugin(InitPlugin):
                 readyz,
                 metrics,
                 LinkController,
+                NoticeController,
                 *PAGE_HANDLERS,
             ]
         )
@@ -241,6 +250,9 @@ class PrefcenterPlugin(InitPlugin):
             await runtime.store.open()
             await runtime.store.migrate()
             await upgrade_address_refs(runtime)  # needs the secret key, so after the SQL migrations
+            # The preference page's notice, from its locale files (COMPLIANCE 15, edge 21).
+            notice = page_notice(runtime.settings)
+            await register_page_notice(runtime, notice.version, notice.texts)
         checkpointer = asyncio.create_task(self.checkpoints())
         stop = asyncio.Event()
         dispatcher = Dispatcher(runtime, default_transports(runtime)) if self.run_dispatcher else None
@@ -252,11 +264,11 @@ class PrefcenterPlugin(InitPlugin):
             yield
         finally:
             if sender is not None and dispatcher is not None:
-                stop.set()
+                stop.set()  # no further hand-off; those in flight get DISPATCHER_STOP_SECONDS to answer
                 try:
-                    await asyncio.wait_for(sender, timeout=30)
-                except TimeoutError:
-                    log.warning("dispatcher did not finish its batch in 30 s; its leases will expire")
+                    await asyncio.wait_for(sender, timeout=DISPATCHER_STOP_SECONDS)
+                except TimeoutError:  # cancelled: those messages stay queued and go at the next start
+                    log.warning("the transport did not answer in time; messages in flight go again at start")
                 await dispatcher.close()
             checkpointer.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -27,9 +27,11 @@ from prefcenter.services.runtime import Runtime
     **access(*WRITE),
 )
 async def inbound_sms(rt: NamedDependency[Runtime], data: JSONBody[inbound.InboundSms]) -> inbound.SmsAnswer:
-    """An SMS reply. STOP (STOPALL, UNSUBSCRIBE, CANCEL, END, QUIT, REVOKE, OPT OUT; first word of the
-    normalised text) suppresses SMS for that number, known or not, and withdraws SMS marketing of every
-    customer with it; START/UNSTOP lift the suppression; HELP answers the help text."""
+    """An SMS reply. STOP (STOPALL, UNSUBSCRIBE, CANCEL, END, QUIT, REVOKE, OPT OUT; any word of the
+    normalised text) suppresses SMS for that number, known or not, withdraws SMS marketing of every
+    customer with it and suppresses voice marketing to it; START/UNSTOP (first word) lift those; HELP
+    (first word) answers the help text; other text answers none and is kept for review, due in 10 US
+    business days."""
     return await inbound.inbound_sms(rt, data)
 
 
@@ -59,9 +61,10 @@ async def inbound_email_event(
 async def list_suppressions(
     rt: NamedDependency[Runtime],
     channel: Annotated[str | None, QueryParameter(description="only this channel", required=False)] = None,
-) -> dict[str, list[dict[str, str]]]:
-    """Suppressed addresses (as keyed hashes), optionally of one channel."""
-    return {"suppressions": await suppressions.list_suppressions(rt, channel)}
+) -> suppressions.SuppressionList:
+    """Suppressed addresses (as keyed hashes), optionally of one channel, with their reason and scope
+    (``marketing``: an address-level unsubscribe, marketing denied and transactional still sent)."""
+    return suppressions.SuppressionList(await suppressions.list_suppressions(rt, channel))
 
 
 @put(

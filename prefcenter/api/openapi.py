@@ -46,6 +46,7 @@ from litestar.routes import HTTPRoute
 
 from prefcenter.domain.model import CHANNELS, CUSTOMER_ID_RE, TOPIC_ID_RE
 from prefcenter.services.approvals import MAX_IDS
+from prefcenter.services.notices import NOTICE_VERSION_RE
 
 REF_TEMPLATE = "#/components/schemas/{name}"
 
@@ -60,6 +61,11 @@ TOPIC_ID: dict[str, Any] = {
     "description": "1-64 characters of a-z0-9_-, starting with a letter or digit",
 }
 CHANNEL: dict[str, Any] = {"type": "string", "enum": list(CHANNELS)}
+NOTICE_VERSION: dict[str, Any] = {
+    "type": "string",
+    "pattern": NOTICE_VERSION_RE.pattern,
+    "description": "1-64 characters of A-Za-z0-9._:-",
+}
 ADDRESS: dict[str, Any] = {"type": "string", "minLength": 1, "maxLength": 320}
 INSTANT: dict[str, Any] = {
     "type": "string",
@@ -81,6 +87,7 @@ PATH_PARAMETERS: dict[str, dict[str, Any]] = {
     "campaign_id": TOPIC_ID,  # campaign ids share the topic id grammar (API.md)
     "channel": CHANNEL,
     "address": ADDRESS,
+    "notice_version": NOTICE_VERSION,
 }
 #: Query parameters, by name, that are checked wherever they appear (a ``campaign_id`` filter is not).
 QUERY_PARAMETERS: dict[str, dict[str, Any]] = {
@@ -134,6 +141,7 @@ LINKS: dict[str, dict[str, Link]] = {
     "putTopic": _links(("getTopic", _TOPIC), ("deleteTopic", _TOPIC)),
     "putCampaign": _links(("getCampaign", _CAMPAIGN), ("sendCampaign", _CAMPAIGN)),
     "putSuppression": _links(("deleteSuppression", _SUPPRESSION)),
+    "putNotice": _links(("getNotice", {"notice_version": "$request.path.notice_version"})),
 }
 
 

@@ -9,6 +9,7 @@ from litestar.di import NamedDependency
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from prefcenter.api.problems import errors, problem
+from prefcenter.services import inbound
 from prefcenter.services.runtime import Runtime
 
 
@@ -46,4 +47,5 @@ METRICS_MEDIA_TYPE = CONTENT_TYPE_LATEST.replace("; charset=utf-8", "")
 async def metrics(rt: NamedDependency[Runtime]) -> Response[bytes]:
     """Prometheus text exposition."""
     rt.metrics.outbox_depth.set(await rt.store.outbox_due_count())
+    rt.metrics.inbound_review_overdue.set(await inbound.overdue_count(rt))
     return Response(generate_latest(rt.metrics.registry), media_type=METRICS_MEDIA_TYPE)

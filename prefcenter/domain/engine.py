@@ -1,22 +1,28 @@
 """The send-approval gate: API.md's decision table as pure functions of plain values.
 
 No I/O, no clock, no asyncio: the caller passes the customer's state, the customer's other marketing
-reservations, the campaign, the instant ``at`` and the policy; the answer is a :class:`Decision`.
+reservations (as ``(instant, channel)`` pairs: :data:`Send`), the campaign, the instant ``at`` and the
+policy; the answer is a :class:`Decision`.
 
 Rules (API.md "Send approval — the gate"; the first that fails decides; ``at >= send_by`` makes every
 decision deny ``expired`` before any rule runs):
 
 1. ``unknown_customer`` deny — no state (unknown or erased);
-2. ``suppressed`` deny — the address of the channel the message would use is suppressed;
+2. ``suppressed`` deny — the address of the channel the message would use is suppressed (for
+   marketing also when it carries a marketing-only suppression, ``marketing_suppressed``);
 3. ``no_channel`` deny — marketing, and the customer chose no channel;
 4. ``channel_not_offered`` deny — the chosen channel is not among the campaign's channels;
 5. ``no_address`` deny — no contact for that channel;
 6. ``topic_not_subscribed`` deny — marketing topic not in the customer's topics;
 7. ``paused`` defer/deny — ``at < paused_until``;
 8. ``quiet_hours`` defer/deny — local time at ``at`` is in the customer's quiet hours or outside the
-   policy's (country-adjusted) window for the channel;
+   policy's window for the channel (after the overrides that apply, see :mod:`prefcenter.domain.policy`;
+   a window may name weekdays and holidays, so the local date counts too). For sms, voice and whatsapp
+   this must hold in the profile's zone AND in every zone of the number's place
+   (``CustomerState.places``; COMPLIANCE item 22, edge 5: the called party's time);
 9. ``frequency_cap`` defer/deny — one more send at ``at`` would put more than a cap's limit in some
-   rolling window (policy caps and the customer's ``max_per_week``; marketing only);
+   rolling window (policy caps and the customer's ``max_per_week`` over every channel's reservations,
+   and the applicable overrides' per-channel caps over that channel's; marketing only);
 10. ``allowed`` allow.
 
 Channel on the decision: for marketing the customer's chosen one (None when they chose none); for
@@ -27,10 +33,11 @@ offered one with a contact; a transactional ``no_address`` and ``unknown_custome
 Transactional topics skip rules 3, 4, 6, 7 and 9; rule 8 applies as the policy's ``[transactional]`` says.
 
 Deferral: when 7, 8 or 9 fails at ``at``, ``not_before`` is the earliest instant >= ``at`` at which 7, 8
-and 9 all pass, found by alternating the three constraints until none moves the candidate (each only
-moves it forward). The reason is the rule that failed at ``at``. When that instant is at or after
-``send_by``, or there is none within :data:`HORIZON` (400 days) of ``at``, the verdict is deny with the
-same reason and no ``not_before``.
+and 9 all pass, found by alternating the constraints (the pause, rule 8 in each zone, each group of
+caps) until none moves the candidate (each only moves it forward). The reason is the rule that failed
+at ``at``. When that instant is at or after ``send_by``, or there is none within :data:`HORIZON`
+(400 days) of ``at``, the verdict is deny with the same reason and no ``not_before`` (COMPLIANCE
+edge 6: a window that never opens in time is a deny).
 
 Caps: a send at ``s`` lies in the window ending at ``t`` when ``t - W < s <= t``; a candidate ``c`` is
 acceptable when no window ending at any instant would hold more than the limit with ``c`` added,
@@ -52,7 +59,16 @@ from functools import lru_cache
 from typing import Final
 from zoneinfo import ZoneInfo
 
-from prefcenter.domain.model import CHANNELS, CampaignView, Channel, CustomerState, Decision, Reason
+from prefcenter.domain.model import (
+    CHANNELS,
+    PHONE_CHANNELS,
+    CampaignView,
+    Channel,
+    CustomerState,
+    Decision,
+    PhonePlace,
+    Reason,
+)
 from prefcenter.domain.policy import LoadedPolicy, Policy
 from prefcenter.domain.timewindows import (
     DAY_US,
@@ -60,6 +76,7 @@ from prefcenter.domain.timewindows import (
     DailySchedule,
     Window,
     ZoneTimeline,
+    first_allowed_in_all_us,
     first_allowed_us,
     from_us,
     schedule_for,
@@ -70,6 +87,7 @@ from prefcenter.domain.timewindows import (
 # The gate's vocabulary (CustomerState, CampaignView, Decision, Reason, ...) lives in domain/model.py.
 __all__ = [
     "HORIZON",
+    "Send",
     "decide",
     "decide_batch",
     "longest_cap_window",
@@ -85,14 +103,19 @@ _NEVER: Final = _MAX_US + _HORIZON_US * 2
 
 
 PolicyLike = Policy | LoadedPolicy
+#: One of the customer's other marketing reservations: its instant and its channel (the channel counts
+#: for the overrides' per-channel caps only).
+Send = tuple[datetime, str]
+_US: Final = timedelta(microseconds=1)
 
 
 class _Rules:
     """A policy compiled for the engine (memoised per policy)."""
 
     __slots__ = (
+        "_channel_caps",
         "_schedules",
-        "_windows",
+        "cap_channels",
         "caps",
         "min_limit",
         "policy",
@@ -100,53 +123,93 @@ class _Rules:
         "tx_windows",
         "widest_us",
         "windowed",
+        "zero_cap",
     )
 
     def __init__(self, policy: Policy) -> None:
         self.policy = policy
         self.caps: tuple[tuple[int, int], ...] = tuple(
-            (limit, window // timedelta(microseconds=1)) for limit, window in policy.cap_rules()
+            (limit, window // _US) for limit, window in policy.cap_rules()
         )
         self.min_limit = min((limit for limit, _ in self.caps), default=None)
-        self.widest_us = max((w for _, w in self.caps), default=0)
+        self.widest_us = max(max((w for _, w in self.caps), default=0), policy.longest_channel_cap() // _US)
         self.tx_quiet = policy.transactional.quiet_hours
         self.tx_windows = policy.transactional.windows
         windowed = {c for c in CHANNELS if policy.windows.get(c) is not None}
+        capped: set[str] = set()
+        zero = any(limit < 1 for limit, _ in self.caps)  # only a hand-built, unvalidated policy
         for override in policy.overrides:
             windowed.update(c for c in CHANNELS if override.windows.get(c) is not None)
+            for c in CHANNELS:
+                cap = override.caps.get(c)
+                if cap is not None:
+                    capped.add(c)
+                    zero = zero or cap.limit < 1
         self.windowed: frozenset[str] = frozenset(windowed)
-        self._windows: dict[tuple[str, str], Window | None] = {}
-        self._schedules: dict[tuple[str, str, tuple[str, str] | None, bool], DailySchedule | None] = {}
+        self.cap_channels: frozenset[str] = frozenset(capped)
+        self.zero_cap = zero
+        self._schedules: dict[
+            tuple[str, str, PhonePlace | None, tuple[str, str] | None, bool], DailySchedule | None
+        ] = {}
+        self._channel_caps: dict[tuple[str, str, PhonePlace | None], tuple[tuple[int, int], ...]] = {}
 
     def caps_for(self, customer: CustomerState) -> tuple[tuple[int, int], ...]:
+        """The caps over all the customer's marketing reservations: the policy's and ``max_per_week``."""
         if customer.max_per_week is None:
             return self.caps
         return (*self.caps, (customer.max_per_week, _WEEK_US))
 
-    def window(self, channel: Channel, country: str) -> Window | None:
-        key = (channel, country)
-        try:
-            return self._windows[key]
-        except KeyError:
-            window = self._windows[key] = self.policy.window_for(channel, country)
-            return window
+    def channel_caps(self, customer: CustomerState, channel: Channel) -> tuple[tuple[int, int], ...]:
+        """The overrides' caps over the reservations on ``channel`` alone (usually none)."""
+        if channel not in self.cap_channels:
+            return ()
+        place = _place(customer, channel)
+        key = (channel, customer.country, place)
+        caps = self._channel_caps.get(key)
+        if caps is None:
+            found = self.policy.channel_caps_for(channel, customer.country, place)
+            caps = tuple((limit, window // _US) for limit, window in found)
+            if len(self._channel_caps) > 100_000:
+                self._channel_caps.clear()
+            self._channel_caps[key] = caps
+        return caps
 
     def schedule(self, customer: CustomerState, channel: Channel, marketing: bool) -> DailySchedule | None:
         """The allowed local times for rule 8, or None when every time is allowed."""
-        key = (channel, customer.country, customer.quiet_hours, marketing)
+        places = customer.places
+        place = places.get(channel) if places and channel in PHONE_CHANNELS else None  # _place, inlined
+        key = (channel, customer.country, place, customer.quiet_hours, marketing)
         try:
             return self._schedules[key]
         except KeyError:
             pass
-        window = self.window(channel, customer.country) if marketing or self.tx_windows else None
+        use_windows = (marketing or self.tx_windows) and channel in self.windowed
+        windows = self.policy.windows_for(channel, customer.country, place) if use_windows else ()
         quiet_hours = customer.quiet_hours
         use_quiet = quiet_hours is not None and (marketing or self.tx_quiet)
         quiet = _quiet_window(*quiet_hours) if quiet_hours is not None and use_quiet else None
-        schedule = None if window is None and quiet is None else schedule_for(window, quiet)
+        schedule = None if not windows and quiet is None else schedule_for(windows or None, quiet)
         if len(self._schedules) > 100_000:  # bounded memo: distinct settings are few in practice
             self._schedules.clear()
         self._schedules[key] = schedule
         return schedule
+
+
+def _place(customer: CustomerState, channel: Channel) -> PhonePlace | None:
+    """Where the number of a phone ``channel`` is registered (None for other channels or unknown)."""
+    places = customer.places
+    if not places or channel not in PHONE_CHANNELS:
+        return None
+    return places.get(channel)
+
+
+def _zones(customer: CustomerState, channel: Channel) -> tuple[str, ...]:
+    """The zones rule 8 must hold in: the profile's, then (phone channels) the number's other zones."""
+    place = _place(customer, channel)
+    zone = customer.timezone
+    if place is None or not place.zones:
+        return (zone,)
+    return (zone, *[z for z in place.zones if z != zone])
 
 
 @lru_cache(maxsize=64)
@@ -170,6 +233,9 @@ def longest_cap_window(policy: PolicyLike) -> timedelta:
     a deferral may move the candidate well past ``at``); older ones can never matter and may be pruned.
     """
     return timedelta(microseconds=max(_rules(policy).widest_us, _WEEK_US))
+
+
+CapGroups = Sequence[tuple[Sequence[int], Sequence[tuple[int, int]]]]
 
 
 # --- caps -------------------------------------------------------------------------------------------
@@ -201,15 +267,28 @@ def _cap_next(sends: Sequence[int], limit: int, window: int, c: int) -> int:
         c = nxt
 
 
-def _caps_next(sends: Sequence[int], caps: Sequence[tuple[int, int]], c: int) -> int:
-    """The first candidate >= c that every cap accepts."""
+def _caps_next(groups: CapGroups, c: int) -> int:
+    """The first candidate >= c that every cap accepts; ``groups`` pairs sorted sends with the caps
+    that count them (all reservations, or one channel's)."""
+    if len(groups) == 1:  # the usual case: no per-channel cap
+        sends, caps = groups[0]
+        while True:
+            moved = False
+            for limit, window in caps:
+                n = _cap_next(sends, limit, window, c)
+                if n != c:
+                    c = n
+                    moved = True
+            if not moved or c >= _NEVER:
+                return c
     while True:
         moved = False
-        for limit, window in caps:
-            n = _cap_next(sends, limit, window, c)
-            if n != c:
-                c = n
-                moved = True
+        for sends, caps in groups:
+            for limit, window in caps:
+                n = _cap_next(sends, limit, window, c)
+                if n != c:
+                    c = n
+                    moved = True
         if not moved or c >= _NEVER:
             return c
 
@@ -222,9 +301,8 @@ def _earliest(
     limit_us: int,
     paused_us: int | None,
     schedule: DailySchedule | None,
-    timeline: ZoneTimeline | None,
-    sends: Sequence[int],
-    caps: Sequence[tuple[int, int]],
+    timelines: Sequence[ZoneTimeline],
+    groups: CapGroups,
 ) -> int | None:
     """The earliest instant in [at_us, limit_us) at which rules 7, 8 and 9 all pass, or None."""
     c = at_us
@@ -235,17 +313,23 @@ def _earliest(
         if c >= limit_us:
             return None
         if schedule is not None:
-            assert timeline is not None
-            found = first_allowed_us(schedule, timeline, c, limit_us)
+            found = first_allowed_in_all_us(schedule, timelines, c, limit_us)
             if found is None:
                 return None
             c = found
-        if caps:
-            c = _caps_next(sends, caps, c)
+        if groups:
+            c = _caps_next(groups, c)
             if c >= limit_us:
                 return None
         if c == start:
             return c
+
+
+def _allowed_in_all(schedule: DailySchedule, timelines: Sequence[ZoneTimeline], at_us: int) -> bool:
+    """Whether rule 8's schedule allows ``at_us`` in every zone."""
+    if len(timelines) == 1:  # the usual case: no phone place in another zone
+        return schedule.allows_local(at_us + timelines[0].offset_us(at_us))
+    return all(schedule.allows_local(at_us + t.offset_us(at_us)) for t in timelines)
 
 
 def _timing(
@@ -253,7 +337,7 @@ def _timing(
     customer: CustomerState,
     channel: Channel,
     marketing: bool,
-    sends: Sequence[datetime],
+    sends: Sequence[Send],
     at_us: int,
     send_by_us: int | None,
     rules: _Rules,
@@ -264,22 +348,25 @@ def _timing(
     ``retry``: the campaign already holds a reservation for this customer; rule 9 is not re-checked.
     """
     schedule = rules.schedule(customer, channel, marketing)
-    timeline = zone_timeline(customer.timezone) if schedule is not None else None
+    timelines = [zone_timeline(z) for z in _zones(customer, channel)] if schedule is not None else []
     paused_until = customer.paused_until if marketing else None
     paused_us = None if paused_until is None else to_us(paused_until)
-    caps = rules.caps_for(customer) if marketing and not retry else ()
-    sends_us = sorted([to_us(s) for s in sends]) if caps else []
+    groups: list[tuple[Sequence[int], Sequence[tuple[int, int]]]] = []
+    if marketing and not retry:
+        caps = rules.caps_for(customer)
+        if caps:
+            groups.append((sorted([to_us(s) for s, _ in sends]), caps))
+        if channel in rules.cap_channels:
+            own = rules.channel_caps(customer, channel)
+            if own:
+                groups.append((sorted([to_us(s) for s, c in sends if c == channel]), own))
 
     reason: Reason
     if paused_us is not None and at_us < paused_us:
         reason = "paused"
-    elif (
-        schedule is not None
-        and timeline is not None
-        and not schedule.allows((at_us + timeline.offset_us(at_us)) % DAY_US)
-    ):
+    elif schedule is not None and not _allowed_in_all(schedule, timelines, at_us):
         reason = "quiet_hours"
-    elif caps and _caps_next(sends_us, caps, at_us) != at_us:
+    elif groups and _caps_next(groups, at_us) != at_us:
         reason = "frequency_cap"
     else:
         return Decision(cid, "allow", "allowed", channel, None)
@@ -287,7 +374,7 @@ def _timing(
     limit = min(at_us + _HORIZON_US, _MAX_US)
     if send_by_us is not None and send_by_us < limit:
         limit = send_by_us
-    found = _earliest(at_us, limit, paused_us, schedule, timeline, sends_us, caps)
+    found = _earliest(at_us, limit, paused_us, schedule, timelines, groups)
     if found is None:
         return Decision(cid, "deny", reason, channel, None)
     return Decision(cid, "defer", reason, channel, from_us(found))
@@ -328,7 +415,8 @@ def _unreadable(
         return Decision(cid, "deny", "paused", channel, None)
     try:
         if rules.schedule(customer, channel, marketing) is not None:
-            zone_timeline(customer.timezone)
+            for zone in _zones(customer, channel):
+                zone_timeline(zone)
     except Exception:
         return Decision(cid, "deny", "quiet_hours", channel, None)
     return Decision(cid, "deny", "frequency_cap", channel, None)
@@ -336,7 +424,7 @@ def _unreadable(
 
 def decide(
     customer: CustomerState | None,
-    sends: Sequence[datetime],
+    sends: Sequence[Send],
     campaign: CampaignView,
     at: datetime,
     policy: PolicyLike,
@@ -346,9 +434,9 @@ def decide(
 ) -> Decision:
     """Decide one recipient (the reference implementation of the table).
 
-    ``sends`` are the customer's OTHER marketing reservations (all campaigns and channels, before or
-    after ``at``; a retry excludes its own). ``customer_id`` names the decision when ``customer`` is
-    None (unknown or erased).
+    ``sends`` are the customer's OTHER marketing reservations as ``(instant, channel)`` pairs (all
+    campaigns and channels, before or after ``at``; a retry excludes its own). ``customer_id`` names
+    the decision when ``customer`` is None (unknown or erased).
 
     ``retry=True`` says this campaign already holds a reservation for the customer: API.md has a retry
     re-check rules 1-8 only (its reservation stays where it was and already satisfies the caps), so
@@ -366,7 +454,9 @@ def decide(
     marketing = campaign.category == "marketing"
     if marketing:
         channel = customer.channel
-        if channel is not None and channel in customer.suppressed:  # rule 2
+        if channel is not None and (
+            channel in customer.suppressed or channel in customer.marketing_suppressed
+        ):  # rule 2
             return Decision(cid, "deny", "suppressed", channel, None)
         if channel is None:  # rule 3
             return Decision(cid, "deny", "no_channel", None, None)
@@ -385,7 +475,7 @@ def decide(
 
 
 def decide_batch(
-    items: Iterable[tuple[str, CustomerState | None, Sequence[datetime]]],
+    items: Iterable[tuple[str, CustomerState | None, Sequence[Send]]],
     campaign: CampaignView,
     at: datetime,
     policy: PolicyLike,
@@ -396,8 +486,9 @@ def decide_batch(
 
     ``items`` are ``(customer_id, state or None, other reservations)``. Local times are computed once
     per zone per batch and rule 8 (with its deferral instant) once per (zone, channel, country, quiet
-    hours); the common cases are a handful of comparisons: nothing paused, and either no reservations
-    (then rule 8's cached answer decides) or too few reservations near ``at`` to reach any cap.
+    hours, phone place); the common cases are a handful of comparisons: nothing paused, and either no
+    reservations (then rule 8's cached answer decides) or too few reservations near ``at`` to reach any
+    cap (a channel with a per-channel cap and reservations takes the full check).
     Anything else goes through the same rule 7-9 code as :func:`decide`.
 
     ``retries`` holds the ids whose reservation for this campaign already exists (``retry=True`` of
@@ -419,29 +510,48 @@ def decide_batch(
     if send_by_us is not None and send_by_us < limit_us:
         limit_us = send_by_us
     at_s = at_us // SECOND_US
-    tods: dict[str, int] = {}
-    # (zone, channel, country, quiet hours) -> None: rule 8 passes at `at`; else the instant it first
-    # passes (a defer, when nothing else constrains) or False (it never does before the limit: deny).
-    rule8: dict[tuple[str, str, str, tuple[str, str] | None], datetime | bool | None] = {}
+    locals_: dict[str, int] = {}  # zone -> local wall-clock microseconds at `at`
+    # (zone, channel, country, quiet hours, place) -> None: rule 8 passes at `at`; else the instant it
+    # first passes (a defer, when nothing else constrains) or False (it never does before the limit).
+    rule8: dict[tuple[str, str, str, tuple[str, str] | None, PhonePlace | None], datetime | bool | None] = {}
+
+    def local_at(zone: str) -> int:
+        local = locals_.get(zone)
+        if local is None:
+            try:
+                offset = datetime.fromtimestamp(at_s, ZoneInfo(zone)).utcoffset()
+            except (ValueError, KeyError, OSError) as exc:
+                raise ValueError(f"unknown time zone {zone!r}") from exc
+            assert offset is not None
+            local = locals_[zone] = at_us + offset // _US
+        return local
 
     def rule8_at(
-        customer: CustomerState, channel: Channel, key: tuple[str, str, str, tuple[str, str] | None]
+        customer: CustomerState,
+        channel: Channel,
+        key: tuple[str, str, str, tuple[str, str] | None, PhonePlace | None],
     ) -> datetime | bool | None:
         schedule = rules.schedule(customer, channel, marketing)
         result: datetime | bool | None = None
         if schedule is not None:
-            zone = customer.timezone
-            tod = tods.get(zone)
-            if tod is None:
-                try:
-                    offset = datetime.fromtimestamp(at_s, ZoneInfo(zone)).utcoffset()
-                except (ValueError, KeyError, OSError) as exc:
-                    raise ValueError(f"unknown time zone {zone!r}") from exc
-                assert offset is not None
-                tod = tods[zone] = (at_us + offset // timedelta(microseconds=1)) % DAY_US
-            if not schedule.allows(tod):
+            place = key[4]
+            found: int | None
+            if place is None or not place.zones:  # the common case: the profile's zone alone
+                zone = customer.timezone
+                local = locals_.get(zone)
+                if local is None:
+                    local = local_at(zone)
+                if schedule.allows(local % DAY_US) if not schedule.dated else schedule.allows_local(local):
+                    rule8[key] = None
+                    return None
                 found = first_allowed_us(schedule, zone_timeline(zone), at_us, limit_us)
                 result = False if found is None else from_us(found)
+            else:
+                zones = _zones(customer, channel)
+                if not all(schedule.allows_local(local_at(zone)) for zone in zones):
+                    timelines = [zone_timeline(zone) for zone in zones]
+                    found = first_allowed_in_all_us(schedule, timelines, at_us, limit_us)
+                    result = False if found is None else from_us(found)
         rule8[key] = result
         return result
 
@@ -470,7 +580,8 @@ def decide_batch(
     ]
     week = timedelta(microseconds=_WEEK_US)
     week_lo, week_hi = at - week, at + week
-    zero_cap = any(limit < 1 for limit, _ in rules.caps)  # only a hand-built, unvalidated policy
+    zero_cap = rules.zero_cap  # only a hand-built, unvalidated policy
+    cap_channels = rules.cap_channels
 
     for cid, customer, sends in items:
         if customer is None:
@@ -479,7 +590,7 @@ def decide_batch(
         channel = customer.channel
         if channel is None:
             append(D(cid, "deny", "no_channel", None, None))
-        elif channel in customer.suppressed:
+        elif channel in customer.suppressed or channel in customer.marketing_suppressed:
             append(D(cid, "deny", "suppressed", channel, None))
         elif channel not in offered:
             append(D(cid, "deny", "channel_not_offered", channel, None))
@@ -501,17 +612,21 @@ def decide_batch(
                 r8: datetime | bool | None = None
                 quiet = customer.quiet_hours
                 if quiet is not None or channel in windowed:
-                    key = (customer.timezone, channel, customer.country, quiet)
+                    places = customer.places
+                    place = places.get(channel) if places and channel in PHONE_CHANNELS else None
+                    key = (customer.timezone, channel, customer.country, quiet, place)
                     try:
                         r8 = rule8[key]
                     except KeyError:
                         r8 = rule8_at(customer, channel, key)
                 if sends:
-                    slow = r8 is not None
+                    slow = r8 is not None or (
+                        channel in cap_channels and bool(rules.channel_caps(customer, channel))
+                    )
                     if not slow:
                         for limit, lo, hi in cap_bounds:
                             near = 0
-                            for s in sends:
+                            for s, _ in sends:
                                 if lo < s < hi:
                                     near += 1
                             if near >= limit:
@@ -519,7 +634,7 @@ def decide_batch(
                                 break
                         if not slow and cap is not None:
                             near = 0
-                            for s in sends:
+                            for s, _ in sends:
                                 if week_lo < s < week_hi:
                                     near += 1
                             slow = near >= cap

@@ -1,16 +1,34 @@
-"""The consent ledger's hash chain: canonical JSON, chaining new events, and verification.
+"""The consent ledger's hash chain: canonical JSON, chaining new events, and verification; and the
+notices events point to (what the person was told).
 
 ``hash = sha256(prev_hash.encode() + canonical).hexdigest()`` where ``canonical`` is the RFC 8785 JSON of
 the event without ``hash`` and ``customer_id``. Events hold only strings, integers, booleans, nulls,
 arrays and objects with ASCII keys, so Python's ``json.dumps(sort_keys=True, separators=(",", ":"),
 ensure_ascii=False)`` produces exactly those bytes; that is the definition an auditor can re-run.
+
+**Shapes.** The hash covers exactly the keys an event was written with, and an event is never rewritten,
+so a key added to events later is part of the events written from then on only. Each stored event has
+a shape (:data:`SHAPE_FIELDS`): shape 1 is the keys of the first ledger; shape 2 (migration 0014, issue
+16) adds ``notice_sha256``, which every event written since carries, with a value or null. Readers give
+each event with the keys of its own shape (:func:`shaped`), so the JSONL export of a ledger that spans
+the change recomputes with the one rule above: an auditor needs no list of shapes, only the lines.
+
+**Notices** (COMPLIANCE items 15, 16, edge 13 and 21). A notice version's texts, one per language, are
+registered once and never change; each is stored NFC-normalised, and its ``sha256`` is the hex SHA-256
+of the NFC text's UTF-8 bytes (:func:`notice_text_sha256`), so the same words always give the same
+hash whatever Unicode form they arrived in. An event whose ``notice_version`` is registered carries
+``notice_sha256``: the hash of the text in the language the person saw (the page's language on the
+preference page, else the customer's profile locale), chosen by :func:`notice_language`: the exact tag,
+else its base language (``pt`` for ``pt-BR``), else null (no text in a language the person reads:
+nothing is claimed). ``GET /v1/notices/{notice_version}`` gives the exact text behind a hash.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Iterable
+import unicodedata
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -45,10 +63,17 @@ EVENT_FIELDS = (
     "source",
     "actor",
     "notice_version",
+    "notice_sha256",
     "evidence",
     "prev_hash",
     "hash",
 )
+#: The keys of each event shape (see the module docstring); events are written with EVENT_SHAPE.
+SHAPE_FIELDS: dict[int, tuple[str, ...]] = {
+    1: tuple(f for f in EVENT_FIELDS if f != "notice_sha256"),
+    2: EVENT_FIELDS,
+}
+EVENT_SHAPE = 2
 
 
 class Change(msgspec.Struct, frozen=True):
@@ -66,6 +91,8 @@ class Attribution(msgspec.Struct, frozen=True):
     actor: str
     notice_version: str | None
     evidence: dict[str, Any] = {}
+    # The hash of the notice text the person saw (filled in by the service that appends the events).
+    notice_sha256: str | None = None
 
 
 class ConsentEvent(msgspec.Struct, frozen=True):
@@ -80,6 +107,7 @@ class ConsentEvent(msgspec.Struct, frozen=True):
     source: str
     actor: str
     notice_version: str | None
+    notice_sha256: str | None
     evidence: dict[str, Any]
     prev_hash: str
     hash: str
@@ -133,6 +161,7 @@ def chain_events(
             "source": attribution.source,
             "actor": attribution.actor,
             "notice_version": attribution.notice_version,
+            "notice_sha256": attribution.notice_sha256,
             "evidence": attribution.evidence,
             "prev_hash": prev,
         }
@@ -144,6 +173,62 @@ def chain_events(
 
 def event_dict(event: ConsentEvent) -> dict[str, Any]:
     return {name: getattr(event, name) for name in EVENT_FIELDS}
+
+
+def shaped(event: dict[str, Any], shape: int) -> dict[str, Any]:
+    """A stored event (every column) with the keys of its shape only, in EVENT_FIELDS order."""
+    return {name: event[name] for name in SHAPE_FIELDS[shape]}
+
+
+# ---------------------------------------------------------------------------------------------------
+# notices
+
+NOTICE_TEXT_MAX_BYTES = 64 * 1024
+NOTICE_LANGUAGES_MAX = 50
+
+
+class Notice(msgspec.Struct, frozen=True):
+    """A registered notice version: its texts by language tag (NFC), their hashes, when registered."""
+
+    notice_version: str
+    texts: dict[str, str]
+    sha256: dict[str, str]
+    registered_at: datetime
+
+
+def nfc(text: str) -> str:
+    return unicodedata.normalize("NFC", text)
+
+
+def notice_text_sha256(text: str) -> str:
+    """The hex SHA-256 of the NFC form's UTF-8 bytes (edge 13: one hash for the same words)."""
+    return hashlib.sha256(nfc(text).encode("utf-8")).hexdigest()
+
+
+def notice_texts(texts: Mapping[str, str]) -> tuple[dict[str, str], dict[str, str]]:
+    """The texts NFC-normalised and their hashes, both keyed by language tag."""
+    normal = {tag: nfc(text) for tag, text in texts.items()}
+    return normal, {tag: notice_text_sha256(text) for tag, text in normal.items()}
+
+
+def notice_language(available: Iterable[str], wanted: str | None) -> str | None:
+    """Which of the ``available`` tags serves a person who reads ``wanted``: the same tag (tags compare
+    case-insensitively), else the base language (``pt`` for ``pt-BR``), else None."""
+    if not wanted:
+        return None
+    by_lower = {tag.lower(): tag for tag in available}
+    want = wanted.strip().replace("_", "-").lower()
+    if want in by_lower:
+        return by_lower[want]
+    return by_lower.get(want.split("-")[0])
+
+
+def notice_hash_for(notice: Notice | None, wanted: str | None) -> str | None:
+    """``notice_sha256`` of an event: the hash of the text in the language the person reads, or None."""
+    if notice is None:
+        return None
+    tag = notice_language(notice.sha256, wanted)
+    return None if tag is None else notice.sha256[tag]
 
 
 # ---------------------------------------------------------------------------------------------------

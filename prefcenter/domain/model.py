@@ -426,6 +426,59 @@ def check_preferences(write: PreferencesWrite, existing_marketing_topics: set[st
         raise InvalidInput(errors)
 
 
+#: Provenance sources whose consent was collected elsewhere, often by someone else (COMPLIANCE edge 11):
+#: a grant from them is taken only with the proof of the original consent in its evidence.
+IMPORTED_SOURCES: Final[frozenset[str]] = frozenset({"import", "crm"})
+CONSENT_PROOF_KEYS: Final[tuple[str, ...]] = ("source_party", "consented_at", "method")
+# RFC 3339 section 5.6 date-time: the offset is required (Z or +hh:mm), fractional seconds optional.
+RFC3339_RE = re.compile(
+    anchored(r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{1,9})?(?:[Zz]|[+-][0-9]{2}:[0-9]{2})")
+)
+
+
+def parse_rfc3339(text: str) -> datetime | None:
+    """An RFC 3339 date-time with its offset as an aware datetime (nanoseconds cut to microseconds),
+    or None when ``text`` is not one."""
+    if not RFC3339_RE.match(text):
+        return None
+    head, sep, rest = text.upper().partition(".")
+    if sep:  # datetime takes at most 6 fraction digits
+        digits = len(rest) - len(rest.lstrip("0123456789"))
+        text = f"{head}.{rest[:digits][:6]}{rest[digits:]}"
+    else:
+        text = head
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:  # e.g. month 13, a 24:00 hour, an offset beyond 23:59
+        return None
+
+
+def imported_consent_errors(
+    source: str, evidence: dict[str, Any], *, grants: bool, field: str = "provenance.evidence"
+) -> list[FieldError]:
+    """COMPLIANCE edge 11: a write from ``import`` or ``crm`` that grants marketing (it chooses a channel
+    or adds a topic: a ``grant`` event) needs the proof of the original consent in its evidence:
+    ``source_party`` (who collected it), ``consented_at`` (when: RFC 3339 with its offset, within the
+    accepted instants) and ``method`` (how), each a non-empty string. Withdrawals and updates need none."""
+    if source not in IMPORTED_SOURCES or not grants:
+        return []
+    errors: list[FieldError] = []
+    for key in CONSENT_PROOF_KEYS:
+        value = evidence.get(key)
+        where = f"{field}.{key}"
+        if value is None:
+            errors.append(FieldError(where, f"required when source {source!r} grants marketing"))
+        elif not isinstance(value, str) or not value.strip():
+            errors.append(FieldError(where, "must be a non-empty string"))
+        elif key == "consented_at":
+            moment = parse_rfc3339(value)
+            if moment is None:
+                errors.append(FieldError(where, "must be an RFC 3339 date-time with an offset (Z, +hh:mm)"))
+            elif (error := instant_error(moment, where)) is not None:
+                errors.append(error)
+    return errors
+
+
 def check_topic(topic: Topic) -> None:
     errors: list[FieldError] = []
     for group, mapping in (("names", topic.names), ("descriptions", topic.descriptions)):

@@ -13,7 +13,8 @@ turning a rule off)::
     hours = 720
 
     [windows]                 # optional per channel: allowed local wall-clock times, "HH:MM-HH:MM"
-    sms = "08:00-21:00"
+    sms = "08:00-21:00"       # ... or a table with weekdays, several windows and a holiday calendar:
+    voice = { days = "mon-fri", hours = ["10:00-13:00", "14:00-20:00"], holidays = "FR" }
 
     [transactional]           # both required
     quiet_hours = false
@@ -27,13 +28,29 @@ turning a rule off)::
     whatsapp = 10
 
     [[overrides]]             # optional, any number
-    countries = ["PL", "RO", "GR"]
-    windows = { voice = "09:00-20:00" }
+    countries = ["PL", "RO", "GR"]            # profile country, or the phone number's country
+    regions = ["US-FL"]                       # ISO 3166-2: where the phone number is registered
+    windows = { voice = "09:00-20:00" }       # optional
+    caps = { voice = { limit = 4, days = 30 } }   # optional: per-channel marketing cap
+
+A window table: ``hours`` (required, a non-empty list of "HH:MM-HH:MM", each may cross midnight),
+``days`` (optional, default every day: "mon-fri", "mon,wed,fri", "sat-sun") and ``holidays`` (optional,
+a calendar of the pinned ``holidays`` package: "FR", "US-FL"; closed all day on its dates). The local
+date at the instant decides (see :mod:`prefcenter.domain.timewindows`).
+
+Which overrides apply (COMPLIANCE item 22, edge 5): for a message on ``channel``, every override whose
+``countries`` hold the profile's country or, for sms/voice/whatsapp, the country of that channel's
+phone number, or whose ``regions`` hold the number's subdivision. ALL that apply must hold (the most
+restrictive intersection): their windows for the channel are intersected (the base window applies when
+none of them sets one), and each of their caps for the channel applies. A per-channel cap counts only
+that channel's marketing reservations, over rolling windows of ``days`` days (API.md "Caps").
 
 Overrides only narrow. An override window for a channel that has a base window must lie inside it
-(as a set of local times of day); an override may also give a window to a channel that has none in
-``[windows]`` (any window narrows "always"). A (country, channel) pair may be set by one override only.
-Widening, overlapping overrides, unknown countries and empty windows (start = end) are load errors.
+(its days, times of day and holiday closures, see :meth:`WeekWindow.covers`); an override may also give
+a window to a channel that has none in ``[windows]`` (any window narrows "always"). A (country,
+channel) pair may have its window set by one override only, and its cap by one override only; the same
+for (region, channel). Widening, overlapping overrides, unknown countries, subdivisions or holiday
+calendars, bad day names, unknown keys and empty windows (start = end, or no hours) are load errors.
 
 :func:`parse_policy` is pure (bytes in, Struct out); every failure is a :class:`PolicyError` whose message
 is ``"<source>: <field path>: <reason>"`` with the field path in msgspec's ``$.a.b[0].c`` notation.
@@ -50,11 +67,13 @@ from typing import Annotated, Final, TypeVar
 import msgspec
 import msgspec.toml
 
-from prefcenter.domain.model import CHANNELS, Channel
-from prefcenter.domain.timewindows import Window
+from prefcenter.domain.model import CHANNELS, PHONE_CHANNELS, Channel, PhonePlace
+from prefcenter.domain.timewindows import ALL_DAYS, WeekWindow, Window, holiday_calendar_error, parse_days
 
 __all__ = [
     "Caps",
+    "ChannelCap",
+    "ChannelCaps",
     "ChannelRates",
     "ChannelWindows",
     "ExtraCap",
@@ -63,6 +82,7 @@ __all__ = [
     "Policy",
     "PolicyError",
     "TransactionalRules",
+    "WindowTable",
     "load_policy",
     "parse_policy",
     "policy_version",
@@ -76,6 +96,7 @@ MAX_CAP_HOURS: Final = 366 * 24
 Limit = Annotated[int, msgspec.Meta(ge=1, le=1_000_000)]
 Rate = Annotated[float, msgspec.Meta(gt=0, le=1_000_000)]
 CountryCode = Annotated[str, msgspec.Meta(pattern="^[A-Z]{2}\\Z")]
+RegionCode = Annotated[str, msgspec.Meta(pattern="^[A-Z]{2}-[A-Z0-9]{1,3}\\Z")]
 
 
 class PolicyError(ValueError):
@@ -111,22 +132,34 @@ class Caps(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         return tuple(out)
 
 
+class WindowTable(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """A window with weekdays and holidays: ``{ days = "mon-fri", hours = [...], holidays = "FR" }``."""
+
+    hours: Annotated[tuple[str, ...], msgspec.Meta(min_length=1, max_length=48)]
+    days: str | None = None
+    holidays: str | None = None
+
+
+WindowSpec = str | WindowTable
+
+
 class ChannelWindows(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """Per channel, the local wall-clock window ``"HH:MM-HH:MM"`` it may be used in (None: any time)."""
+    """Per channel, the local window it may be used in: ``"HH:MM-HH:MM"`` or a :class:`WindowTable`
+    (None: any time)."""
 
-    email: str | None = None
-    sms: str | None = None
-    push: str | None = None
-    voice: str | None = None
-    whatsapp: str | None = None
+    email: WindowSpec | None = None
+    sms: WindowSpec | None = None
+    push: WindowSpec | None = None
+    voice: WindowSpec | None = None
+    whatsapp: WindowSpec | None = None
 
-    def get(self, channel: Channel) -> str | None:
-        value: str | None = getattr(self, channel)
+    def get(self, channel: Channel) -> WindowSpec | None:
+        value: WindowSpec | None = getattr(self, channel)
         return value
 
-    def parsed(self, channel: Channel) -> Window | None:
-        text = self.get(channel)
-        return None if text is None else _window(text)
+    def parsed(self, channel: Channel) -> WeekWindow | None:
+        spec = self.get(channel)
+        return None if spec is None else _week_window(spec)
 
 
 class TransactionalRules(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -150,11 +183,36 @@ class ChannelRates(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         return value
 
 
-class Override(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """Stricter windows for customers in some countries (ISO 3166-1 alpha-2)."""
+class ChannelCap(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """At most ``limit`` marketing messages on one channel in any rolling ``days`` days."""
 
-    countries: Annotated[tuple[CountryCode, ...], msgspec.Meta(min_length=1)]
-    windows: ChannelWindows
+    limit: Limit
+    days: Annotated[int, msgspec.Meta(ge=1, le=MAX_CAP_HOURS // _DAY_HOURS)]
+
+
+class ChannelCaps(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    email: ChannelCap | None = None
+    sms: ChannelCap | None = None
+    push: ChannelCap | None = None
+    voice: ChannelCap | None = None
+    whatsapp: ChannelCap | None = None
+
+    def get(self, channel: Channel) -> ChannelCap | None:
+        value: ChannelCap | None = getattr(self, channel)
+        return value
+
+
+class Override(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Stricter windows and per-channel caps for customers in some countries (ISO 3166-1 alpha-2: the
+    profile's, or a phone number's) or subdivisions (ISO 3166-2, where a phone number is registered)."""
+
+    countries: tuple[CountryCode, ...] = ()
+    regions: tuple[RegionCode, ...] = ()
+    windows: ChannelWindows = ChannelWindows()
+    caps: ChannelCaps = ChannelCaps()
+
+    def applies(self, countries: tuple[str, ...], region: str | None) -> bool:
+        return any(c in self.countries for c in countries) or (region is not None and region in self.regions)
 
 
 class Policy(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -165,14 +223,36 @@ class Policy(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     rates: ChannelRates
     overrides: tuple[Override, ...] = ()
 
-    def window_for(self, channel: Channel, country: str | None) -> Window | None:
-        """The effective window of ``channel`` for a customer in ``country``, after overrides
-        (None: the channel may be used at any local time)."""
-        return _window_table(self).get((channel, (country or "").upper()), self.windows.parsed(channel))
+    def windows_for(
+        self, channel: Channel, country: str | None, place: PhonePlace | None = None
+    ) -> tuple[WeekWindow, ...]:
+        """The windows ``channel`` must be inside, all at once, for a customer in ``country`` whose
+        phone number for the channel is registered at ``place`` (used for sms/voice/whatsapp only):
+        the applicable overrides' windows, or the base window when none sets one (empty: any time)."""
+        return _applicable(self, channel, *_match_key(channel, country, place))[0]
+
+    def channel_caps_for(
+        self, channel: Channel, country: str | None, place: PhonePlace | None = None
+    ) -> tuple[tuple[int, timedelta], ...]:
+        """The applicable overrides' caps for ``channel`` as ``(limit, window)`` pairs; each counts only
+        that channel's marketing reservations."""
+        return _applicable(self, channel, *_match_key(channel, country, place))[1]
 
     def cap_rules(self) -> tuple[tuple[int, timedelta], ...]:
-        """The policy's marketing caps as ``(limit, window)`` pairs."""
+        """The policy's marketing caps (all channels together) as ``(limit, window)`` pairs."""
         return self.caps.rules()
+
+    def longest_channel_cap(self) -> timedelta:
+        """The longest window of any override's per-channel cap (zero when there are none)."""
+        return max(
+            (
+                timedelta(days=cap.days)
+                for o in self.overrides
+                for c in CHANNELS
+                if (cap := o.caps.get(c)) is not None
+            ),
+            default=timedelta(0),
+        )
 
 
 class LoadedPolicy(msgspec.Struct, frozen=True):
@@ -188,16 +268,70 @@ def _window(text: str) -> Window:
     return Window.parse(text)
 
 
-@lru_cache(maxsize=64)
-def _window_table(policy: Policy) -> dict[tuple[str, str], Window | None]:
-    table: dict[tuple[str, str], Window | None] = {}
+@lru_cache(maxsize=1024)
+def _week_window(spec: WindowSpec) -> WeekWindow:
+    """A window spec as a :class:`WeekWindow`; ``ValueError`` for a bad part (see :func:`_spec_error`)."""
+    error = _spec_error(spec)
+    if error is not None:
+        raise ValueError(error[1])
+    if isinstance(spec, str):
+        return WeekWindow.daily(_window(spec))
+    days = parse_days(spec.days) if spec.days is not None else ALL_DAYS
+    holidays = (spec.holidays,) if spec.holidays is not None else ()
+    return WeekWindow(tuple(_window(h) for h in spec.hours), days, holidays)
+
+
+def _spec_error(spec: WindowSpec) -> tuple[str, str] | None:
+    """``(field suffix, reason)`` of the first bad part of a window spec, or None."""
+    if isinstance(spec, str):
+        try:
+            _window(spec)
+        except ValueError as exc:
+            return "", str(exc)
+        return None
+    for i, text in enumerate(spec.hours):
+        try:
+            _window(text)
+        except ValueError as exc:
+            return f".hours[{i}]", str(exc)
+    if spec.days is not None:
+        try:
+            parse_days(spec.days)
+        except ValueError as exc:
+            return ".days", str(exc)
+    if spec.holidays is not None and (reason := holiday_calendar_error(spec.holidays)) is not None:
+        return ".holidays", reason
+    return None
+
+
+def _match_key(channel: Channel, country: str | None, place: PhonePlace | None) -> tuple[str, str, str]:
+    """(profile country, number's country, number's region) as override matching uses them ('' = none)."""
+    if place is None or channel not in PHONE_CHANNELS:
+        return (country or "").upper(), "", ""
+    return (country or "").upper(), place.country or "", place.region or ""
+
+
+@lru_cache(maxsize=4096)
+def _applicable(
+    policy: Policy, channel: Channel, country: str, phone_country: str, region: str
+) -> tuple[tuple[WeekWindow, ...], tuple[tuple[int, timedelta], ...]]:
+    countries = tuple(c for c in (country, phone_country) if c)
+    windows: list[WeekWindow] = []
+    caps: list[tuple[int, timedelta]] = []
     for override in policy.overrides:
-        for channel in CHANNELS:
-            window = override.windows.parsed(channel)
-            if window is not None:
-                for country in override.countries:
-                    table[(channel, country)] = window
-    return table
+        if not override.applies(countries, region or None):
+            continue
+        window = override.windows.parsed(channel)
+        if window is not None and window not in windows:
+            windows.append(window)
+        cap = override.caps.get(channel)
+        if cap is not None:
+            caps.append((cap.limit, timedelta(days=cap.days)))
+    if not windows:
+        base = policy.windows.parsed(channel)
+        if base is not None:
+            windows.append(base)
+    return tuple(windows), tuple(caps)
 
 
 def policy_version(data: bytes) -> str:
@@ -225,6 +359,8 @@ def decode_toml(
     except msgspec.ValidationError as exc:
         reason, sep, where = str(exc).rpartition(" - at `")
         if sep and where.endswith("`"):
+            if where.startswith("key` in `"):  # a bad key of a table: "... - at `key` in `$.a.b`"
+                where, reason = where[len("key` in `") :], f"{reason} (a key)"
             raise fail(source, where[:-1], reason) from None
         raise fail(source, "$", str(exc)) from None
     except msgspec.DecodeError as exc:
@@ -237,56 +373,89 @@ def _known_country(code: str) -> bool:
     return pycountry.countries.get(alpha_2=code) is not None
 
 
+def _known_region(code: str) -> bool:
+    import pycountry
+
+    return pycountry.subdivisions.get(code=code) is not None  # type: ignore[no-untyped-call]
+
+
+def _check_spec(spec: WindowSpec, source: str, field: str) -> WeekWindow:
+    error = _spec_error(spec)
+    if error is not None:
+        raise PolicyError(source, field + error[0], error[1])
+    return _week_window(spec)
+
+
 def _validate(policy: Policy, source: str) -> None:
     for channel in CHANNELS:
-        text = policy.windows.get(channel)
-        if text is not None:
-            try:
-                _window(text)
-            except ValueError as exc:
-                raise PolicyError(source, f"$.windows.{channel}", str(exc)) from None
+        spec = policy.windows.get(channel)
+        if spec is not None:
+            _check_spec(spec, source, f"$.windows.{channel}")
 
-    seen: dict[tuple[str, str], int] = {}
+    seen: dict[tuple[str, str, str], int] = {}  # (window | cap, country or region, channel) -> override
     for i, override in enumerate(policy.overrides):
         where = f"$.overrides[{i}]"
+        if not override.countries and not override.regions:
+            raise PolicyError(source, where, "an override must name countries or regions (or both)")
         for j, country in enumerate(override.countries):
             if not _known_country(country):
                 raise PolicyError(
                     source, f"{where}.countries[{j}]", f"unknown ISO 3166-1 alpha-2 code {country!r}"
                 )
+        for j, region in enumerate(override.regions):
+            if not _known_region(region):
+                raise PolicyError(
+                    source, f"{where}.regions[{j}]", f"unknown ISO 3166-2 subdivision code {region!r}"
+                )
         defined = [c for c in CHANNELS if override.windows.get(c) is not None]
-        if not defined:
-            raise PolicyError(source, f"{where}.windows", "an override must set at least one channel window")
+        capped = [c for c in CHANNELS if override.caps.get(c) is not None]
+        if not defined and not capped:
+            raise PolicyError(
+                source, f"{where}.windows", "an override must set at least one channel window or cap"
+            )
+        places = (*override.countries, *override.regions)
         for channel in defined:
             field = f"{where}.windows.{channel}"
-            text = override.windows.get(channel)
-            assert text is not None
-            try:
-                narrow = _window(text)
-            except ValueError as exc:
-                raise PolicyError(source, field, str(exc)) from None
+            spec = override.windows.get(channel)
+            assert spec is not None
+            narrow = _check_spec(spec, source, field)
             base = policy.windows.parsed(channel)
             if base is not None and not base.covers(narrow):
                 raise PolicyError(
                     source,
                     field,
-                    f"override window {text} widens the base window {base} for {channel}"
+                    f"override window {narrow} widens the base window {base} for {channel}"
                     "; overrides may only narrow",
                 )
-            for country in override.countries:
-                earlier = seen.get((country, channel))
-                if earlier is not None:
-                    raise PolicyError(
-                        source, field, f"{country} {channel} is already set by $.overrides[{earlier}]"
-                    )
-                seen[(country, channel)] = i
+            _claim(seen, ("window", channel), places, i, source, field)
+        for channel in capped:
+            _claim(seen, ("cap", channel), places, i, source, f"{where}.caps.{channel}")
+
+
+def _claim(
+    seen: dict[tuple[str, str, str], int],
+    what: tuple[str, str],
+    places: tuple[str, ...],
+    index: int,
+    source: str,
+    field: str,
+) -> None:
+    kind, channel = what
+    for place in places:
+        earlier = seen.get((kind, place, channel))
+        if earlier is not None:
+            raise PolicyError(
+                source, field, f"{place} {channel} {kind} is already set by $.overrides[{earlier}]"
+            )
+        seen[(kind, place, channel)] = index
 
 
 def parse_policy(data: bytes, source: str) -> Policy:
     """Decode and validate a policy file's bytes; ``source`` (usually the path) names it in errors.
 
     Raises :class:`PolicyError` for bad TOML, unknown or missing fields, wrong types, out-of-range
-    values, malformed or empty windows, unknown countries and overrides that widen a window.
+    values, malformed or empty windows, bad day names, unknown countries, subdivisions or holiday
+    calendars, overrides that widen a window and overrides that set the same thing twice.
     """
     policy = decode_toml(data, Policy, source)
     _validate(policy, source)

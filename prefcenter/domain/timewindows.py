@@ -17,39 +17,55 @@ time of day is microseconds since local midnight, so comparisons are plain integ
 :class:`ZoneTimeline` finds a zone's UTC offset and the next offset change for any instant from
 ``zoneinfo`` (sampled every few hours, then bisected to the second, and memoised per chunk of time).
 
-A :class:`DailySchedule` is the set of *allowed* local times of day: an optional allowed window (a
-channel window) minus an optional blocked window (quiet hours). :func:`first_allowed_us` walks from an
-instant, segment by segment between offset changes, to the first instant whose local time is allowed.
+A :class:`WeekWindow` adds the local DATE (COMPLIANCE item 31): allowed weekdays (``"mon-fri"``), one or
+more windows of the day, and holiday calendars (the ``holidays`` package) on whose dates it is closed all
+day. The local date at the instant decides: ``{days = "mon-fri", hours = ["22:00-02:00"]}`` allows
+Friday 22:00-24:00 and Monday 00:00-02:00 but not Saturday 00:00-02:00 (Saturday is not a listed day).
+
+A :class:`DailySchedule` is the set of *allowed* local times: optional allowed windows (a channel's
+windows, all of which must hold) minus an optional blocked window (quiet hours), optionally restricted
+to some weekdays and to dates that are not holidays. :func:`first_allowed_us` walks from an instant,
+segment by segment between offset changes, to the first instant whose local time (and date) is allowed;
+a closed date moves the walk to the next local midnight, so the DST rules above hold for dates too (a
+midnight inside a gap is reached at the moment the clocks jump).
 
 Nothing here reads the clock or does I/O beyond ``zoneinfo`` loading its (pinned ``tzdata``) zone files;
-the memo caches only hold values derived from those files.
+the memo caches only hold values derived from those files and from the (pinned) ``holidays`` package.
 """
 
 from __future__ import annotations
 
 import re
 from bisect import bisect_right
-from datetime import UTC, datetime, time, timedelta
+from collections.abc import Sequence
+from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 import msgspec
 
 __all__ = [
+    "ALL_DAYS",
+    "DAY_NAMES",
     "DAY_US",
     "DEFAULT_HORIZON",
     "HOUR_US",
     "MINUTE_US",
     "SECOND_US",
     "DailySchedule",
+    "WeekWindow",
     "Window",
     "ZoneTimeline",
     "first_allowed",
+    "first_allowed_in_all_us",
     "first_allowed_us",
     "from_us",
+    "holiday_calendar_error",
     "is_allowed",
+    "is_holiday",
     "is_inside",
     "local_time_of_day_us",
+    "parse_days",
     "parse_hhmm",
     "parse_window",
     "schedule_for",
@@ -67,6 +83,10 @@ MINUTES_PER_DAY = 24 * 60
 DEFAULT_HORIZON = timedelta(days=400)
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
+#: Weekday names as windows write them, Monday first (bit i of a day mask is DAY_NAMES[i]).
+DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+ALL_DAYS = 0x7F
 _ONE_US = timedelta(microseconds=1)
 _HHMM = re.compile(r"([01][0-9]|2[0-3]):([0-5][0-9])")
 
@@ -148,25 +168,154 @@ def parse_window(text: str) -> Window:
     return Window.parse(text)
 
 
+def parse_days(text: str) -> int:
+    """Weekdays as a bit mask (bit 0 = Monday): ``"mon-fri"``, ``"mon,wed,fri"``, ``"sat-sun"``, or
+    ranges and names mixed (``"mon-wed,fri"``); a range may wrap (``"fri-mon"``). ``ValueError`` names
+    the first bad part."""
+    if not isinstance(text, str) or not text.strip():
+        raise ValueError(f"invalid days {text!r}: expected day names such as mon-fri or mon,wed,fri")
+    mask = 0
+    for part in text.split(","):
+        ends = [p.strip() for p in part.split("-")]
+        if len(ends) > 2 or any(e not in DAY_NAMES for e in ends):
+            names = ", ".join(DAY_NAMES)
+            where = f"invalid days {part.strip()!r}" + (f" in {text!r}" if part != text else "")
+            raise ValueError(f"{where}: use {names} and ranges like mon-fri")
+        first, last = DAY_NAMES.index(ends[0]), DAY_NAMES.index(ends[-1])
+        day = first
+        while True:
+            mask |= 1 << day
+            if day == last:
+                break
+            day = (day + 1) % 7
+    return mask
+
+
+def _format_days(mask: int) -> str:
+    return ",".join(name for i, name in enumerate(DAY_NAMES) if mask >> i & 1) or "none"
+
+
+# --- holidays -------------------------------------------------------------------------------------------
+
+
+def _split_calendar(code: str) -> tuple[str, str | None]:
+    country, sep, subdivision = code.partition("-")
+    return country, (subdivision if sep else None)
+
+
+def holiday_calendar_error(code: str) -> str | None:
+    """Why ``code`` ("FR", "US-FL") is not a calendar of the pinned ``holidays`` package, or None."""
+    import holidays  # imported lazily: only policies with a holiday calendar need it
+
+    supported = holidays.list_supported_countries()
+    country, subdivision = _split_calendar(code) if isinstance(code, str) else ("", None)
+    if country not in supported:
+        return f"unknown holiday calendar {code!r}: expected a country code such as FR (or FR-57)"
+    if subdivision is not None and subdivision not in supported[country]:
+        return f"unknown holiday calendar {code!r}: {country} has no subdivision {subdivision!r}"
+    return None
+
+
+@lru_cache(maxsize=1024)
+def _holiday_days(code: str, year: int) -> frozenset[int]:
+    """The days (since 1970-01-01) in ``year`` that calendar ``code`` lists as public holidays (none
+    outside the package's range: ``holidays`` 0.109 computes years up to 2100)."""
+    import holidays
+
+    country, subdivision = _split_calendar(code)
+    table = holidays.country_holidays(country, subdiv=subdivision, years=(year - 1, year, year + 1))
+    return frozenset(d.toordinal() - _EPOCH_ORDINAL for d in table if d.year == year)
+
+
+def is_holiday(calendars: Sequence[str], day: int) -> bool:
+    """Whether local day ``day`` (days since 1970-01-01) is a holiday in any of ``calendars``."""
+    year = date.fromordinal(day + _EPOCH_ORDINAL).year
+    return any(day in _holiday_days(code, year) for code in calendars)
+
+
+class WeekWindow(msgspec.Struct, frozen=True):
+    """A channel window with dates: local times in any of ``hours`` on the weekdays of ``days`` (bit i =
+    :data:`DAY_NAMES` [i]) that are not holidays in any calendar of ``holidays``. The local date at
+    the instant decides (a window crossing midnight on Friday does not continue into a closed
+    Saturday). A plain ``"HH:MM-HH:MM"`` is :meth:`daily`."""
+
+    hours: tuple[Window, ...]
+    days: int = ALL_DAYS
+    holidays: tuple[str, ...] = ()
+
+    @classmethod
+    def daily(cls, window: Window) -> WeekWindow:
+        return cls((window,))
+
+    def minutes(self) -> frozenset[int]:
+        """The minutes of the day any of the hours windows holds."""
+        out: frozenset[int] = frozenset()
+        for window in self.hours:
+            out |= window.minutes()
+        return out
+
+    def contains_minute(self, minute: int) -> bool:
+        return any(w.contains_minute(minute) for w in self.hours)
+
+    def covers(self, other: WeekWindow) -> bool:
+        """Whether every local time ``other`` allows is also allowed here: its days and minutes are
+        inside these, and it is closed on every holiday calendar this one is closed on (by code)."""
+        return (
+            other.days & ~self.days == 0
+            and other.minutes() <= self.minutes()
+            and set(self.holidays) <= set(other.holidays)
+        )
+
+    def __str__(self) -> str:
+        text = ", ".join(str(w) for w in self.hours)
+        if self.days == ALL_DAYS and not self.holidays and len(self.hours) == 1:
+            return text
+        parts = [f"days {_format_days(self.days)}", f"hours {text}"]
+        if self.holidays:
+            parts.append(f"closed on {', '.join(self.holidays)} holidays")
+        return "; ".join(parts)
+
+
+AllowedWindows = Window | WeekWindow | tuple[WeekWindow, ...] | None
+
+
 class DailySchedule:
-    """The allowed local times of day: sorted, disjoint ``[a, b)`` intervals in microseconds.
+    """The allowed local times of day: sorted, disjoint ``[a, b)`` intervals in microseconds, on the
+    weekdays of the ``days`` mask and not on a holiday of ``holidays`` (``dated`` when either limits).
 
     An interval ending at 24:00 and one starting at 00:00 are contiguous across midnight.
     """
 
-    __slots__ = ("always", "intervals", "never")
+    __slots__ = ("always", "dated", "days", "holidays", "intervals", "never")
 
-    def __init__(self, intervals: tuple[tuple[int, int], ...]) -> None:
+    def __init__(
+        self, intervals: tuple[tuple[int, int], ...], days: int = ALL_DAYS, holidays: tuple[str, ...] = ()
+    ) -> None:
         self.intervals = intervals
-        self.never = not intervals
-        self.always = intervals == ((0, DAY_US),)
+        self.days = days
+        self.holidays = holidays
+        self.dated = days != ALL_DAYS or bool(holidays)
+        self.never = not intervals or days & ALL_DAYS == 0
+        self.always = intervals == ((0, DAY_US),) and not self.dated
 
     @classmethod
-    def build(cls, allowed: Window | None = None, blocked: Window | None = None) -> DailySchedule:
-        """Times in ``allowed`` (every time if None) and not in ``blocked`` (none if None)."""
+    def build(cls, allowed: AllowedWindows = None, blocked: Window | None = None) -> DailySchedule:
+        """Times in ``allowed`` (every time if None; with several windows, in all of them) and not in
+        ``blocked`` (none if None)."""
+        if allowed is None:
+            windows: tuple[Window | WeekWindow, ...] = ()
+        elif isinstance(allowed, tuple):
+            windows = allowed
+        else:
+            windows = (allowed,)
+        days = ALL_DAYS
+        calendars: set[str] = set()
+        for w in windows:
+            if isinstance(w, WeekWindow):
+                days &= w.days
+                calendars.update(w.holidays)
         flags = [
-            (allowed is None or allowed.contains_minute(m))
-            and (blocked is None or not blocked.contains_minute(m))
+            all(w.contains_minute(m) for w in windows) and (blocked is None or not blocked.contains_minute(m))
             for m in range(MINUTES_PER_DAY)
         ]
         intervals: list[tuple[int, int]] = []
@@ -179,10 +328,10 @@ class DailySchedule:
                 intervals.append((start * MINUTE_US, m * MINUTE_US))
             else:
                 m += 1
-        return cls(tuple(intervals))
+        return cls(tuple(intervals), days, tuple(sorted(calendars)))
 
     def allows(self, tod_us: int) -> bool:
-        """Whether local time of day ``tod_us`` is allowed."""
+        """Whether local time of day ``tod_us`` is allowed (ignoring the date: see :meth:`allows_local`)."""
         for a, b in self.intervals:
             if tod_us < a:
                 return False
@@ -190,8 +339,21 @@ class DailySchedule:
                 return True
         return False
 
+    def day_open(self, day: int) -> bool:
+        """Whether local day ``day`` (days since 1970-01-01) is an allowed weekday and not a holiday."""
+        if not self.days >> ((day + 3) % 7) & 1:  # 1970-01-01 was a Thursday (weekday 3)
+            return False
+        return not (self.holidays and is_holiday(self.holidays, day))
+
+    def allows_local(self, local_us: int) -> bool:
+        """Whether a local wall-clock moment (microseconds since local 1970-01-01 00:00) is allowed."""
+        if self.dated and not self.day_open(local_us // DAY_US):
+            return False
+        return self.allows(local_us % DAY_US)
+
     def wait_us(self, tod_us: int) -> int | None:
-        """Local microseconds from ``tod_us`` to the next allowed time of day (0 if allowed now).
+        """Local microseconds from ``tod_us`` to the next allowed time of day (0 if allowed now),
+        ignoring the date.
 
         None when nothing is ever allowed. This is wall-clock distance; :func:`first_allowed_us`
         turns it into an instant, taking offset changes into account.
@@ -206,15 +368,37 @@ class DailySchedule:
                 return 0
         return intervals[0][0] + DAY_US - tod_us
 
+    def wait_local_us(self, local_us: int) -> int | None:
+        """Like :meth:`wait_us` for a local moment, with dates: 0 if allowed now, else the local
+        distance to the next allowed time on the same day, or to the next local midnight when the rest
+        of the day is closed (the caller checks again from there). None when nothing is ever allowed."""
+        if not self.dated:
+            return self.wait_us(local_us % DAY_US)
+        if self.never:
+            return None
+        day, tod = divmod(local_us, DAY_US)
+        if self.day_open(day):
+            for a, b in self.intervals:
+                if tod < a:
+                    return a - tod
+                if tod < b:
+                    return 0
+        return DAY_US - tod
+
     def __repr__(self) -> str:
         parts = [
             f"{_format_minutes(a // MINUTE_US)}-{_format_minutes(b // MINUTE_US)}" for a, b in self.intervals
         ]
-        return f"DailySchedule({', '.join(parts) or 'never'})"
+        extra = ""
+        if self.days != ALL_DAYS:
+            extra += f"; days {_format_days(self.days)}"
+        if self.holidays:
+            extra += f"; closed on {', '.join(self.holidays)} holidays"
+        return f"DailySchedule({', '.join(parts) or 'never'}{extra})"
 
 
 @lru_cache(maxsize=4096)
-def schedule_for(allowed: Window | None, blocked: Window | None) -> DailySchedule:
+def schedule_for(allowed: AllowedWindows, blocked: Window | None) -> DailySchedule:
     """A memoised :meth:`DailySchedule.build` (windows are few; recipients are many)."""
     return DailySchedule.build(allowed, blocked)
 
@@ -330,25 +514,51 @@ def first_allowed_us(schedule: DailySchedule, timeline: ZoneTimeline, t_us: int,
     and the end of a blocked stretch is reached after :meth:`DailySchedule.wait_us`. If the segment
     ends first (an offset change), the walk resumes at the change instant with the new offset. So a
     blocked stretch ending inside a DST gap yields the instant of the jump, and a repeated hour that is
-    blocked is blocked both times. None if no such instant exists before ``limit_us``.
+    blocked is blocked both times. A dated schedule steps to the next local midnight when the rest of a
+    day is closed and checks again there. None if no such instant exists before ``limit_us``.
     """
     if schedule.never:
         return None
     if schedule.always:
         return t_us if t_us < limit_us else None
+    dated = schedule.dated
     while t_us < limit_us:
         offset, until = timeline.segment(t_us)
-        wait = schedule.wait_us((t_us + offset) % DAY_US)
+        wait = schedule.wait_local_us(t_us + offset)
         if wait is None:  # pragma: no cover - schedule.never handled above
             return None
+        if wait == 0:
+            return t_us
         candidate = t_us + wait
-        if candidate < until:
+        if candidate >= until:
+            t_us = until
+        elif dated:
+            t_us = candidate
+        else:
             return candidate if candidate < limit_us else None
-        t_us = until
     return None
 
 
-def _schedule(quiet: Window | None, allowed: Window | None) -> DailySchedule:
+def first_allowed_in_all_us(
+    schedule: DailySchedule, timelines: Sequence[ZoneTimeline], t_us: int, limit_us: int
+) -> int | None:
+    """The first instant in ``[t_us, limit_us)`` the schedule allows in every zone at once (each zone's
+    search only moves the candidate forward, so alternating them until none moves finds it)."""
+    if len(timelines) == 1:
+        return first_allowed_us(schedule, timelines[0], t_us, limit_us)
+    c = t_us
+    while True:
+        start = c
+        for timeline in timelines:
+            found = first_allowed_us(schedule, timeline, c, limit_us)
+            if found is None:
+                return None
+            c = found
+        if c == start:
+            return c
+
+
+def _schedule(quiet: Window | None, allowed: AllowedWindows) -> DailySchedule:
     return schedule_for(allowed, quiet)
 
 
@@ -359,11 +569,12 @@ def is_inside(window: Window, instant: datetime, zone: str) -> bool:
 
 
 def is_allowed(
-    instant: datetime, zone: str, *, quiet: Window | None = None, allowed: Window | None = None
+    instant: datetime, zone: str, *, quiet: Window | None = None, allowed: AllowedWindows = None
 ) -> bool:
-    """Whether ``instant`` is outside the blocked ``quiet`` window and inside the ``allowed`` window."""
+    """Whether ``instant`` is outside the blocked ``quiet`` window and inside the ``allowed`` window(s)
+    (a :class:`WeekWindow` checks the local date too)."""
     t = to_us(instant)
-    return _schedule(quiet, allowed).allows(local_time_of_day_us(zone_timeline(zone), t))
+    return _schedule(quiet, allowed).allows_local(t + zone_timeline(zone).offset_us(t))
 
 
 def first_allowed(
@@ -371,7 +582,7 @@ def first_allowed(
     zone: str,
     *,
     quiet: Window | None = None,
-    allowed: Window | None = None,
+    allowed: AllowedWindows = None,
     horizon: timedelta = DEFAULT_HORIZON,
 ) -> datetime | None:
     """The first instant >= ``instant`` that :func:`is_allowed`, as aware UTC; None if none within

@@ -5,8 +5,12 @@
   unsubscribe link is scoped to the campaign's topic) substituted linearly — text parts as they are, HTML
   parts HTML-escaped; nothing is evaluated. Content stored before the language was enforced that is not
   that language (Jinja statements, filters, ...) fails its message with a ``ValueError``.
-- Email: multipart/alternative text + HTML, a footer link to the preference page in both parts (every
-  email, transactional too); marketing email also carries ``List-Unsubscribe: <{public_url}/u/{token}>``
+- Email: multipart/alternative text + HTML, with a footer in the customer's language in both parts
+  (:func:`footer_text`, :func:`footer_html`). Every email's footer links the preference page and names
+  the sender and its postal address (``PREFCENTER_CONTROLLER_NAME``, ``PREFCENTER_POSTAL_ADDRESS``);
+  marketing email's footer also has a visible "Unsubscribe" link (the one-click URL), the right to
+  object to direct marketing at any time (GDPR Art. 21(2)-(4)) and the privacy notice link
+  (COMPLIANCE 8, 18, 27). Marketing email also carries ``List-Unsubscribe: <{public_url}/u/{token}>``
   and ``List-Unsubscribe-Post: List-Unsubscribe=One-Click`` (RFC 8058). DKIM signing is the relay's
   job and must cover both List-Unsubscribe headers.
 - ``Message-ID`` is the same for every attempt at one (campaign, customer): a duplicate delivery after a
@@ -27,6 +31,7 @@ from functools import lru_cache
 import msgspec
 from markupsafe import escape
 
+from prefcenter.config import Controller
 from prefcenter.domain.campaigns import Campaign
 from prefcenter.domain.model import Customer
 from prefcenter.domain.placeholders import PlaceholderError, parse
@@ -53,13 +58,56 @@ STOP_LINE = {
     "el": "Απαντήστε STOP για διαγραφή",
     "fa": "برای لغو اشتراک STOP را ارسال کنید",
 }
-FOOTER = {
-    "en": "Manage your message preferences",
-    "pl": "Zarządzaj preferencjami wiadomości",
-    "ro": "Gestionați preferințele pentru mesaje",
-    "el": "Διαχείριση προτιμήσεων μηνυμάτων",
-    "fa": "مدیریت ترجیحات پیام",
+# The email footer per language. ``sender`` keeps ``{name}`` and ``{address}``; ``object`` names the
+# ``unsubscribe`` label as the reader sees it.
+FOOTER_TEXTS: dict[str, dict[str, str]] = {
+    "en": {
+        "unsubscribe": "Unsubscribe",
+        "manage": "Manage your message preferences",
+        "object": "You have the right to object at any time, free of charge, to the use of your personal "
+        "data for direct marketing: use the Unsubscribe link, or stop all marketing on your preference page.",
+        "sender": "Sent by {name}, {address}",
+        "privacy": "Privacy notice",
+    },
+    "pl": {
+        "unsubscribe": "Wypisz się",
+        "manage": "Zarządzaj preferencjami wiadomości",
+        "object": "Masz prawo w każdej chwili bezpłatnie wnieść sprzeciw wobec wykorzystywania Twoich danych "
+        "osobowych do marketingu bezpośredniego: kliknij „Wypisz się” albo wyłącz cały marketing na stronie "
+        "preferencji.",
+        "sender": "Nadawca: {name}, {address}",
+        "privacy": "Polityka prywatności",
+    },
+    "ro": {
+        "unsubscribe": "Dezabonare",
+        "manage": "Gestionați preferințele pentru mesaje",
+        "object": "Aveți dreptul să vă opuneți oricând, gratuit, utilizării datelor dumneavoastră personale "
+        "în scop de marketing direct: folosiți linkul „Dezabonare” sau opriți tot marketingul pe pagina de "
+        "preferințe.",
+        "sender": "Expeditor: {name}, {address}",
+        "privacy": "Politica de confidențialitate",
+    },
+    "el": {
+        "unsubscribe": "Απεγγραφή",
+        "manage": "Διαχείριση προτιμήσεων μηνυμάτων",
+        "object": "Έχετε δικαίωμα να αντιταχθείτε ανά πάσα στιγμή, δωρεάν, στη χρήση των προσωπικών σας "
+        "δεδομένων για απευθείας εμπορική προώθηση: πατήστε «Απεγγραφή» ή σταματήστε όλα τα "
+        "διαφημιστικά μηνύματα στη σελίδα προτιμήσεων.",
+        "sender": "Αποστολέας: {name}, {address}",
+        "privacy": "Πολιτική απορρήτου",
+    },
+    "fa": {
+        "unsubscribe": "لغو اشتراک",
+        "manage": "مدیریت ترجیحات پیام",
+        "object": "شما حق دارید هر زمان و به‌طور رایگان به استفاده از داده‌های شخصی‌تان برای بازاریابی "
+        "مستقیم اعتراض کنید: روی «لغو اشتراک» بزنید یا در صفحهٔ ترجیحات، همهٔ پیام‌های تبلیغاتی را متوقف کنید.",
+        "sender": "فرستنده: {name}، {address}",
+        "privacy": "سیاست حریم خصوصی",
+    },
 }
+RTL_LANGUAGES = frozenset({"fa"})
+# Shown for a missing PREFCENTER_POSTAL_ADDRESS (development only: production refuses to start).
+NO_ADDRESS = "[postal address not set: PREFCENTER_POSTAL_ADDRESS]"
 
 
 def language(locale: str) -> str:
@@ -93,6 +141,53 @@ def sender_domain(from_address: str) -> str:
     return addr.rsplit("@", 1)[1] if "@" in addr else "prefcenter.invalid"
 
 
+def footer_text(
+    lang: str, controller: Controller, manage_url: str, unsubscribe_url: str | None, marketing: bool
+) -> str:
+    """The text part's footer, after a ``--`` line: for marketing the Unsubscribe link, the preference
+    link, the right to object, the sender and the privacy notice; otherwise the preference link and the
+    sender."""
+    t = FOOTER_TEXTS[lang]
+    sender = t["sender"].replace("{address}", controller.postal_address or NO_ADDRESS)
+    sender = sender.replace("{name}", controller.name)
+    lines = ["--"]
+    if marketing and unsubscribe_url:
+        lines.append(f"{t['unsubscribe']}: {unsubscribe_url}")
+    lines.append(f"{t['manage']}: {manage_url}")
+    if marketing:
+        lines.append(t["object"])
+    lines.append(sender)
+    if marketing and controller.privacy_url:
+        lines.append(f"{t['privacy']}: {controller.privacy_url}")
+    return "\n".join(lines) + "\n"
+
+
+def footer_html(
+    lang: str, controller: Controller, manage_url: str, unsubscribe_url: str | None, marketing: bool
+) -> str:
+    """The HTML part's footer, the same pieces as :func:`footer_text`, in a block marked with its
+    language and direction (``dir="rtl"`` for Persian); every setting and URL is HTML-escaped, the name
+    and address isolated in ``<bdi>`` so a Latin name cannot reorder Persian text."""
+    t = FOOTER_TEXTS[lang]
+    direction = "rtl" if lang in RTL_LANGUAGES else "ltr"
+    name = f"<bdi>{escape(controller.name)}</bdi>"
+    address = f"<bdi>{escape(controller.postal_address or NO_ADDRESS)}</bdi>"
+    sender = str(escape(t["sender"])).replace("{address}", address).replace("{name}", name)
+    links = []
+    if marketing and unsubscribe_url:
+        links.append(f'<a href="{escape(unsubscribe_url)}">{escape(t["unsubscribe"])}</a>')
+    links.append(f'<a href="{escape(manage_url)}">{escape(t["manage"])}</a>')
+    parts = [f'<hr>\n<div class="prefcenter-footer" lang="{lang}" dir="{direction}">']
+    parts.append(f"<p>{' | '.join(links)}</p>")
+    if marketing:
+        parts.append(f"<p>{escape(t['object'])}</p>")
+    if marketing and controller.privacy_url:
+        sender += f' | <a href="{escape(controller.privacy_url)}">{escape(t["privacy"])}</a>'
+    parts.append(f"<p>{sender}</p>")
+    parts.append("</div>")
+    return "\n".join(parts) + "\n"
+
+
 def render(
     *,
     public_url_links: tuple[str, str],
@@ -102,6 +197,7 @@ def render(
     customer: Customer,
     channel: str,
     from_address: str,
+    controller: Controller,
 ) -> Rendered:
     manage_url, unsubscribe_url = public_url_links
     values = {
@@ -126,12 +222,10 @@ def render(
         content = campaign.content.email
         if content is None:
             raise ValueError("the campaign has no email content")
-        footer = FOOTER[lang]
         text = _substitute("content.email.text", content.text, values)
         html = _substitute("content.email.html", content.html, values, html=True)
-        text = f"{text.rstrip()}\n\n--\n{footer}: {manage_url}\n"
-        link = f'<hr><p><a href="{escape(manage_url)}">{escape(footer)}</a></p>'
-        html = f"{html}\n{link}\n"
+        text = f"{text.rstrip()}\n\n{footer_text(lang, controller, manage_url, unsubscribe_url, marketing)}"
+        html = f"{html}\n{footer_html(lang, controller, manage_url, unsubscribe_url, marketing)}"
         subject = _substitute("content.email.subject", content.subject, values)
         subject = subject.replace("\r", " ").replace("\n", " ")
         return Rendered(
@@ -213,4 +307,4 @@ def build_email(message: Rendered, from_address: str, date: datetime) -> bytes:
     )
 
 
-__all__ = ["Rendered", "build_email", "message_id", "render"]
+__all__ = ["Rendered", "build_email", "footer_html", "footer_text", "message_id", "render"]

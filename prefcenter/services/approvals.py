@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 import msgspec
 import structlog
 
-from prefcenter.domain.engine import decide_batch
+from prefcenter.domain.engine import Send, decide_batch
 from prefcenter.domain.ledger import format_instant
 from prefcenter.domain.model import (
     CUSTOMER_ID_RE,
@@ -100,10 +100,11 @@ def decide_recipients(
     """The engine over loaded inputs: a customer's other marketing reservations count against the
     caps; its own reservation for this campaign makes the ask a retry (rules 1-8 only)."""
     assert rt.policy is not None
-    items: list[tuple[str, CustomerState | None, Sequence[datetime]]] = []
+    items: list[tuple[str, CustomerState | None, Sequence[Send]]] = []
     retries = set()
     camp = view.campaign_id
-    instants: dict[int, datetime] = {}  # a campaign's reservations share few instants: convert each once
+    # a campaign's reservations share few (instant, channel) pairs: convert each once
+    instants: dict[tuple[int, str], Send] = {}
     for cid in ids:
         state = inputs.states.get(cid)
         held = inputs.held.get(cid)
@@ -118,10 +119,11 @@ def decide_recipients(
         sends = []
         for c, r in held.items():
             if c != camp and r.marketing:
-                moment = instants.get(r.at_us)
-                if moment is None:
-                    moment = instants[r.at_us] = from_us(r.at_us)
-                sends.append(moment)
+                key = (r.at_us, r.channel)
+                send = instants.get(key)
+                if send is None:
+                    send = instants[key] = (from_us(r.at_us), r.channel)
+                sends.append(send)
         items.append((cid, state, sends))
     return decide_batch(items, view, at, rt.policy.policy, retries=retries)
 

@@ -11,7 +11,14 @@ from typing import Any, Literal
 
 import msgspec
 
-from prefcenter.domain.ledger import EVENT_FIELDS, ChainVerifier, VerifyResult, format_at, format_instant
+from prefcenter.domain.ledger import (
+    EVENT_FIELDS,
+    ChainVerifier,
+    Notice,
+    VerifyResult,
+    format_at,
+    format_instant,
+)
 from prefcenter.services.customers import get_customer
 from prefcenter.services.runtime import Runtime
 from prefcenter.store.base import EventFilter
@@ -42,6 +49,8 @@ async def events_page(
 
 
 def _csv_cell(name: str, value: Any) -> str:
+    """One CSV cell; a key the event's shape lacks (``notice_sha256`` before migration 0014) is empty,
+    like null."""
     if name in ("value", "evidence"):
         return _encode(value).decode()
     return "" if value is None else str(value)
@@ -65,7 +74,7 @@ async def export_events(rt: Runtime, flt: EventFilter, fmt: ExportFormat) -> Asy
         else:
             buffer.seek(0)
             buffer.truncate()
-            writer.writerow([_csv_cell(name, event[name]) for name in EVENT_FIELDS])
+            writer.writerow([_csv_cell(name, event.get(name)) for name in EVENT_FIELDS])
             lines.append(buffer.getvalue().encode())
         if len(lines) >= 1000:
             yield b"".join(lines)
@@ -96,7 +105,39 @@ async def verify_ledger(rt: Runtime, head: str | None = None) -> VerifyResult:
 # ---------------------------------------------------------------------------------------------------
 # consent receipts (ISO/IEC TS 27560 field names, as the W3C DPV guide labels them)
 
+
+async def _what_they_were_told(
+    rt: Runtime, event: dict[str, Any], notices: dict[str, Notice | None]
+) -> tuple[str | None, str | None]:
+    """(language, sha256) of the notice text an event's person was shown: the registered text whose
+    hash the event carries; (None, None) for an event without one."""
+    digest = event.get("notice_sha256")
+    version = event.get("notice_version")
+    if digest is None or version is None:
+        return None, None
+    if version not in notices:
+        notices[version] = await rt.store.get_notice(version)
+    notice = notices[version]
+    tags = [tag for tag, h in (notice.sha256 if notice else {}).items() if h == digest]
+    return (tags[0] if tags else None), digest
+
+
 RECEIPT_SCHEMA = "prefcenter-consent-receipt/1 (ISO/IEC TS 27560:2023 fields, W3C DPV labels)"
+
+
+def controller_party(rt: Runtime) -> dict[str, Any]:
+    """The receipt's PII controller (ISO/IEC TS 27560 party) from PREFCENTER_CONTROLLER_NAME,
+    PREFCENTER_POSTAL_ADDRESS and PREFCENTER_PRIVACY_URL; the privacy notice is the contact point.
+    In development an unset address or URL is null (production requires all three)."""
+    controller = rt.settings.controller
+    return {
+        "party_id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"prefcenter:controller:{controller.name}")),
+        "party_name": controller.name,
+        "party_address": controller.postal_address,
+        "party_contact": controller.privacy_url,
+        "party_url": controller.privacy_url,
+        "party_type": "dpv:DataController",
+    }
 
 
 async def consent_receipt(rt: Runtime, customer_id: str) -> dict[str, Any]:
@@ -112,6 +153,7 @@ async def consent_receipt(rt: Runtime, customer_id: str) -> dict[str, Any]:
             latest_grant[row["subject"]] = row
     subjects = ([f"channel:{prefs.channel}"] if prefs.channel else []) + [f"topic:{t}" for t in prefs.topics]
     topics = await rt.store.list_topics()
+    notices: dict[str, Notice | None] = {}
     consents = []
     for subject in subjects:
         grant = latest_grant.get(subject)
@@ -119,6 +161,7 @@ async def consent_receipt(rt: Runtime, customer_id: str) -> dict[str, Any]:
         purpose = f"Direct marketing by {name}" if kind == "channel" else f"Direct marketing about {name}"
         topic = topics.get(name) if kind == "topic" else None
         event: dict[str, Any] = grant or {}
+        told = await _what_they_were_told(rt, event, notices)
         consents.append(
             {
                 "purpose": purpose,
@@ -128,6 +171,9 @@ async def consent_receipt(rt: Runtime, customer_id: str) -> dict[str, Any]:
                 "pii_information": ["dpv:Contact"] if kind == "channel" else ["dpv:Preference"],
                 "topic_names": topic.names if topic else None,
                 "privacy_notice": event["notice_version"] if grant else None,
+                # COMPLIANCE item 16, what they were told: the text's language and hash (GET /v1/notices)
+                "privacy_notice_language": told[0],
+                "privacy_notice_sha256": told[1],
                 "collection_method": event["source"] if grant else None,
                 "entity_id": event["actor"] if grant else None,
                 "evidence": event["evidence"] if grant else None,
@@ -155,7 +201,7 @@ async def consent_receipt(rt: Runtime, customer_id: str) -> dict[str, Any]:
         "customer_id": customer.customer_id,
         "language": customer.profile.locale,
         "jurisdiction": customer.profile.country,
-        "pii_controllers": [{"party_name": rt.settings.sms_program, "party_url": rt.settings.public_url}],
+        "pii_controllers": [controller_party(rt)],
         "withdrawal_method": f"{rt.settings.public_url} preference page link in every message, "
         "one-click unsubscribe (RFC 8058), SMS STOP",
         "storage_locations": ["prefcenter database"],

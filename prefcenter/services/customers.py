@@ -12,16 +12,21 @@ from prefcenter.domain.ledger import Attribution, Change, preference_changes
 from prefcenter.domain.model import (
     NO_PREFERENCES,
     Customer,
+    InvalidInput,
     Preferences,
     PreferencesWrite,
     Profile,
     check_customer_id,
     check_preferences,
     check_profile,
+    imported_consent_errors,
 )
+from prefcenter.services.confirmations import queue_sms_opt_in
 from prefcenter.services.errors import Forbidden, NotFound, PreconditionFailed
+from prefcenter.services.notices import with_notice_sha256
 from prefcenter.services.refs_upgrade import convert_seen
 from prefcenter.services.runtime import Runtime
+from prefcenter.services.suppressions import lift_unsubscribe
 from prefcenter.store.base import WriteTx
 
 log = structlog.get_logger("prefcenter.customers")
@@ -93,8 +98,11 @@ async def write_preferences(
     customer: Customer,
     new: Preferences,
     attribution: Attribution,
+    *,
+    language: str | None = None,
 ) -> int:
     """Store ``new`` and append the events the change implies, in the caller's transaction.
+    ``language``: the one the notice was shown in (a page's); None: the customer's profile locale.
 
     Returns the number of events written (0 when nothing changed: then nothing is written at all).
     """
@@ -113,9 +121,26 @@ async def write_preferences(
     )
     if not changes:
         return 0
+    # COMPLIANCE edge 11, for every write path (API, and the bulk import when it comes): checked here,
+    # where the write is known to grant, before anything is written.
+    grants = any(c.action == "grant" for c in changes)
+    if errors := imported_consent_errors(attribution.source, attribution.evidence, grants=grants):
+        raise InvalidInput(errors, "Imported consent needs its proof.")
     now = rt.now()
     await tx.set_preferences(customer.customer_id, new, now)
-    await append_events(tx, rt, changes, customer.customer_id, customer.customer_ref, attribution)
+    await queue_sms_opt_in(tx, rt, customer, new)  # COMPLIANCE item 26, in this same transaction
+    await append_events(
+        tx,
+        rt,
+        changes,
+        customer.customer_id,
+        customer.customer_ref,
+        attribution,
+        language=language or customer.profile.locale,
+    )
+    if new.channel is not None and new.channel != old.channel:
+        # a fresh choice of a channel lifts an address-level unsubscribe of it (services/suppressions.py)
+        await lift_unsubscribe(tx, rt, customer, new.channel, attribution)
     return len(changes)
 
 
@@ -126,7 +151,13 @@ async def append_events(
     customer_id: str | None,
     customer_ref: str | None,
     attribution: Attribution,
+    *,
+    language: str | None = None,
 ) -> None:
+    """Append the events of ``changes``. When ``attribution.notice_version`` is a registered notice,
+    each carries ``notice_sha256``: the hash of its text in ``language`` (None: the customer's profile
+    locale), else null (COMPLIANCE items 15, 16)."""
+    attribution = await with_notice_sha256(tx, attribution, customer_id, language)
     events = await tx.append_events(
         changes, customer_id=customer_id, customer_ref=customer_ref, attribution=attribution, at=rt.now()
     )

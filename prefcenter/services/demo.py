@@ -6,6 +6,9 @@ from __future__ import annotations
 import random
 import secrets
 
+import msgspec
+
+from prefcenter.config import Settings
 from prefcenter.domain.campaigns import Campaign, Content, EmailContent
 from prefcenter.domain.model import Contacts, PreferencesWrite, Profile, Provenance, QuietHours, Topic
 from prefcenter.services import campaigns, customers, topics
@@ -14,6 +17,20 @@ from prefcenter.services.runtime import Runtime
 from prefcenter.store.base import ApiKey
 
 DEMO_KEY_NAME = "demo-admin"
+# The sender's identity ``serve --demo-sink`` uses where PREFCENTER_CONTROLLER_NAME, _POSTAL_ADDRESS and
+# _PRIVACY_URL are not set: clearly examples (reserved .example domain), never a real business.
+DEMO_IDENTITY = {
+    "controller_name": "Demo Shop Ltd.",
+    "postal_address": "1 Example Street, Demo City 00-000, Exampleland",
+    "privacy_url": "https://shop.example/privacy",
+}
+
+
+def with_demo_identity(settings: Settings) -> Settings:
+    """``settings`` with the demo's example identity filled in where a value is not set."""
+    unset = {name: value for name, value in DEMO_IDENTITY.items() if getattr(settings, name) is None}
+    return msgspec.structs.replace(settings, **unset) if unset else settings
+
 
 DEMO_TOPICS: dict[str, Topic] = {
     "promotions": Topic(
@@ -129,7 +146,16 @@ async def seed_demo(rt: Runtime, count: int = 1000, seed: int = 42) -> int:
             max_per_week=rng.choice([None, None, 2, 3, 5]),
             paused_until=None,
             provenance=Provenance(
-                source="import", actor="demo-seed", notice_version="demo-2026-11", evidence={"batch": "demo"}
+                source="import",
+                actor="demo-seed",
+                notice_version="demo-2026-11",
+                # COMPLIANCE edge 11: an imported grant carries the proof of the original consent
+                evidence={
+                    "batch": "demo",
+                    "source_party": "prefcenter demo",
+                    "consented_at": "2026-11-01T09:00:00Z",
+                    "method": "demo_seed",
+                },
             ),
         )
         await customers.put_preferences(rt, customer_id, write, if_match=None, caller_role="admin")

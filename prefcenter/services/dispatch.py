@@ -48,6 +48,7 @@ from prefcenter.messaging.transports import Outcome, Transport
 from prefcenter.messaging.transports.smtp import SmtpTransport
 from prefcenter.messaging.transports.webhook import WebhookTransport
 from prefcenter.services.approvals import decide_recipients
+from prefcenter.services.confirmations import send_confirmations
 from prefcenter.services.links import mint_links
 from prefcenter.services.runtime import Runtime
 from prefcenter.services.suppressions import suppress
@@ -101,6 +102,7 @@ class Dispatcher:
     _buckets: dict[str, TokenBucket] = field(default_factory=dict)
     _rates: dict[str, float] = field(default_factory=dict)
     _pending: list[_Handed] = field(default_factory=list)
+    _stop: asyncio.Event | None = None  # run()'s: once set, a round hands off no further chunk
 
     def bucket(self, channel: str) -> TokenBucket:
         assert self.rt.policy is not None
@@ -118,12 +120,24 @@ class Dispatcher:
         """Release every lease (with SQLite there is one dispatcher: leases left are from a dead one)."""
         async with self.rt.store.write() as tx:
             released = await tx.release_leases()
+            released += await tx.release_notification_leases()
         if released:
             log.warning("released leases of an earlier dispatcher", messages=released)
         return released
 
     async def run_once(self) -> int:
-        """Claim one round of due messages and process all of them; returns how many were claimed."""
+        """Claim one round of due messages and process all of them; returns how many were claimed. The
+        round starts with the due SMS opt-in confirmations (services/confirmations.py, COMPLIANCE 26)."""
+        confirmations = 0
+        if "sms" in self.transports:
+            confirmations = await send_confirmations(
+                self.rt,
+                self.transports["sms"],
+                self.bucket("sms"),
+                lease=self.lease,
+                max_attempts=self.max_attempts,
+                backoff=self._backoff,
+            )
         now = self.rt.now()
         now_us, lease_us = to_us(now), to_us(now + self.lease)
         claimed: dict[str, list[OutboxItem]] = {}
@@ -134,7 +148,7 @@ class Dispatcher:
                 if items:
                     claimed[channel] = items
         if not claimed:
-            return 0
+            return confirmations
         done = asyncio.Event()
         flusher = asyncio.create_task(self._flush_until(done))
         try:
@@ -143,7 +157,7 @@ class Dispatcher:
             done.set()  # never cancel a flush: a cancelled transaction is work thrown away
             await flusher
             await self._flush()
-        return sum(len(items) for items in claimed.values())
+        return confirmations + sum(len(items) for items in claimed.values())
 
     async def run_until_idle(self, max_rounds: int = 1000) -> int:
         total = 0
@@ -155,8 +169,11 @@ class Dispatcher:
         return total
 
     async def run(self, stop: asyncio.Event) -> bool:
-        """Loop until ``stop`` is set; finishes the round in hand (graceful shutdown). Returns False at
-        once, doing nothing, when another dispatcher holds the database's dispatcher lock."""
+        """Loop until ``stop`` is set (graceful shutdown): the round in hand hands off no further chunk,
+        waits for the messages already handed off and marks them; the rest of its claim stays queued
+        (the next start releases the leases). Returns False at once, doing nothing, when another
+        dispatcher holds the database's dispatcher lock."""
+        self._stop = stop
         if not self.rt.store.lock_dispatcher():
             log.error("another dispatcher is running on this database; this one does not start")
             return False
@@ -189,6 +206,8 @@ class Dispatcher:
         slots = asyncio.Semaphore(self.max_in_flight)
         tasks: list[asyncio.Task[None]] = []
         for start in range(0, len(items), size):
+            if self._stop is not None and self._stop.is_set():
+                break  # stopping: what is not handed off yet waits for the next start
             chunk = items[start : start + size]
             for _ in chunk:
                 await slots.acquire()
@@ -295,6 +314,7 @@ class Dispatcher:
                             customer=customer,
                             channel=channel,
                             from_address=rt.settings.smtp_from,
+                            controller=rt.settings.controller,
                         )
                     except Exception as exc:  # bad content cannot get better by retrying
                         result.upserts = [u for u in result.upserts if u[:2] != (item.customer_id, camp)]
@@ -353,9 +373,10 @@ class Dispatcher:
             )
         elif d.verdict == "defer":
             assert d.not_before is not None
-            status = "queued" if held else "deferred"
+            # deferred whether or not it holds a reservation (migration 0006: "no reservation yet unless a
+            # retry made one"); a held one keeps it, and its allow at not_before reserves nothing more
             result.updates.append(
-                OutboxUpdate(camp, cid, status, not_before_us=to_us(d.not_before), last_error=d.reason)
+                OutboxUpdate(camp, cid, "deferred", not_before_us=to_us(d.not_before), last_error=d.reason)
             )
             result.outcomes.append("deferred")
         elif not held:  # a deferred message now allowed reserves at this instant

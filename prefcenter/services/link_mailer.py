@@ -11,6 +11,7 @@ No database transaction is open while it talks to the server.
 
 from __future__ import annotations
 
+import email.policy
 from datetime import datetime, timedelta
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid, parseaddr
@@ -41,7 +42,9 @@ class LinkMailer:
 
     def build(self, to: str, subject: str, body: str, now: datetime) -> EmailMessage:
         msg = EmailMessage()
-        msg["From"] = self.settings.smtp_from
+        # As Address objects: set as a string, a display name with specials and non-ASCII (the
+        # controller's name in the default From) would be re-encoded without its quotes.
+        msg["From"] = email.policy.default.header_factory("From", self.settings.smtp_from).addresses
         msg["To"] = to
         msg["Subject"] = subject
         msg["Date"] = format_datetime(now)

@@ -7,7 +7,9 @@ A case file holds one or more ``[[case]]`` tables; every key is checked (unknown
     [[case]]
     name = "quiet hours across midnight wait for 07:00 local"   # unique within the file
     at = 2026-11-22T22:30:00Z              # TOML offset date-time (an offset is required)
-    sends = [2026-11-21T09:00:00Z]         # optional: the customer's OTHER marketing reservations
+    sends = [2026-11-21T09:00:00Z]         # optional: the customer's OTHER marketing reservations,
+                                           # on the customer's channel (email if none), or with
+                                           # their channel: { at = 2026-11-21T09:00:00Z, channel = "voice" }
 
     [case.customer]                        # omit the whole table for an unknown (or erased) customer
     customer_id = "c1"                     # optional, default "customer"
@@ -20,6 +22,11 @@ A case file holds one or more ``[[case]]`` tables; every key is checked (unknown
     quiet_hours = { start = "22:00", end = "07:00" }   # optional
     max_per_week = 2                       # optional
     paused_until = 2026-12-01T00:00:00Z    # optional
+    marketing_suppressed = []              # channels with a marketing-only suppression (default none)
+    phones = { sms = "+12135550199" }      # optional: sms/voice/whatsapp numbers, placed as the store
+                                           # places them (prefcenter.domain.phones.place_of)
+    places = { voice = { zones = ["America/New_York"], country = "US", region = "US-FL" } }
+                                           # optional: a place given outright (one of the two per channel)
 
     [case.campaign]
     campaign_id = "black-friday"           # optional, default "campaign"
@@ -47,8 +54,19 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from prefcenter.domain.engine import decide, decide_batch
-from prefcenter.domain.model import CampaignView, Category, Channel, CustomerState, Decision, Reason, Verdict
+from prefcenter.domain.engine import Send, decide, decide_batch
+from prefcenter.domain.model import (
+    CampaignView,
+    Category,
+    Channel,
+    CustomerState,
+    Decision,
+    PhonePlace,
+    Reason,
+    Verdict,
+    normalise_phone,
+)
+from prefcenter.domain.phones import place_of
 from prefcenter.domain.policy import LoadedPolicy, Policy, decode_toml
 from prefcenter.domain.timewindows import Window, zone_timeline
 
@@ -78,6 +96,20 @@ class _QuietHours(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     end: str
 
 
+PhoneChannel = Literal["sms", "voice", "whatsapp"]
+
+
+class _Place(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    zones: tuple[str, ...] = ()
+    country: Annotated[str, msgspec.Meta(pattern="^[A-Z]{2}\\Z")] | None = None
+    region: Annotated[str, msgspec.Meta(pattern="^[A-Z]{2}-[A-Z0-9]{1,3}\\Z")] | None = None
+
+
+class _Send(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    at: AwareDatetime
+    channel: Channel
+
+
 class _Customer(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     timezone: str
     country: Annotated[str, msgspec.Meta(pattern="^[A-Z]{2}\\Z")]
@@ -89,6 +121,9 @@ class _Customer(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     quiet_hours: _QuietHours | None = None
     max_per_week: Annotated[int, msgspec.Meta(ge=1, le=50)] | None = None
     paused_until: AwareDatetime | None = None
+    marketing_suppressed: frozenset[Channel] = frozenset()
+    phones: dict[PhoneChannel, str] = {}
+    places: dict[PhoneChannel, _Place] = {}
 
 
 class _Campaign(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -112,7 +147,7 @@ class _Case(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     campaign: _Campaign
     expect: _Expect
     customer: _Customer | None = None
-    sends: tuple[AwareDatetime, ...] = ()
+    sends: tuple[AwareDatetime | _Send, ...] = ()
 
 
 class _CaseFile(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -145,6 +180,25 @@ def _load(path: Path) -> _CaseFile:
                 Window.from_bounds(customer.quiet_hours.start, customer.quiet_hours.end)
             except ValueError as exc:
                 raise PolicyTestError(source, f"{where}.customer.quiet_hours", str(exc)) from None
+        for channel, number in customer.phones.items():
+            try:
+                normalise_phone(number)
+            except ValueError as exc:
+                raise PolicyTestError(source, f"{where}.customer.phones.{channel}", str(exc)) from None
+            if channel in customer.places:
+                raise PolicyTestError(
+                    source,
+                    f"{where}.customer.places.{channel}",
+                    "give phones or places for a channel, not both",
+                )
+        for channel, place in customer.places.items():
+            for j, zone in enumerate(place.zones):
+                try:
+                    zone_timeline(zone)
+                except ValueError as exc:
+                    raise PolicyTestError(
+                        source, f"{where}.customer.places.{channel}.zones[{j}]", str(exc)
+                    ) from None
     return cases
 
 
@@ -163,7 +217,21 @@ def _state(customer: _Customer | None) -> CustomerState | None:
         quiet_hours=None if quiet is None else (quiet.start, quiet.end),
         max_per_week=customer.max_per_week,
         paused_until=customer.paused_until,
+        marketing_suppressed=customer.marketing_suppressed,
+        places={
+            **{channel: place_of(number) for channel, number in customer.phones.items()},
+            **{
+                channel: PhonePlace(zones=p.zones, country=p.country, region=p.region)
+                for channel, p in customer.places.items()
+            },
+        },
     )
+
+
+def _sends(case: _Case) -> list[Send]:
+    """The case's reservations as the engine takes them; a bare instant is on the customer's channel."""
+    default: str = (case.customer.channel if case.customer is not None else None) or "email"
+    return [(s.at, s.channel) if isinstance(s, _Send) else (s, default) for s in case.sends]
 
 
 def _instant(value: datetime | None) -> str:
@@ -190,8 +258,9 @@ def _check(case: _Case, policy: Policy | LoadedPolicy) -> str:
         channels=case.campaign.channels,
         send_by=case.campaign.send_by,
     )
-    got = decide(state, case.sends, campaign, case.at, policy, customer_id=cid)
-    batch = decide_batch([(cid, state, case.sends)], campaign, case.at, policy)[0]
+    sends = _sends(case)
+    got = decide(state, sends, campaign, case.at, policy, customer_id=cid)
+    batch = decide_batch([(cid, state, sends)], campaign, case.at, policy)[0]
     if batch != got:
         return f"decide gave {_describe(got)} but decide_batch gave {_describe(batch)}"
     expect = case.expect

@@ -54,6 +54,12 @@ class Metrics:
             "Messages waiting in the outbox (queued or deferred), read at scrape time",
             registry=self.registry,
         )
+        self.inbound_review_overdue = Gauge(
+            "prefcenter_inbound_review_overdue",
+            "Inbound texts kept for review, still open after their due date (10 US business days after "
+            "receipt), read at scrape time",
+            registry=self.registry,
+        )
         self.consent_events = Counter(
             "prefcenter_consent_events",
             "Consent ledger events appended, by source and action",

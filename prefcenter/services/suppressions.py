@@ -1,24 +1,83 @@
 """The suppression list: addresses (as keyed hashes) nothing may be sent to, with their ledger events.
 
+A suppression is hard (scope ``all``: bounce, complaint, STOP, admin; nothing goes to the address) or
+marketing-only (scope ``marketing``, migration 0012: an address-level unsubscribe, COMPLIANCE item 27 and
+edge 13, or the voice side of a texted STOP; marketing is denied ``suppressed``, transactional messages
+still go). One row per (channel, address): a hard suppression of an address with a marketing-only one
+upgrades it; a marketing-only one never downgrades a hard one.
+
 Every change is a ledger event ``{"subject": "suppression:<channel>", "action": "update", "value":
-{"suppressed": bool, "address_ref": ..., "reason": ...}}``, one per customer holding that address on
-that channel (or one without a customer when nobody does: a STOP from an unknown number).
+{"suppressed": bool, "address_ref": ..., "reason": ...}}`` (with ``"scope": "marketing"`` for a
+marketing-only one), one per customer holding that address on that channel (or one without a customer
+when nobody does: a STOP from an unknown number).
+
+A marketing-only ``unsubscribe`` suppression is lifted by a fresh choice of that channel: a preferences
+write (API, import, page) that makes a customer's channel the suppressed one (:func:`lift_unsubscribe`,
+called by :func:`prefcenter.services.customers.write_preferences`), or an admin DELETE.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any, Literal, cast
 
+import msgspec
 import structlog
 
 from prefcenter.domain.ledger import Attribution, Change, Source
-from prefcenter.domain.model import CHANNELS, FieldError, InvalidInput
-from prefcenter.services.customers import append_events
+from prefcenter.domain.model import CHANNELS, Channel, Customer, FieldError, InvalidInput
 from prefcenter.services.refs_upgrade import convert_seen
 from prefcenter.services.runtime import Runtime
 from prefcenter.store.base import WriteTx
 
 log = structlog.get_logger("prefcenter.suppressions")
+
+UNSUBSCRIBE = "unsubscribe"  # the reason of an address-level unsubscribe (marketing-only)
+OPT_IN = "opt_in"  # the reason of its lift by a fresh choice of the channel
+Scope = Literal["all", "marketing"]
+
+
+class SuppressionItem(msgspec.Struct, frozen=True):
+    """One suppressed address of ``GET /v1/suppressions``."""
+
+    address_ref: Annotated[str, msgspec.Meta(description="the keyed hash of the address (never the address)")]
+    channel: Channel
+    reason: Annotated[
+        str,
+        msgspec.Meta(
+            description="why: bounce, complaint, sms_keyword, admin, or unsubscribe (an address-level "
+            "unsubscribe: a one-click or the page's stop all marketing)",
+            examples=["unsubscribe"],
+        ),
+    ]
+    since: Annotated[str, msgspec.Meta(description="when it took effect (RFC 3339, UTC)")]
+    scope: Annotated[
+        Scope,
+        msgspec.Meta(
+            description="all: nothing is sent to the address; marketing: marketing is denied, "
+            "transactional messages still go"
+        ),
+    ] = "all"
+
+
+class SuppressionList(msgspec.Struct, frozen=True):
+    suppressions: list[SuppressionItem]
+
+
+async def _append(
+    tx: WriteTx,
+    rt: Runtime,
+    change: Change,
+    customer_id: str | None,
+    customer_ref: str | None,
+    attribution: Attribution,
+) -> None:
+    """:func:`prefcenter.services.customers.append_events` for one change (that module calls this one,
+    so it cannot be imported here)."""
+    events = await tx.append_events(
+        [change], customer_id=customer_id, customer_ref=customer_ref, attribution=attribution, at=rt.now()
+    )
+    for event in events:
+        rt.metrics.consent_events.labels(event.source, event.action).inc()
 
 
 async def _events(
@@ -27,11 +86,11 @@ async def _events(
     change = Change("update", f"suppression:{channel}", value)
     customers = await tx.customers_with_address(channel, ref)
     if not customers:
-        await append_events(tx, rt, [change], None, None, attribution)
+        await _append(tx, rt, change, None, None, attribution)
     for cid in customers:
         customer = await tx.get_customer(cid)
         if customer is not None:
-            await append_events(tx, rt, [change], cid, customer.customer_ref, attribution)
+            await _append(tx, rt, change, cid, customer.customer_ref, attribution)
     return customers
 
 
@@ -43,13 +102,20 @@ async def suppress(
     reason: str,
     source: Source,
     evidence: dict[str, Any] | None = None,
+    *,
+    marketing_only: bool = False,
 ) -> tuple[bool, list[str]]:
-    """Suppress in the caller's transaction. Returns (newly suppressed, customers with that address);
-    an address already suppressed writes no event."""
-    added = await tx.add_suppression(channel, address_ref, reason, rt.now())
+    """Suppress in the caller's transaction (``marketing_only``: scope ``marketing``). Returns (newly
+    suppressed, customers with that address). A hard suppression of an address with a marketing-only
+    one upgrades it (reason and scope change, "newly suppressed", events as for a new one); otherwise an
+    address already suppressed writes no event (a marketing-only one never downgrades a hard one)."""
+    scope = "marketing" if marketing_only else "all"
+    added = await tx.add_suppression(channel, address_ref, reason, rt.now(), scope=scope)
     if not added:
         return False, await tx.customers_with_address(channel, address_ref)
-    value = {"suppressed": True, "address_ref": address_ref, "reason": reason}
+    value: dict[str, Any] = {"suppressed": True, "address_ref": address_ref, "reason": reason}
+    if marketing_only:
+        value["scope"] = "marketing"
     customers = await _events(
         tx, rt, channel, address_ref, value, Attribution(source, "system", None, evidence or {})
     )
@@ -65,13 +131,37 @@ async def lift(
     source: Source,
     evidence: dict[str, Any] | None = None,
 ) -> bool:
-    """Lift in the caller's transaction; False (and no event) when the address was not suppressed."""
-    removed = await tx.remove_suppression(channel, address_ref)
-    if removed:
-        value = {"suppressed": False, "address_ref": address_ref, "reason": reason}
+    """Lift in the caller's transaction, whatever its scope; False (and no event) when the address was
+    not suppressed."""
+    scope = await tx.remove_suppression(channel, address_ref)
+    if scope is not None:
+        value: dict[str, Any] = {"suppressed": False, "address_ref": address_ref, "reason": reason}
+        if scope == "marketing":
+            value["scope"] = "marketing"
         attribution = Attribution(source, "system", None, evidence or {})
         await _events(tx, rt, channel, address_ref, value, attribution)
-    return removed
+    return scope is not None
+
+
+async def lift_unsubscribe(
+    tx: WriteTx, rt: Runtime, customer: Customer, channel: str, attribution: Attribution
+) -> bool:
+    """A customer's channel has just become ``channel`` (a fresh consent to it): lift a marketing-only
+    ``unsubscribe`` suppression of their address on it, in the caller's transaction, with events
+    attributed to that write's source (actor ``system``, evidence naming the customer and the grant).
+    Hard suppressions, and other marketing-only ones (a texted STOP's voice side), stay. False when
+    there was nothing to lift."""
+    address = customer.profile.contacts.get(channel)
+    if address is None:
+        return False
+    ref = rt.pseudonyms.address_ref(channel, address)
+    if await tx.remove_suppression(channel, ref, scope="marketing", reason=UNSUBSCRIBE) is None:
+        return False
+    value = {"suppressed": False, "address_ref": ref, "reason": OPT_IN, "scope": "marketing"}
+    evidence = {"customer_ref": customer.customer_ref, "granted": f"channel:{channel}"}
+    await _events(tx, rt, channel, ref, value, Attribution(attribution.source, "system", None, evidence))
+    log.info("unsubscribe lifted by a fresh choice of the channel", channel=channel, address_ref=ref)
+    return True
 
 
 def check_channel(channel: str) -> None:
@@ -79,12 +169,12 @@ def check_channel(channel: str) -> None:
         raise InvalidInput([FieldError("channel", f"must be one of {', '.join(CHANNELS)}")])
 
 
-async def list_suppressions(rt: Runtime, channel: str | None) -> list[dict[str, str]]:
+async def list_suppressions(rt: Runtime, channel: str | None) -> list[SuppressionItem]:
     if channel is not None:
         check_channel(channel)
     rows = await rt.store.list_suppressions(channel)
     return [
-        {"address_ref": r.address_ref, "channel": r.channel, "reason": r.reason, "since": r.since}
+        SuppressionItem(r.address_ref, cast(Channel, r.channel), r.reason, r.since, cast(Scope, r.scope))
         for r in rows
     ]
 

@@ -75,6 +75,7 @@ from prefcenter.services.self_service import (
 from prefcenter.web.csrf import browser_secret, csrf_ok, csrf_token, existing_browser_secret
 from prefcenter.web.forms import PageForm, form_from_fields
 from prefcenter.web.i18n import Catalogue, choose_language
+from prefcenter.web.notice import page_notice
 from prefcenter.web.views import localized, mask_email, page_model
 
 log = structlog.get_logger("prefcenter.web")
@@ -152,7 +153,8 @@ def render(
         lang=t.lang,
         dir=t.dir,
         title=title,
-        notice_version=rt.settings.page_notice_version,
+        notice_version=page_notice(rt.settings).version,
+        controller=rt.settings.controller,
         **context,
     )
     return PageResponse(
@@ -261,8 +263,14 @@ async def renew(request: Request[Any, Any, Any], rt: Runtime, token: str, purpos
     fields = await form_fields(request)
     if not csrf_ok(rt, request, token, fields):
         return csrf_page(rt, t, f"/{'p' if purpose == 'manage' else 'u'}/{token}")
+    controller = rt.settings.controller
+    sender = (
+        t("site.controller", name=controller.name, address=controller.postal_address)
+        if controller.postal_address
+        else t("site.controller_name", name=controller.name)
+    )
     outcome, address = await _mailer(request, rt).send_fresh_link(
-        rt, customer, t("mail.subject"), t("mail.body")
+        rt, customer, t("mail.subject"), f"{t('mail.body')}\n\n--\n{sender}\n"
     )
     key = f"renew.{outcome}"
     text = t(f"{key}.text", address=mask_email(address)) if address else t(f"{key}.text")
@@ -439,12 +447,13 @@ class PageController(Controller):
         if not csrf_ok(rt, request, token, fields):
             return csrf_page(rt, t, f"/p/{token}")
         client = _client(request)
+        shown = page_notice(rt.settings).shown(t.lang)  # the words this page showed, in its language
         try:
             if (fields.get("action") or [""])[0] == "stop_all":
-                await stop_all_marketing(rt, customer.customer_id, client, claims)
+                await stop_all_marketing(rt, customer.customer_id, client, claims, notice=shown)
                 return redirect(f"/p/{token}?result=stopped")
             form = form_from_fields(fields)
-            outcome = await save_choices(rt, customer.customer_id, form, client, claims)
+            outcome = await save_choices(rt, customer.customer_id, form, client, claims, notice=shown)
         except LinkProblem as problem:
             return link_problem_page(request, rt, problem, token, "manage")
         if outcome.errors:
@@ -497,7 +506,8 @@ class PageController(Controller):
         if not await is_one_click_body(request):
             return message_page(rt, t, "bad_request", HTTP_400_BAD_REQUEST)
         try:
-            await one_click_unsubscribe(rt, customer.customer_id, claims, _client(request))
+            shown = page_notice(rt.settings).shown(t.lang)
+            await one_click_unsubscribe(rt, customer.customer_id, claims, _client(request), notice=shown)
         except LinkProblem as problem:
             return link_problem_page(request, rt, problem, token, "unsubscribe")
         manage_path = _bounded_manage_path(rt, customer, claims)

@@ -101,7 +101,10 @@ async def test_rules_in_order_through_the_api(api: Api) -> None:
     await customer(api, "ok")
     conn = sqlite3.connect(api.rt.store.path)  # type: ignore[attr-defined]
     ref = api.rt.pseudonyms.address_ref("sms", "+48600100200")
-    conn.execute("INSERT INTO suppressions VALUES ('sms', ?, 'sms_keyword', '2026-11-01T00:00:00Z')", (ref,))
+    conn.execute(
+        "INSERT INTO suppressions (channel, address_ref, reason, since) VALUES ('sms', ?, 'sms_keyword', '2026-11-01T00:00:00Z')",
+        (ref,),
+    )
     conn.commit()
     conn.close()
     body = (await approve(api, ["suppressed", "offered", "address", "topic", "paused", "ok"])).json()

@@ -124,6 +124,7 @@ async def test_a_valid_campaign_renders_its_placeholders(api: Api) -> None:
         "marketing": True,
         "customer": person,
         "from_address": "Shop <news@shop.example>",
+        "controller": rt.settings.controller,
     }
     email = render(channel="email", **args)
     assert email.subject == "Hi o.neil@x there"
@@ -159,6 +160,7 @@ async def test_stored_jinja_content_fails_at_render_and_is_not_evaluated(api: Ap
         "marketing": True,
         "customer": person,
         "from_address": "news@shop.example",
+        "controller": rt.settings.controller,
     }
     start = time.perf_counter()
     with pytest.raises(

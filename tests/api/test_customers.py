@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import PROFILE, Api, prefs_body
+from tests.conftest import CRM_EVIDENCE, PROFILE, Api, prefs_body
 
 
 def table_counts(api: Api) -> dict[str, int]:
@@ -162,7 +162,7 @@ async def test_preferences_put_get_and_events_per_change(api: Api) -> None:
         "crm",
         "agent-17",
         "2026-10",
-        {"ticket": "A-991"},
+        CRM_EVIDENCE,
     )
     assert e["customer_id"] == "c1" and len(e["customer_ref"]) == 64
     assert e["at"].endswith("Z") and len(e["at"]) == len("2026-11-22T09:00:00.000000Z")

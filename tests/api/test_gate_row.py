@@ -1,4 +1,4 @@
-"""The denormalised gate row (migration 0005) always equals what the source tables say."""
+"""The denormalised gate row (migrations 0005 and 0012) always equals what the source tables say."""
 
 from __future__ import annotations
 
@@ -13,9 +13,14 @@ SELECT c.id,
        coalesce((SELECT group_concat(channel) FROM contacts WHERE customer_id = c.id), ''),
        c.suppressed_channels,
        coalesce((SELECT group_concat(k.channel) FROM contacts k JOIN suppressions s
-                 ON s.channel = k.channel AND s.address_ref = k.address_ref WHERE k.customer_id = c.id), ''),
+                 ON s.channel = k.channel AND s.address_ref = k.address_ref AND s.scope = 'all'
+                 WHERE k.customer_id = c.id), ''),
        c.topic_list,
-       ',' || coalesce((SELECT group_concat(topic_id, ',') FROM customer_topics WHERE customer_id = c.id), '') || ','
+       ',' || coalesce((SELECT group_concat(topic_id, ',') FROM customer_topics WHERE customer_id = c.id), '') || ',',
+       c.marketing_suppressed_channels,
+       coalesce((SELECT group_concat(k.channel) FROM contacts k JOIN suppressions s
+                 ON s.channel = k.channel AND s.address_ref = k.address_ref AND s.scope = 'marketing'
+                 WHERE k.customer_id = c.id), '')
 FROM customers c
 """
 
@@ -29,9 +34,9 @@ async def test_gate_row_follows_contacts_topics_and_suppressions(api: Api) -> No
     db = api.rt.store.path  # type: ignore[attr-defined]
     numbers = ["+48600100200", "+48600100201", "+48600100202"]
     emails = ["a@example.org", "b@example.org"]
-    for step in range(60):
+    for step in range(80):
         cid = f"c{rng.randrange(4)}"
-        action = rng.randrange(4)
+        action = rng.randrange(5)
         if action == 0:
             contacts = {}
             if rng.random() < 0.7:
@@ -50,7 +55,18 @@ async def test_gate_row_follows_contacts_topics_and_suppressions(api: Api) -> No
             ref = api.rt.pseudonyms.address_ref(channel, address)
             conn = sqlite3.connect(db)
             if action == 2:
-                conn.execute("INSERT OR IGNORE INTO suppressions VALUES (?, ?, 'admin', '2026-11-01T00:00:00Z')", (channel, ref))
+                scope = rng.choice(["all", "marketing"])
+                conn.execute(
+                    "INSERT OR IGNORE INTO suppressions (channel, address_ref, reason, since, scope) "
+                    "VALUES (?, ?, 'admin', '2026-11-01T00:00:00Z', ?)",
+                    (channel, ref, scope),
+                )
+            elif action == 3:  # a hard one upgrades a marketing-only one in place, or the reverse
+                conn.execute(
+                    "UPDATE suppressions SET scope = CASE scope WHEN 'all' THEN 'marketing' ELSE 'all' END "
+                    "WHERE channel = ? AND address_ref = ?",
+                    (channel, ref),
+                )
             else:
                 conn.execute("DELETE FROM suppressions WHERE channel = ? AND address_ref = ?", (channel, ref))
             conn.commit()
@@ -58,8 +74,9 @@ async def test_gate_row_follows_contacts_topics_and_suppressions(api: Api) -> No
         conn = sqlite3.connect(db)
         rows = conn.execute(RECOMPUTED).fetchall()
         conn.close()
-        for cid_, stored_c, real_c, stored_s, real_s, stored_t, real_t in rows:
+        for cid_, stored_c, real_c, stored_s, real_s, stored_t, real_t, stored_m, real_m in rows:
             assert as_set(stored_c) == as_set(real_c), (step, cid_)
             assert as_set(stored_s) == as_set(real_s), (step, cid_)
             assert as_set(stored_t) == as_set(real_t), (step, cid_)
+            assert as_set(stored_m) == as_set(real_m), (step, cid_)
     assert rows, "the sequence created customers"

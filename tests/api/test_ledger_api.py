@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
+import json
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ from prefcenter.domain.ledger import EVENT_FIELDS, verify_events
 from prefcenter.domain.pseudonyms import Pseudonymizer
 from prefcenter.services.runtime import Runtime
 from prefcenter.store.sqlite import SqliteStore
-from tests.conftest import PROFILE, SECRET, Api, prefs_body
+from tests.conftest import CRM_EVIDENCE, PROFILE, SECRET, Api, prefs_body
 
 
 async def seed(api: Api, n: int = 3) -> None:
@@ -82,7 +83,7 @@ async def test_jsonl_export_recomputes_the_chain_and_csv_has_the_same_fields(api
     assert tuple(rows[0]) == EVENT_FIELDS and len(rows) == 5
     by_name = dict(zip(rows[0], rows[3], strict=True))
     assert (
-        by_name["value"] == '{"start":"21:00","end":"08:00"}' and by_name["evidence"] == '{"ticket":"A-991"}'
+        by_name["value"] == '{"start":"21:00","end":"08:00"}' and json.loads(by_name["evidence"]) == CRM_EVIDENCE
     )
     assert dict(zip(rows[0], rows[1], strict=True))["value"] == "null"
     r = await api.client.get("/v1/consent-events/export?format=xml", headers=api.as_("auditor"))

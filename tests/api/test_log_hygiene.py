@@ -101,6 +101,11 @@ def _env(tmp_path: Path, mode: str, port: int) -> dict[str, str]:
     )
     if mode == "production":  # production needs the secret; development generates one (beside the db)
         env.update(PREFCENTER_SECRET_KEY=SECRET, PREFCENTER_LINK_KEYS=",".join(LINK_KEYS))
+        env.update(
+            PREFCENTER_CONTROLLER_NAME="Shop Ltd",
+            PREFCENTER_POSTAL_ADDRESS="1 High St, Town",
+            PREFCENTER_PRIVACY_URL="https://shop.example/privacy",
+        )
     return env
 
 

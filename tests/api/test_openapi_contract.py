@@ -271,7 +271,7 @@ def _matches(template: str, path: str) -> bool:
     return len(a) == len(b) and all(x == y or x.startswith("{") for x, y in zip(a, b, strict=True))
 
 
-CREATES = frozenset({"putCustomer", "putTopic", "putCampaign", "putSuppression"})
+CREATES = frozenset({"putCustomer", "putTopic", "putCampaign", "putSuppression", "putNotice"})
 
 
 def test_the_document_describes_errors_as_rfc9457_problems(server: Server) -> None:
@@ -329,6 +329,8 @@ VALID: list[Request] = [
     Request("exportConsentEvents", {}, {"customer_id": "c1", "since": "2026-01-01T00:00:00Z", "format": "jsonl"}),
     Request("verifyConsentEvents", {}, {}),
     Request("getConsentReceipt", {"customer_id": "c1"}, {}),
+    Request("putNotice", {"notice_version": "edge-1"}, {}, {"texts": {"en": "We send offers. Withdraw at any time.", "fa": "متن"}}),
+    Request("getNotice", {"notice_version": "edge-1"}, {}),
 ]  # fmt: skip
 INSTANT_FIELDS = frozenset({"paused_until", "send_by", "at", "since", "until"})
 

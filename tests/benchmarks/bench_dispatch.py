@@ -89,6 +89,9 @@ def env_for(tmp: Path, db: Path, policies: Path, smtp_port: int) -> dict[str, st
         "PREFCENTER_SMTP_PORT": str(smtp_port),
         "PREFCENTER_LOG_LEVEL": "warning",
         "PREFCENTER_ENV": "production",
+        "PREFCENTER_CONTROLLER_NAME": "Bench Shop Ltd",
+        "PREFCENTER_POSTAL_ADDRESS": "1 High St, Town",
+        "PREFCENTER_PRIVACY_URL": "https://shop.example/privacy",
     }
 
 

@@ -25,7 +25,7 @@ from pathlib import Path
 import msgspec
 
 from prefcenter.config import load_settings
-from prefcenter.domain.ledger import EVENT_FIELDS, GENESIS, Attribution, Change, chain_events
+from prefcenter.domain.ledger import EVENT_FIELDS, EVENT_SHAPE, GENESIS, Attribution, Change, chain_events
 from prefcenter.domain.pseudonyms import Pseudonymizer
 from prefcenter.services.consent import export_events, verify_ledger
 from prefcenter.services.runtime import Runtime
@@ -89,14 +89,18 @@ def seed(path: Path, n: int) -> float:
                     e.source,
                     e.actor,
                     e.notice_version,
+                    e.notice_sha256,
                     msgspec.json.encode(e.evidence).decode(),
                     e.prev_hash,
                     e.hash,
+                    EVENT_SHAPE,
                 )
                 for e in events
             )
         conn.executemany(
-            f"INSERT INTO consent_events ({', '.join(EVENT_FIELDS)}) VALUES ({', '.join('?' * 14)})", rows
+            f"INSERT INTO consent_events ({', '.join(EVENT_FIELDS)}, shape) "
+            f"VALUES ({', '.join('?' * (len(EVENT_FIELDS) + 1))})",
+            rows,
         )
     conn.execute("UPDATE ledger_head SET seq = ?, hash = ? WHERE id = 1", (seq, prev))
     conn.commit()

@@ -22,7 +22,7 @@ from prefcenter.domain.pseudonyms import Pseudonymizer
 from prefcenter.services import keys
 from prefcenter.services.runtime import Runtime
 from prefcenter.store.sqlite import SqliteStore
-from tests.conftest import PROFILE, SECRET
+from tests.conftest import CRM_EVIDENCE, PROFILE, SECRET
 from tests.live import free_port, serve
 
 HERE = Path(__file__).parent
@@ -73,7 +73,12 @@ class Server:
                     "quiet_hours": None,
                     "max_per_week": None,
                     "paused_until": None,
-                    "provenance": {"source": "crm", "actor": "browser-test", "notice_version": "t-1"},
+                    "provenance": {
+                        "source": "crm",
+                        "actor": "browser-test",
+                        "notice_version": "t-1",
+                        "evidence": CRM_EVIDENCE,
+                    },
                     **prefs,
                 }
                 r = client.put(f"/v1/customers/{cid}/preferences", json=body)
@@ -101,6 +106,10 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         public_url=base,
         policy_dir=str(REPO / "policies"),
         key_cache_seconds=0,
+        # the sender's identity on every page (a Latin name inside the Persian pages, isolated)
+        controller_name="Example Shop Ltd.",
+        postal_address="1 Example Street, 00-950 Warszawa, Poland",
+        privacy_url="https://shop.example/privacy",
     )
 
     async def seed_key() -> str:

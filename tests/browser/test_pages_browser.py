@@ -142,7 +142,7 @@ def test_persian_page_shows_contacts_left_to_right_and_english_fallbacks_at_the_
             assert facts["text"] == "+98 *** *** 567" and facts["direction"] == "ltr", facts
             lefts = phone.evaluate(CHAR_LEFTS)
             assert lefts == sorted(lefts) and len(set(lefts)) == len(lefts), lefts  # "+" leftmost, "7" last
-            for hint in ("#quiet-hint bdi", "#paused-until-hint bdi", ".site-footer bdi"):
+            for hint in ("#quiet-hint bdi", "#paused-until-hint bdi", ".site-footer .notice-version bdi"):
                 el = page.locator(hint)
                 assert el.evaluate(BIDI)["direction"] == "ltr", hint
                 lefts = el.evaluate(CHAR_LEFTS)

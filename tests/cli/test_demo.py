@@ -94,6 +94,7 @@ async def test_minted_links_and_email_headers_follow_the_port(api: Api) -> None:
         customer=person,
         channel="email",
         from_address=rt.settings.smtp_from,
+        controller=rt.settings.controller,
     )
     parsed = message_from_bytes(build_email(message, rt.settings.smtp_from, rt.now()), policy=policy.default)
     assert parsed["List-Unsubscribe"].startswith("<http://127.0.0.1:8201/u/")

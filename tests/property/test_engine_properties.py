@@ -6,7 +6,11 @@
 2. Under any order of approvals, each allow reserving its `at`, no rolling window of any cap ever holds
    more than its limit; a cap deferral is the first instant the caps allow.
 3. Determinism, and a retry that excludes its own reservation is allowed again.
-4. decide_batch agrees with decide for every recipient.
+4. decide_batch agrees with decide for every recipient (phone places with several zones, France's
+   weekday/holiday window and voice cap, window tables, marketing-only suppressions included).
+5. The called party's time (COMPLIANCE item 22, edge 5, item 31): with a phone number in other zones,
+   an allow is allowed in every zone, a defer's not_before is the FIRST instant allowed in all of
+   them, weekdays and holidays checked with zoneinfo and the holidays package directly.
 
 Strategies are written by hand: hypothesis' from_type ignores msgspec constraints (DESIGN.md pitfalls).
 """
@@ -19,12 +23,15 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import holidays
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from prefcenter.domain.engine import decide, decide_batch
-from prefcenter.domain.model import CampaignView, Category, Channel, CustomerState, Decision
+from prefcenter.domain.engine import Send, decide, decide_batch
+from prefcenter.domain.model import CampaignView, Category, Channel, CustomerState, Decision, PhonePlace
+from prefcenter.domain.phones import place_of
 from prefcenter.domain.policy import LoadedPolicy, Policy, load_policy, parse_policy
+from prefcenter.domain.timewindows import WeekWindow
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_BYTES = (ROOT / "policies" / "default.toml").read_bytes()
@@ -41,6 +48,9 @@ ZONES = [
     "Pacific/Chatham", "Pacific/Apia", "Africa/Casablanca", "Africa/Cairo", "Antarctica/Troll",
 ]  # fmt: skip
 COUNTRIES = ["PL", "RO", "GR", "DE", "US", "GB", "IR", "AU"]
+# the customers of properties 3-5 may also be French (France's voice rule and cap)
+ALL_COUNTRIES = [*COUNTRIES, "FR"]
+NUMBERS = ["+12135550199", "+13055550123", "+33612345678", "+48600100200", "+61412345678", "+18005550100"]
 CHANNELS: list[Channel] = ["email", "sms", "push", "voice", "whatsapp"]
 START = datetime(2020, 1, 1, tzinfo=UTC)
 END = datetime(2030, 12, 31, tzinfo=UTC)
@@ -72,6 +82,7 @@ def window_minutes(policy: Policy, channel: Channel, country: str) -> tuple[int,
             text = override.windows.get(channel)
     if text is None:
         return None
+    assert isinstance(text, str)  # COUNTRIES' overrides are plain daily windows
     a, b = text.split("-")
     return int(a[:2]) * 60 + int(a[3:]), int(b[:2]) * 60 + int(b[3:])
 
@@ -157,6 +168,8 @@ def state(
     subscribed: bool = True,
     max_per_week: int | None = None,
     paused_until: datetime | None = None,
+    marketing_suppressed: frozenset[Channel] = frozenset(),
+    places: dict[str, PhonePlace] | None = None,
 ) -> CustomerState:
     return CustomerState(
         customer_id=customer_id,
@@ -169,7 +182,20 @@ def state(
         quiet_hours=None if quiet is None else (hhmm(quiet[0]), hhmm(quiet[1])),
         max_per_week=max_per_week,
         paused_until=paused_until,
+        marketing_suppressed=marketing_suppressed,
+        places=places or {},
     )
+
+
+@st.composite
+def phone_places(draw: st.DrawFn) -> PhonePlace:
+    """A real number's place, or a made-up one (0-2 zones, a country, maybe US-FL)."""
+    if draw(st.booleans()):
+        return place_of(draw(st.sampled_from(NUMBERS)))
+    zones = tuple(draw(st.lists(st.sampled_from([*ZONES, "Europe/Paris"]), max_size=2, unique=True)))
+    country = draw(st.none() | st.sampled_from(ALL_COUNTRIES))
+    region = draw(st.none() | st.just("US-FL"))
+    return PhonePlace(zones=zones, country=country, region=region)
 
 
 def marketing(
@@ -218,10 +244,106 @@ def test_allow_is_never_inside_and_defer_is_the_first_allowed_instant(data: st.D
             assert blocked_throughout(at, send_by, zone, quiet, window)
 
 
+# --- 5. the called party's time: every zone, weekdays and holidays ------------------------------------
+
+
+@cache
+def _holiday_table(code: str, year: int) -> frozenset[Any]:
+    country, _, sub = code.partition("-")
+    return frozenset(holidays.country_holidays(country, subdiv=sub or None, years=year))
+
+
+FRENCH_HOLIDAYS = sorted(
+    datetime(d.year, d.month, d.day, tzinfo=UTC)
+    for d in holidays.country_holidays("FR", years=range(2020, 2031))
+)
+
+
+def week_allowed(window: WeekWindow, local: datetime) -> bool:
+    """A WeekWindow at a local wall time, from zoneinfo's local datetime (weekday() and date())."""
+    if not window.days >> local.weekday() & 1:
+        return False
+    if any(local.date() in _holiday_table(code, local.year) for code in window.holidays):
+        return False
+    return any(in_window(w.start, w.end, local) for w in window.hours)
+
+
+def allowed_everywhere(
+    instant: datetime, zones: list[str], quiet: tuple[int, int] | None, windows: tuple[WeekWindow, ...]
+) -> bool:
+    for zone in zones:
+        local = instant.astimezone(ZoneInfo(zone))
+        if quiet is not None and in_window(quiet[0], quiet[1], local):
+            return False
+        if not all(week_allowed(w, local) for w in windows):
+            return False
+    return True
+
+
+def blocked_everywhere_throughout(start: datetime, stop: datetime, *args: Any) -> bool:
+    """Every instant in [start, stop) is blocked somewhere (minute steps suffice, as above)."""
+    if not start < stop:
+        return True
+    if allowed_everywhere(start, *args):
+        return False
+    m = start.replace(second=0, microsecond=0) + MINUTE
+    while m < stop:
+        if allowed_everywhere(m, *args):
+            return False
+        m += MINUTE
+    return True
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_every_zone_of_the_number_holds_and_defer_is_the_first_common_instant(data: st.DataObject) -> None:
+    """COMPLIANCE item 22, edges 5 and 6, item 31: rule 8 in the profile's zone and every zone of the
+    number, with the windows of every override that applies (France's weekdays and holidays too)."""
+    zone = data.draw(st.sampled_from([*ZONES, "Europe/Paris"]), label="zone")
+    channel: Channel = data.draw(st.sampled_from(["sms", "voice", "voice", "whatsapp"]), label="channel")
+    country = data.draw(st.sampled_from([*ALL_COUNTRIES, "FR", "FR"]), label="country")
+    place = data.draw(phone_places(), label="place")
+    if len(place.zones) > 6:  # a toll-free number: keep the brute-force oracle affordable
+        place = PhonePlace(
+            zones=place.zones[:: len(place.zones) // 4], country=place.country, region=place.region
+        )
+    quiet = data.draw(st.none() | quiet_hours(), label="quiet")
+    at = data.draw(instants(zone), label="at")
+    if data.draw(st.integers(0, 2)) == 0:  # near a French public holiday, where France's rule closes
+        day = data.draw(st.sampled_from(FRENCH_HOLIDAYS), label="holiday")
+        at = day + timedelta(seconds=data.draw(st.integers(-86400, 2 * 86400), label="offset"))
+    send_by = at + timedelta(seconds=data.draw(st.integers(1, 5 * 86400), label="send_by"))
+    windows = POLICY.policy.windows_for(channel, country, place)
+    zones = [zone, *[z for z in place.zones if z != zone]]
+    customer = state(zone, country, channel, quiet, places={channel: place})
+
+    decision = decide(customer, [], marketing(send_by=send_by), at, POLICY)
+    assert decide_batch([("c", customer, [])], marketing(send_by=send_by), at, POLICY) == [decision]
+
+    if decision.verdict == "allow":
+        assert allowed_everywhere(at, zones, quiet, windows)
+        return
+    assert decision.reason == "quiet_hours"
+    assert not allowed_everywhere(at, zones, quiet, windows)
+    if decision.verdict == "defer":
+        nb = decision.not_before
+        assert nb is not None and at <= nb < send_by
+        assert allowed_everywhere(nb, zones, quiet, windows)
+        assert not allowed_everywhere(nb - US, zones, quiet, windows)
+        assert blocked_everywhere_throughout(at, nb, zones, quiet, windows)
+    else:
+        assert blocked_everywhere_throughout(at, send_by, zones, quiet, windows)
+
+
 # --- 2. caps under any order of approvals ---------------------------------------------------------------
 
 
-def caps_policy(per_day: int | None, per_week: int | None, extra: tuple[int, int] | None) -> LoadedPolicy:
+def caps_policy(
+    per_day: int | None,
+    per_week: int | None,
+    extra: tuple[int, int] | None,
+    email_cap: tuple[int, int] | None = None,
+) -> LoadedPolicy:
     lines = ['name = "prop"', "[caps]"]
     if per_day is not None:
         lines.append(f"per_day = {per_day}")
@@ -231,6 +353,13 @@ def caps_policy(per_day: int | None, per_week: int | None, extra: tuple[int, int
         lines += ["[[caps.extra]]", f"limit = {extra[0]}", f"hours = {extra[1]}"]
     lines += ["[windows]", "[transactional]", "quiet_hours = false", "windows = false"]
     lines += ["[rates]", "email = 1", "sms = 1", "push = 1", "voice = 1", "whatsapp = 1"]
+    if email_cap is not None:
+        limit, days = email_cap
+        lines += [
+            "[[overrides]]",
+            'countries = ["PL"]',
+            f"caps = {{ email = {{ limit = {limit}, days = {days} }} }}",
+        ]
     text = "\n".join(lines) + "\n"
     return load_policy(text.encode(), "prop.toml")
 
@@ -253,34 +382,45 @@ def test_no_order_of_approvals_ever_exceeds_a_cap(data: st.DataObject) -> None:
     per_week = data.draw(st.none() | st.integers(1, 6), label="per_week")
     extra = data.draw(st.none() | st.tuples(st.integers(1, 8), st.integers(1, 720)), label="extra")
     max_per_week = data.draw(st.none() | st.integers(1, 5), label="max_per_week")
-    policy = caps_policy(per_day, per_week, extra)
+    email_cap = data.draw(st.none() | st.tuples(st.integers(1, 4), st.integers(1, 10)), label="email_cap")
+    policy = caps_policy(per_day, per_week, extra, email_cap)
     caps = list(policy.policy.cap_rules()) + ([(max_per_week, timedelta(days=7))] if max_per_week else [])
+    email_caps = [(email_cap[0], timedelta(days=email_cap[1]))] if email_cap else []
     base = data.draw(instants(), label="base")
     # Coarse grids make exact window-boundary distances (s = t - W) common; the 1 µs grid makes them rare.
     grid = data.draw(st.sampled_from([timedelta(hours=12), timedelta(hours=1), timedelta(minutes=7), US]))
     offsets = st.integers(0, int(timedelta(days=21) / grid)).map(lambda k: base + k * grid)
     times = data.draw(st.lists(offsets, min_size=1, max_size=25), label="times")
+    # Reservations on other channels count for the all-channel caps only (the email cap ignores them).
+    elsewhere = data.draw(st.lists(offsets, max_size=4), label="elsewhere")
     customer = state("Europe/Warsaw", "PL", "email", None, max_per_week=max_per_week)
     camp = marketing()
 
+    def hold(candidate: list[datetime]) -> bool:
+        return caps_hold([*elsewhere, *candidate], caps) and caps_hold(candidate, email_caps)
+
+    if not hold([]):
+        return  # the other channels alone already break a cap: nothing to check
     sends: list[datetime] = []
     for at in times:
-        decision = decide(customer, sends, camp, at, policy)
+        pairs: list[Send] = [(s, "sms") for s in elsewhere] + [(s, "email") for s in sends]
+        decision = decide(customer, pairs, camp, at, policy)
+        assert decide_batch([("c", customer, pairs)], camp, at, policy) == [decision]
         if decision.verdict == "allow":
-            assert caps_hold([*sends, at], caps)
+            assert hold([*sends, at])
             sends.append(at)
             continue
         assert decision.reason == "frequency_cap"
-        assert not caps_hold([*sends, at], caps)
+        assert not hold([*sends, at])
         if decision.verdict == "defer":
             nb = decision.not_before
             assert nb is not None and nb > at
-            assert caps_hold([*sends, nb], caps)
-            assert not caps_hold([*sends, nb - US], caps)  # the FIRST such instant
+            assert hold([*sends, nb])
+            assert not hold([*sends, nb - US])  # the FIRST such instant
             probe = at + (nb - at) * data.draw(st.floats(0, 1), label="probe")
-            assert not caps_hold([*sends, min(probe, nb - US)], caps)
-            assert decide(customer, sends, camp, nb, policy).verdict == "allow"
-    assert caps_hold(sends, caps)
+            assert not hold([*sends, min(probe, nb - US)])
+            assert decide(customer, pairs, camp, nb, policy).verdict == "allow"
+    assert hold(sends)
 
 
 # --- 3. determinism and retries -------------------------------------------------------------------------
@@ -289,7 +429,7 @@ def test_no_order_of_approvals_ever_exceeds_a_cap(data: st.DataObject) -> None:
 @st.composite
 def customers(
     draw: st.DrawFn, at: datetime, customer_id: str = "c"
-) -> tuple[CustomerState | None, list[datetime]]:
+) -> tuple[CustomerState | None, list[Send]]:
     if draw(st.integers(0, 19)) == 0:
         return None, []
     zone = draw(st.sampled_from(ZONES))
@@ -299,10 +439,14 @@ def customers(
         addresses |= {channel}
     suppressed = frozenset(c for c in addresses if draw(st.integers(0, 9)) == 0)
     near = st.integers(-10 * 86400, 10 * 86400).map(lambda s: at + timedelta(seconds=s))
-    sends = draw(st.lists(near, max_size=5)) if draw(st.booleans()) else []
+    far = st.integers(-31 * 86400, 31 * 86400).map(lambda s: at + timedelta(seconds=s))  # the 30-day cap
+    send = st.tuples(near | far, st.sampled_from(CHANNELS))
+    sends: list[Send] = draw(st.lists(send, max_size=6)) if draw(st.booleans()) else []
+    phones = [c for c in addresses if c in ("sms", "voice", "whatsapp")]
+    places: dict[str, PhonePlace] = {c: draw(phone_places()) for c in phones if draw(st.integers(0, 3)) > 0}
     customer = state(
         zone,
-        draw(st.sampled_from(COUNTRIES)),
+        draw(st.sampled_from(ALL_COUNTRIES)),
         channel,
         draw(st.none() | quiet_hours()),
         customer_id=customer_id,
@@ -311,6 +455,8 @@ def customers(
         subscribed=draw(st.integers(0, 5)) > 0,
         max_per_week=draw(st.none() | st.integers(1, 5)),
         paused_until=draw(st.none() | near),
+        marketing_suppressed=frozenset(c for c in addresses if draw(st.integers(0, 9)) == 0),
+        places=places,
     )
     return customer, sends
 
@@ -332,6 +478,14 @@ def policies(draw: st.DrawFn) -> LoadedPolicy:
         text = text.replace("windows = false", "windows = true")
     if draw(st.booleans()):
         text = text.replace("per_day = 1", f"per_day = {draw(st.integers(1, 3))}")
+    if draw(st.booleans()):
+        text = text.replace("limit = 4, days = 30", f"limit = {draw(st.integers(1, 3))}, days = 30")
+    if draw(st.booleans()):  # a dated email window (no override touches email)
+        text = text.replace(
+            "[windows]\n",
+            '[windows]\nemail = { days = "mon-fri,sun", hours = ["07:00-12:00", "13:00-22:00"], holidays = "PL" }\n',
+            1,
+        )
     return load_policy(text.encode(), "variant.toml")
 
 
@@ -351,8 +505,9 @@ def test_decisions_are_deterministic_and_retries_are_allowed_again(data: st.Data
     assert (first.not_before is not None) == (first.verdict == "defer")
 
     if first.verdict == "allow" and camp.category == "marketing":
-        reserved = [*sends, at]  # the approval reserved `at`
-        own = reserved.index(at, len(sends))
+        mine: Send = (at, first.channel or "email")
+        reserved = [*sends, mine]  # the approval reserved `at` on its channel
+        own = reserved.index(mine, len(sends))
         others = reserved[:own] + reserved[own + 1 :]
         assert decide(customer, others, camp, at, policy) == first
         assert decide(customer, others, camp, at, policy, retry=True) == first
@@ -376,7 +531,7 @@ def test_decide_batch_agrees_with_decide(data: st.DataObject) -> None:
     camp = data.draw(campaigns(at), label="campaign")
     policy = data.draw(policies(), label="policy")
     n = data.draw(st.integers(1, 12), label="n")
-    items: list[tuple[str, CustomerState | None, list[datetime]]] = []
+    items: list[tuple[str, CustomerState | None, list[Send]]] = []
     for i in range(n):
         customer, sends = data.draw(customers(at, customer_id=f"c{i}"), label=f"customer {i}")
         if customer is not None and i > 0 and data.draw(st.booleans()):
@@ -393,6 +548,8 @@ def test_decide_batch_agrees_with_decide(data: st.DataObject) -> None:
                 quiet_hours=earlier.quiet_hours,
                 max_per_week=customer.max_per_week,
                 paused_until=customer.paused_until,
+                marketing_suppressed=customer.marketing_suppressed,
+                places=earlier.places if data.draw(st.booleans()) else customer.places,
             )
         items.append((f"c{i}", customer, sends))
     retries = {cid for cid, _, _ in items if data.draw(st.integers(0, 4), label="retry?") == 0}

@@ -70,10 +70,20 @@ async def sms_customer(api: Api, cid: str) -> None:
     await customer(api, cid, profile, channel="sms", topics=["promotions"])
 
 
+async def opt_ins_confirmed(api: Api, state: Hook, url: str) -> None:
+    """Send the SMS opt-in confirmations the customers' writes queued (COMPLIANCE item 26), so that
+    what the hook sees next is the campaign's."""
+    d = sms_dispatcher(api, url)
+    await d.run_until_idle()
+    await d.close()
+    state.bodies.clear()
+
+
 async def test_posts_json_then_retries_5xx_and_429(api: Api, hook: tuple[Hook, str], clock: FakeClock) -> None:
     state, url = hook
     await sms_campaign(api)
     await sms_customer(api, "c1")
+    await opt_ins_confirmed(api, state, url)
     await send(api, ["c1"])
     state.replies = [503, 429]
     d = sms_dispatcher(api, url)
@@ -97,6 +107,7 @@ async def test_other_4xx_fails_and_no_url_fails_with_a_reason(api: Api, hook: tu
     await sms_campaign(api)
     await sms_customer(api, "c1")
     await sms_customer(api, "c2")
+    await opt_ins_confirmed(api, state, url)
     await send(api, ["c1"])
     state.replies = [400]
     d = sms_dispatcher(api, url)

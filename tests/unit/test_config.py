@@ -8,6 +8,13 @@ import pytest
 
 from prefcenter.config import ConfigError, load_settings, production_warnings, resolve_secret_key
 
+# the sender's identity, required in production (tests/unit/test_config_identity.py)
+IDENTITY = {
+    "PREFCENTER_CONTROLLER_NAME": "Shop Ltd",
+    "PREFCENTER_POSTAL_ADDRESS": "1 High St, Town",
+    "PREFCENTER_PRIVACY_URL": "https://shop.example/privacy",
+}
+
 
 def test_defaults() -> None:
     s = load_settings({})
@@ -61,7 +68,7 @@ def test_development_secret_is_generated_once_and_persisted(tmp_path: Path) -> N
 
 def test_production_warnings() -> None:
     """COMPLIANCE A1: a non-https public URL is logged as a warning in production (and plain SMTP too)."""
-    secret = {"PREFCENTER_SECRET_KEY": "s" * 20}
+    secret = {"PREFCENTER_SECRET_KEY": "s" * 20, **IDENTITY}
     assert production_warnings(load_settings({**secret})) == []  # development: nothing to say
     prod = {**secret, "PREFCENTER_ENV": "production"}
     warnings = production_warnings(load_settings(prod))
@@ -158,6 +165,7 @@ def test_public_url_follows_host_and_port_unless_set() -> None:
 
 def test_public_url_production_warning_covers_the_derived_url() -> None:
     prod = {"PREFCENTER_SECRET_KEY": "s" * 20, "PREFCENTER_ENV": "production", "PREFCENTER_SMTP_TLS": "tls"}
+    prod.update(IDENTITY)
     warnings = production_warnings(load_settings({**prod, "PREFCENTER_PORT": "8443"}))
     assert len(warnings) == 1 and "PREFCENTER_PUBLIC_URL" in warnings[0]
 

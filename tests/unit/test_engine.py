@@ -14,7 +14,7 @@ from typing import Any
 import msgspec
 import pytest
 
-from prefcenter.domain.engine import HORIZON, decide, decide_batch, longest_cap_window
+from prefcenter.domain.engine import HORIZON, Send, decide, decide_batch, longest_cap_window
 from prefcenter.domain.model import REASONS, VERDICTS, CampaignView, CustomerState, Decision
 from prefcenter.domain.policy import LoadedPolicy, PolicyError, load_policy, parse_policy
 
@@ -23,7 +23,12 @@ DEFAULT_BYTES = (ROOT / "policies" / "default.toml").read_bytes()
 POLICY = load_policy(DEFAULT_BYTES, "policies/default.toml")
 
 AT = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)  # 13:00 in Warsaw
-Item = tuple[str, CustomerState | None, list[datetime]]
+Item = tuple[str, CustomerState | None, list[Send]]
+
+
+def email(*instants: datetime) -> list[Send]:
+    """Reservations on the email channel."""
+    return [(i, "email") for i in instants]
 
 
 def utc(text: str) -> datetime:
@@ -69,14 +74,16 @@ def check(
     state: CustomerState | None,
     camp: CampaignView | None = None,
     at: datetime = AT,
-    sends: list[datetime] | None = None,
+    sends: list[datetime] | list[Send] | None = None,
     policy: Any = POLICY,
 ) -> Decision:
-    """decide() and decide_batch() must agree; return the decision."""
+    """decide() and decide_batch() must agree; return the decision. A bare instant in ``sends`` is a
+    reservation on the customer's channel."""
     camp = camp or campaign()
-    sends = sends or []
-    one = decide(state, sends, camp, at, policy, customer_id="c1")
-    batch = decide_batch([("c1", state, sends)], camp, at, policy)
+    own = (state.channel if state is not None else None) or "email"
+    pairs: list[Send] = [s if isinstance(s, tuple) else (s, own) for s in sends or []]
+    one = decide(state, pairs, camp, at, policy, customer_id="c1")
+    batch = decide_batch([("c1", state, pairs)], camp, at, policy)
     assert batch == [one]
     return one
 
@@ -313,7 +320,8 @@ def test_cap_and_window_combined_with_extra_caps() -> None:
         "c1", "defer", "frequency_cap", "email", AT + timedelta(days=1)
     )
     assert longest_cap_window(policy) == timedelta(hours=720)
-    assert longest_cap_window(POLICY) == timedelta(days=7)
+    assert longest_cap_window(POLICY) == timedelta(days=30)  # the shipped FR voice cap
+    assert longest_cap_window(policy_with("days = 30", "days = 3")) == timedelta(days=7)
 
 
 def test_not_before_is_aware_utc() -> None:
@@ -346,7 +354,7 @@ def test_retry_at_a_new_instant_rechecks_rules_1_to_8_only() -> None:
     Own reservation at AT; another campaign reserved AT + 25 h (fine: 25 h apart). Retrying at AT + 2 h
     is 23 h from the other reservation: without retry=True rule 9 would defer it.
     """
-    others = [AT + timedelta(hours=25)]
+    others = email(AT + timedelta(hours=25))
     later = AT + timedelta(hours=2)
     assert check(customer(), sends=others).verdict == "allow"
     assert check(customer(), at=later, sends=others).reason == "frequency_cap"
@@ -441,7 +449,7 @@ def test_batch_keeps_request_order_and_ids() -> None:
     items: list[Item] = [
         ("z", customer(customer_id="z", channel=None), []),
         ("a", None, []),
-        ("m", customer(customer_id="m"), [AT - timedelta(hours=1)]),
+        ("m", customer(customer_id="m"), email(AT - timedelta(hours=1))),
         ("b", customer(customer_id="b", quiet_hours=("12:00", "14:00")), []),
         ("q", customer(customer_id="q"), []),
     ]
@@ -491,7 +499,7 @@ def test_an_unreadable_stored_state_denies_that_recipient_only() -> None:
     from before the anchors were fixed, a naive pause) fails closed for that recipient, as a deny of the
     rule that cannot be evaluated; the rest of the batch is decided as if it were not there."""
     good = customer()
-    items = [
+    items: list[Item] = [
         ("c0", good, []),
         ("c1", customer(customer_id="c1", timezone="Mars/Base", quiet_hours=("22:00", "07:00")), []),
         ("c2", customer(customer_id="c2", quiet_hours=("21:00\n", "08:00")), []),

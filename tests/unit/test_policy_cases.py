@@ -190,6 +190,47 @@ BAD = [
         "duplicate case name",
         id="duplicate-name",
     ),
+    pytest.param(
+        CASE.format(name="x", verdict="allow", reason="allowed", extra="").replace(
+            "subscribed = true", 'subscribed = true\nphones = { sms = "+1213" }'
+        ),
+        "$.case[0].customer.phones.sms",
+        "E.164",
+        id="bad-phone",
+    ),
+    pytest.param(
+        CASE.format(name="x", verdict="allow", reason="allowed", extra="").replace(
+            "subscribed = true", 'subscribed = true\nphones = { email = "+12135550199" }'
+        ),
+        "$.case[0].customer.phones",
+        "Invalid enum value 'email'",
+        id="phone-for-email",
+    ),
+    pytest.param(
+        CASE.format(name="x", verdict="allow", reason="allowed", extra="").replace(
+            "subscribed = true",
+            'subscribed = true\nphones = { sms = "+12135550199" }\nplaces = { sms = { country = "US" } }',
+        ),
+        "$.case[0].customer.places.sms",
+        "not both",
+        id="phone-and-place",
+    ),
+    pytest.param(
+        CASE.format(name="x", verdict="allow", reason="allowed", extra="").replace(
+            "subscribed = true", 'subscribed = true\nplaces = { sms = { zones = ["Mars/Base"] } }'
+        ),
+        "$.case[0].customer.places.sms.zones[0]",
+        "unknown time zone",
+        id="place-unknown-zone",
+    ),
+    pytest.param(
+        CASE.format(name="x", verdict="allow", reason="allowed", extra="").replace(
+            "at = 2026", 'sends = [{ at = 2026-11-21T09:00:00Z, channel = "fax" }]\nat = 2026'
+        ),
+        "$.case[0].sends[0].channel",
+        "Invalid enum value 'fax'",
+        id="send-unknown-channel",
+    ),
     pytest.param('description = "nothing"\n', "$", "missing required field `case`", id="no-cases"),
     pytest.param("[[case]\n", "$", "not valid TOML", id="bad-toml"),
 ]
@@ -216,3 +257,70 @@ def test_missing_folder_is_an_error(tmp_path: Path) -> None:
 def test_empty_folder_reports_nothing(tmp_path: Path) -> None:
     assert run_policy_tests(POLICY, tmp_path) == []
     assert format_report([]) == "0 passed, 0 failed"
+
+
+def test_phones_places_and_channel_sends(tmp_path: Path) -> None:
+    """COMPLIANCE items 22 and 31 as cases: a number is placed as the store places it, a place can be
+    given outright, a reservation names its channel and a bare instant is on the customer's channel."""
+    folder = tmp_path / "tests"
+    write(
+        folder,
+        "phones.toml",
+        """\
+[[case]]
+name = "number"
+at = 2026-07-15T12:00:00Z
+[case.customer]
+timezone = "Europe/Warsaw"
+country = "PL"
+channel = "sms"
+addresses = ["sms"]
+subscribed = true
+phones = { sms = "+12135550199" }
+[case.campaign]
+category = "marketing"
+channels = ["sms"]
+[case.expect]
+verdict = "defer"
+reason = "quiet_hours"
+not_before = 2026-07-15T15:00:00Z
+
+[[case]]
+name = "place"
+at = 2026-07-15T12:00:00Z
+[case.customer]
+timezone = "Europe/Warsaw"
+country = "PL"
+channel = "sms"
+addresses = ["sms"]
+subscribed = true
+places = { sms = { zones = ["America/Los_Angeles"] } }
+[case.campaign]
+category = "marketing"
+channels = ["sms"]
+[case.expect]
+verdict = "defer"
+reason = "quiet_hours"
+not_before = 2026-07-15T15:00:00Z
+
+[[case]]
+name = "bare instants are on the customer's channel"
+at = 2026-06-08T08:00:00Z
+sends = [2026-05-10T08:00:00Z, 2026-05-17T08:00:00Z, 2026-05-24T08:00:00Z, 2026-05-31T08:00:00Z]
+[case.customer]
+timezone = "Europe/Paris"
+country = "FR"
+channel = "voice"
+addresses = ["voice"]
+subscribed = true
+[case.campaign]
+category = "marketing"
+channels = ["voice"]
+[case.expect]
+verdict = "defer"
+reason = "frequency_cap"
+not_before = 2026-06-09T08:00:00Z
+""",
+    )
+    results = run_policy_tests(POLICY, folder)
+    assert [(r.passed, r.message) for r in results] == [(True, "")] * 3

@@ -12,16 +12,22 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from prefcenter.domain.timewindows import (
+    ALL_DAYS,
     DAY_US,
     HOUR_US,
     MINUTE_US,
     DailySchedule,
+    WeekWindow,
     Window,
     first_allowed,
+    first_allowed_in_all_us,
     first_allowed_us,
     from_us,
+    holiday_calendar_error,
     is_allowed,
+    is_holiday,
     is_inside,
+    parse_days,
     parse_hhmm,
     parse_window,
     to_us,
@@ -295,3 +301,126 @@ def test_first_allowed_respects_the_limit() -> None:
     opens = to_us(utc("2026-11-23T06:00:00Z"))
     assert first_allowed_us(schedule, timeline, t, opens) is None
     assert first_allowed_us(schedule, timeline, t, opens + 1) == opens
+
+
+# --- weekdays and holidays (COMPLIANCE item 31) --------------------------------------------------------
+
+
+def week(days: str, *hours: str, holidays: tuple[str, ...] = ()) -> WeekWindow:
+    return WeekWindow(tuple(parse_window(h) for h in hours), parse_days(days), holidays)
+
+
+@pytest.mark.parametrize(
+    ("text", "mask"),
+    [
+        ("mon-fri", 0b0011111),
+        ("mon,wed,fri", 0b0010101),
+        ("sat-sun", 0b1100000),
+        ("fri-mon", 0b1110001),
+        ("mon-wed, fri", 0b0010111),
+        ("sun", 0b1000000),
+        ("mon-sun", ALL_DAYS),
+    ],
+)
+def test_parse_days(text: str, mask: int) -> None:
+    assert parse_days(text) == mask
+
+
+@pytest.mark.parametrize("text", ["", "monday", "Mon", "mon-", "mon-tue-wed", "mon;fri", "xyz"])
+def test_parse_days_rejects_bad_names(text: str) -> None:
+    with pytest.raises(ValueError, match="invalid days"):
+        parse_days(text)
+
+
+def test_holiday_calendars() -> None:
+    assert holiday_calendar_error("FR") is None and holiday_calendar_error("US-FL") is None
+    assert "unknown holiday calendar" in (holiday_calendar_error("XX") or "")
+    assert "no subdivision" in (holiday_calendar_error("US-XX") or "")
+    christmas = (datetime(2026, 12, 25) - datetime(1970, 1, 1)).days
+    assert is_holiday(("FR",), christmas) and not is_holiday(("FR",), christmas + 3)
+    bastille = (datetime(2026, 7, 14) - datetime(1970, 1, 1)).days
+    assert is_holiday(("FR",), bastille) and not is_holiday(("US",), bastille)
+    assert is_holiday(("US", "FR"), bastille)
+
+
+def test_the_french_rule_in_paris() -> None:
+    """COMPLIANCE item 31: Monday-Friday 10:00-13:00 and 14:00-20:00, never on a public holiday."""
+    fr = week("mon-fri", "10:00-13:00", "14:00-20:00", holidays=("FR",))
+    zone = "Europe/Paris"  # CEST (UTC+2) in June, CET in December
+    assert is_allowed(utc("2026-06-08T08:00:00Z"), zone, allowed=fr)  # Monday 10:00
+    assert not is_allowed(utc("2026-06-08T07:59:59Z"), zone, allowed=fr)
+    assert not is_allowed(utc("2026-06-08T11:00:00Z"), zone, allowed=fr)  # 13:00
+    assert not is_allowed(utc("2026-06-13T09:00:00Z"), zone, allowed=fr)  # Saturday
+    assert not is_allowed(utc("2026-12-25T10:00:00Z"), zone, allowed=fr)  # Christmas, a Friday
+    assert first_allowed(utc("2026-06-13T09:00:00Z"), zone, allowed=fr) == utc("2026-06-15T08:00:00Z")
+    assert first_allowed(utc("2026-12-25T10:00:00Z"), zone, allowed=fr) == utc("2026-12-28T09:00:00Z")
+    assert first_allowed(utc("2026-06-08T11:30:00Z"), zone, allowed=fr) == utc("2026-06-08T12:00:00Z")
+    # quiet hours combine with it: 14:00-15:00 blocked moves 13:30 to 15:00
+    found = first_allowed(utc("2026-06-08T11:30:00Z"), zone, allowed=fr, quiet=parse_window("14:00-15:00"))
+    assert found == utc("2026-06-08T13:00:00Z")
+
+
+def test_a_window_crossing_midnight_follows_the_local_date() -> None:
+    """The local date at the instant decides: Friday 22:00-02:00 does not run on into a closed Saturday."""
+    late = week("mon-fri", "22:00-02:00")
+    zone = "UTC"
+    assert is_allowed(utc("2026-06-12T23:00:00Z"), zone, allowed=late)  # Friday 23:00
+    assert not is_allowed(utc("2026-06-13T01:00:00Z"), zone, allowed=late)  # Saturday 01:00
+    assert is_allowed(utc("2026-06-15T01:00:00Z"), zone, allowed=late)  # Monday 01:00
+    assert first_allowed(utc("2026-06-13T00:00:00Z"), zone, allowed=late) == utc("2026-06-15T00:00:00Z")
+
+
+def test_a_closed_day_ending_in_a_dst_gap_opens_when_the_clocks_jump() -> None:
+    """America/Santiago jumps from Saturday 2026-09-05 24:00 to Sunday 01:00: Sunday 00:00 never exists,
+    so a Sunday-only window opens at the instant of the jump (04:00Z), as for times of day."""
+    sunday = week("sun", "00:00-06:00")
+    found = first_allowed(utc("2026-09-06T02:00:00Z"), "America/Santiago", allowed=sunday)
+    assert found == utc("2026-09-06T04:00:00Z")
+    assert found.astimezone(ZoneInfo("America/Santiago")).strftime("%a %H:%M") == "Sun 01:00"
+    assert not is_allowed(found - timedelta(microseconds=1), "America/Santiago", allowed=sunday)
+
+
+def test_a_repeated_hour_keeps_its_date_both_times() -> None:
+    """America/Santiago repeats Saturday 2026-04-04 23:00-24:00: a Saturday window holds it both times."""
+    saturday = week("sat", "23:00-00:00")
+    assert is_allowed(utc("2026-04-05T02:30:00Z"), "America/Santiago", allowed=saturday)  # -03:00
+    assert is_allowed(utc("2026-04-05T03:30:00Z"), "America/Santiago", allowed=saturday)  # -04:00
+    assert not is_allowed(utc("2026-04-05T04:00:00Z"), "America/Santiago", allowed=saturday)  # Sunday
+
+
+def test_week_window_covers() -> None:
+    fr = week("mon-fri", "10:00-13:00", "14:00-20:00", holidays=("FR",))
+    daily = WeekWindow.daily(parse_window("08:00-21:00"))
+    assert daily.covers(fr) and not fr.covers(daily)
+    assert fr.covers(week("mon", "10:00-12:00", holidays=("FR",)))
+    assert not fr.covers(week("mon", "10:00-12:00"))  # open on French holidays
+    assert not fr.covers(week("sat", "10:00-12:00", holidays=("FR",)))
+    assert not fr.covers(week("mon", "12:30-13:30", holidays=("FR",)))
+
+
+def test_schedules_of_several_windows_intersect() -> None:
+    fr = week("mon-fri", "10:00-13:00", "14:00-20:00", holidays=("FR",))
+    pl = WeekWindow.daily(parse_window("09:00-12:00"))
+    schedule = DailySchedule.build((fr, pl))
+    assert schedule.intervals == ((10 * HOUR_US, 12 * HOUR_US),)
+    assert schedule.days == parse_days("mon-fri") and schedule.holidays == ("FR",) and schedule.dated
+    assert DailySchedule.build((week("mon", "10:00-11:00"), week("tue", "10:00-11:00"))).never
+
+
+def test_first_allowed_in_all_zones_is_the_first_common_instant() -> None:
+    """COMPLIANCE item 22 and edge 5: 08:00-21:00 in Warsaw (06:00-19:00Z in July) and Los Angeles
+    (15:00-04:00Z): the first instant both allow after 12:00Z is 15:00Z; after 19:30Z, 15:00Z next day."""
+    schedule = DailySchedule.build(parse_window("08:00-21:00"))
+    zones = [zone_timeline("Europe/Warsaw"), zone_timeline("America/Los_Angeles")]
+    t = to_us(utc("2026-07-15T12:00:00Z"))
+    assert from_us(first_allowed_in_all_us(schedule, zones, t, t + 400 * DAY_US) or 0) == utc(
+        "2026-07-15T15:00:00Z"
+    )
+    t = to_us(utc("2026-07-15T19:30:00Z"))
+    assert from_us(first_allowed_in_all_us(schedule, zones, t, t + 400 * DAY_US) or 0) == utc(
+        "2026-07-16T15:00:00Z"
+    )
+    assert first_allowed_in_all_us(schedule, zones, t, to_us(utc("2026-07-16T15:00:00Z"))) is None
+    disjoint = DailySchedule.build(parse_window("09:00-10:00"))
+    far = [zone_timeline("Pacific/Kiritimati"), zone_timeline("Pacific/Pago_Pago")]  # 25 hours apart
+    assert first_allowed_in_all_us(disjoint, far, t, t + 400 * DAY_US) is None

@@ -50,6 +50,6 @@ def smtp_sink() -> Iterator[Sink]:
 @pytest.fixture
 async def mail_api(api: Api, smtp_sink: Sink) -> AsyncIterator[Api]:
     api.rt.settings = msgspec.structs.replace(
-        api.rt.settings, smtp_port=smtp_sink.port, smtp_from="Prefs <prefs@shop.example>"
+        api.rt.settings, smtp_port=smtp_sink.port, smtp_from_setting="Prefs <prefs@shop.example>"
     )
     yield api

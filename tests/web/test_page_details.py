@@ -12,6 +12,7 @@ import pytest
 
 from prefcenter.domain.model import Topic
 from prefcenter.services import topics
+from prefcenter.web.notice import page_notice
 from tests.conftest import PROFILE, Api, prefs_body
 
 IRAN = {
@@ -173,7 +174,7 @@ async def test_persian_page_isolates_contacts_numbers_and_ids_left_to_right(api:
     assert html.count('<bdi dir="ltr">+98 *** *** 567</bdi>') == 2  # sms and voice
     assert '<bdi dir="ltr">9**@example.ir</bdi>' in html  # starts with a digit: would reorder in RTL
     assert html.count('<bdi dir="ltr">Asia/Tehran</bdi>') == 2  # the quiet-hours and pause hints
-    assert '<bdi dir="ltr">pages-v1</bdi>' in html  # the notice version in the footer
+    assert f'<bdi dir="ltr">{page_notice(api.rt.settings).version}</bdi>' in html  # the footer's notice version
     assert r.headers["content-type"] == "text/html; charset=utf-8"
 
 

@@ -18,6 +18,7 @@ from prefcenter.domain.model import Topic
 from prefcenter.services import links, topics
 from prefcenter.web.csrf import csrf_token
 from prefcenter.web.i18n import LANGUAGES, Catalogue, catalogue_texts, choose_language, placeholders
+from prefcenter.web.notice import page_notice
 from prefcenter.web.views import mask_email, mask_phone
 from tests.conftest import PROFILE, Api, prefs_body
 from tests.web.conftest import Sink, free_port
@@ -248,7 +249,7 @@ async def test_saving_changes_state_and_ledger_exactly_as_a_put(api: Api) -> Non
             assert (e["source"], e["actor"], e["notice_version"]) == (
                 "preference_page",
                 "customer",
-                "pages-v1",
+                page_notice(api.rt.settings).version,  # "pages-v1-" and the hash of its texts
             )
             assert e["evidence"]["user_agent"] == "Mozilla/5.0 (test) Pages/1"
             assert e["evidence"]["ip_ref"] == api.rt.pseudonyms.ip_ref("testclient")
@@ -271,10 +272,13 @@ async def test_stop_all_marketing_is_one_click(api: Api) -> None:
     assert prefs["channel"] is None and prefs["topics"] == []
     assert prefs["max_per_week"] == 2 and prefs["quiet_hours"] == {"start": "21:00", "end": "08:00"}
     new = [e for e in await events(api) if e["source"] == "preference_page"]
+    ref = api.rt.pseudonyms.address_ref("email", "ola@example.pl")  # PROFILE's
     assert change_shape(new) == [
         ("withdraw", "channel:email", None),
         ("withdraw", "topic:product-news", None),
         ("withdraw", "topic:promotions", None),
+        # the address too (COMPLIANCE item 27, edge 13; tests/api/test_address_optouts.py)
+        ("update", "suppression:email", {"suppressed": True, "address_ref": ref, "reason": "unsubscribe", "scope": "marketing"}),
     ]
     page = await open_page(api, r.headers["location"])
     assert 'role="status"' in page
@@ -425,8 +429,10 @@ async def test_one_click_works_without_cookies_in_both_encodings(api: Api, encod
         prefs = await get_prefs(api)
         assert prefs["channel"] is None and prefs["topics"] == []
         one_click = [e for e in await events(api) if e["source"] == "one_click_unsubscribe"]
-        assert len(one_click) == 3  # written by the first POST only
-        assert all(e["actor"] == "customer" and e["notice_version"] == "pages-v1" for e in one_click)
+        assert len(one_click) == 4  # written by the first POST only (3 withdrawals, the address's suppression)
+        version = page_notice(api.rt.settings).version
+        own = [e for e in one_click if not e["subject"].startswith("suppression:")]  # the address's: system
+        assert len(own) == 3 and all(e["actor"] == "customer" and e["notice_version"] == version for e in own)
         assert one_click[0]["evidence"]["scope"] == "all"
 
 
@@ -506,7 +512,7 @@ async def test_an_oversized_form_is_refused_with_a_page(api: Api) -> None:
 async def test_topic_scoped_link_removes_only_that_topic(api: Api) -> None:
     """COMPLIANCE A4: a valid token unsubscribes exactly that customer from exactly that list."""
     await put_customer(api)
-    await put_customer(api, "c2")
+    await put_customer(api, "c2", contacts={"email": "someone.else@example.pl"})  # the same address: edge 13
     for cid in ("c1", "c2"):
         await put_prefs(api, cid, channel="email", topics=["promotions", "product-news"])
     _, unsubscribe = await paths(api, topic="promotions")
@@ -539,7 +545,7 @@ async def test_old_link_replayed_after_resubscribe_unsubscribes_again(api: Api) 
     prefs = await get_prefs(api)
     assert prefs["channel"] is None and prefs["topics"] == []
     one_click = [e for e in await events(api) if e["source"] == "one_click_unsubscribe"]
-    assert len(one_click) == 4  # two withdrawals, twice
+    assert len(one_click) == 6  # two withdrawals and the address's suppression, twice
     replays = [e for e in logs if e["event"] == "one-click unsubscribe"]
     assert [e["link_older_than_last_change"] for e in replays] == [False, True]
 

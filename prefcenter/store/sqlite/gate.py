@@ -1,18 +1,22 @@
 """The gate's reads and writes as plain functions of a ``sqlite3`` connection, each run on the
 connection's thread in one hop (:func:`in_one_hop`): the gate inputs of a chunk of recipients, the
-campaign views, the gate load (both at once) and the record of what the gate decided."""
+campaign views, the gate load (both at once) and the record of what the gate decided; and the encoding
+of the customers row's ``phone_places`` (migration 0012), so the gate never calls phonenumbers."""
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any, TypeVar, cast
 
 import aiosqlite
+import msgspec
+import phonenumbers
 import structlog
 
-from prefcenter.domain.model import CampaignView, CustomerState
+from prefcenter.domain.model import PHONE_CHANNELS, CampaignView, CustomerState, PhonePlace
+from prefcenter.domain.phones import place_of
 from prefcenter.store.base import DecisionRow, GateInputs, Reservation
 from prefcenter.store.sqlite.rows import json_decode, json_encode, parse_time
 
@@ -33,9 +37,14 @@ async def in_one_hop(conn: aiosqlite.Connection, fn: Callable[..., T], *args: An
     return cast(T, result)
 
 
+# ``phone_places`` is NULL only for a row written before migration 0012 and not yet filled at start-up
+# (or written around the store): its phone contacts are read instead and placed here.
 _GATE_STATES_SQL = """
 SELECT c.id, c.timezone, c.country, c.channel, c.quiet_start, c.quiet_end, c.max_per_week, c.paused_until,
-       c.contact_channels, c.suppressed_channels, instr(c.topic_list, ',' || ? || ',') > 0
+       c.contact_channels, c.suppressed_channels, instr(c.topic_list, ',' || ? || ',') > 0,
+       c.marketing_suppressed_channels, c.phone_places,
+       CASE WHEN c.phone_places IS NULL THEN (SELECT json_group_object(k.channel, k.address) FROM contacts k
+            WHERE k.customer_id = c.id AND k.channel IN ('sms', 'voice', 'whatsapp')) END
 FROM customers c WHERE c.id IN (SELECT value FROM json_each(?))
 """
 _GATE_RESERVATIONS_SQL = """
@@ -45,6 +54,54 @@ WHERE r.marketing = 1 OR r.campaign_id = ?
 """
 _EMPTY: frozenset[Any] = frozenset()
 _PAUSED_FOREVER = datetime.max.replace(tzinfo=UTC)
+_NO_PLACES: dict[str, PhonePlace] = {}
+
+# ---------------------------------------------------------------------------------------------------
+# phone places (migration 0012): channel -> [zones, country, region] as compact JSON, "" for none
+
+#: The data the stored places were computed from: a new phonenumbers release refills them at start-up.
+PLACES_DATA_VERSION = f"phonenumbers {phonenumbers.__version__}"
+
+
+def places_text(contacts: Iterable[tuple[str, str]]) -> str:
+    """The ``phone_places`` of these (channel, address) contacts: their sms/voice/whatsapp numbers'
+    places, or "" when there is none."""
+    places = {}
+    for channel, number in sorted(contacts):
+        if channel in PHONE_CHANNELS:
+            place = place_of(number)
+            places[channel] = [list(place.zones), place.country, place.region]
+    return json_encode(places).decode() if places else ""
+
+
+_PlacesJson = dict[str, tuple[list[str], str | None, str | None]]
+_places_decoder = msgspec.json.Decoder(_PlacesJson)
+
+
+def places_from_text(text: str) -> dict[str, PhonePlace]:
+    """The places a ``phone_places`` value holds ({} for ""); raises ``msgspec.DecodeError`` for a value
+    of another shape."""
+    if not text:
+        return {}
+    return {
+        channel: PhonePlace(zones=tuple(zones), country=country, region=region)
+        for channel, (zones, country, region) in _places_decoder.decode(text).items()
+    }
+
+
+def _places_from_contacts(contacts: str | None) -> dict[str, PhonePlace]:
+    """A row without ``phone_places``: the places of its phone contacts (a JSON object), computed now."""
+    numbers: dict[str, str] = json_decode(contacts) if contacts else {}
+    return {channel: place_of(number) for channel, number in numbers.items()}
+
+
+def _phone_contacts_sync(conn: sqlite3.Connection, customer_id: str) -> str | None:
+    row = conn.execute(
+        "SELECT json_group_object(channel, address) FROM contacts WHERE customer_id = ? "
+        "AND channel IN ('sms', 'voice', 'whatsapp')",
+        (customer_id,),
+    ).fetchone()
+    return None if row is None else cast(str | None, row[0])
 
 
 def gate_inputs_sync(
@@ -70,15 +127,31 @@ def gate_inputs_sync(
     states: dict[str, CustomerState] = {}
     parse = parse_time
     sets: dict[str, frozenset[Any]] = {"": _EMPTY}  # few distinct channel lists: one frozenset each
+    placed: dict[str, dict[str, PhonePlace]] = {"": _NO_PLACES}  # and few distinct places: decoded once
     quiets: dict[tuple[str, str], tuple[str, str]] = {}
     State = CustomerState
-    for cid, zone, country, channel, qs, qe, cap, paused, addresses, suppressed, subscribed in rows:
+    for row in rows:
+        cid, zone, country, channel, qs, qe, cap, paused, addresses, suppressed, subscribed = row[:11]
+        marketing_only, places_stored, phones = row[11:]
         a = sets.get(addresses)
         if a is None:
             a = sets[addresses] = frozenset(addresses.split(","))
         s = sets.get(suppressed)
         if s is None:
             s = sets[suppressed] = frozenset(suppressed.split(","))
+        m = sets.get(marketing_only)
+        if m is None:
+            m = sets[marketing_only] = frozenset(marketing_only.split(","))
+        if places_stored is None:
+            places = _places_from_contacts(phones)
+        elif (known := placed.get(places_stored)) is not None:
+            places = known
+        else:
+            try:
+                places = placed[places_stored] = places_from_text(places_stored)
+            except msgspec.DecodeError:  # fail closed: the zones come from the numbers themselves
+                log.warning("unreadable phone_places in a stored customer row; placed from its contacts")
+                places = _places_from_contacts(_phone_contacts_sync(conn, cid))
         quiet = None
         if qs is not None:
             quiet = quiets.get((qs, qe))
@@ -91,7 +164,20 @@ def gate_inputs_sync(
             except ValueError:  # fail closed: an unreadable pause is a pause without end
                 log.warning("unreadable paused_until in a stored customer row; treated as paused")
                 pause = _PAUSED_FOREVER
-        states[cid] = State(cid, zone, country, channel, a, s, subscribed == 1, quiet, cap, pause)
+        states[cid] = State(
+            cid,
+            zone,
+            country,
+            channel,
+            a,
+            s,
+            subscribed == 1,
+            quiet,
+            cap,
+            pause,
+            marketing_suppressed=m,
+            places=places,
+        )
     return GateInputs(states=states, held=held)
 
 

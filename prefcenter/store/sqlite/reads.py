@@ -8,8 +8,9 @@ from typing import Any
 import aiosqlite
 
 from prefcenter.domain.campaigns import Campaign
+from prefcenter.domain.ledger import Notice
 from prefcenter.domain.model import Customer, Topic
-from prefcenter.store.base import ApiKey, DecisionRow, EventFilter, GateInputs, Suppression
+from prefcenter.store.base import ApiKey, DecisionRow, EventFilter, GateInputs, ReviewText, Suppression
 from prefcenter.store.sqlite.gate import gate_inputs_sync, in_one_hop
 from prefcenter.store.sqlite.rows import (
     CUSTOMER_BY_REF_SQL,
@@ -18,6 +19,7 @@ from prefcenter.store.sqlite.rows import (
     event_from_row,
     get_campaign,
     get_customer,
+    get_notice,
     get_topic,
     json_decode,
     key_from_row,
@@ -117,7 +119,7 @@ class SqliteReads:
         return int(row[0]) if row else 0
 
     async def list_suppressions(self, channel: str | None) -> list[Suppression]:
-        sql = "SELECT channel, address_ref, reason, since FROM suppressions"
+        sql = "SELECT channel, address_ref, reason, since, scope FROM suppressions"
         params: tuple[str, ...] = ()
         if channel is not None:
             sql += " WHERE channel = ?"
@@ -125,14 +127,24 @@ class SqliteReads:
         async with self.reader.execute(sql + " ORDER BY since, channel, address_ref", params) as cur:
             return [Suppression(*row) for row in await cur.fetchall()]
 
-    async def inbound_for_review(self, since: str | None) -> list[dict[str, Any]]:
+    async def inbound_for_review(self, since: str | None, resolved: bool = False) -> list[ReviewText]:
+        """Texts kept for review received at or after ``since``, oldest first; open ones only unless
+        ``resolved``."""
         async with self.reader.execute(
-            "SELECT id, channel, address_ref, text, received_at FROM inbound_review "
-            "WHERE received_at >= coalesce(?, '') ORDER BY id",
-            (since,),
+            "SELECT id, channel, address_ref, text, received_at, resolved_at, resolution, resolved_by "
+            "FROM inbound_review WHERE received_at >= coalesce(?, '') AND (? OR resolved_at IS NULL) "
+            "ORDER BY received_at, id",
+            (since, resolved),
         ) as cur:
-            names = ("id", "channel", "address_ref", "text", "received_at")
-            return [dict(zip(names, row, strict=True)) for row in await cur.fetchall()]
+            return [ReviewText(*row) for row in await cur.fetchall()]
+
+    async def inbound_open_before(self, before: str) -> int:
+        """Open texts kept for review received before ``before`` (RFC 3339 Z, as stored)."""
+        async with self.reader.execute(
+            "SELECT count(*) FROM inbound_review WHERE resolved_at IS NULL AND received_at < ?", (before,)
+        ) as cur:
+            row = await cur.fetchone()
+        return int(row[0]) if row else 0
 
     async def find_key(self, key_hash: str) -> ApiKey | None:
         async with self.reader.execute(
@@ -147,6 +159,9 @@ class SqliteReads:
             "SELECT id, name, role, key_prefix, created_at, revoked_at FROM api_keys ORDER BY id"
         ) as cur:
             return [key_from_row(row) async for row in cur]
+
+    async def get_notice(self, notice_version: str) -> Notice | None:
+        return await get_notice(self.reader, notice_version)
 
     async def ledger_head(self) -> tuple[int, str]:
         async with self.reader.execute("SELECT seq, hash FROM ledger_head WHERE id = 1") as cur:

@@ -10,7 +10,7 @@ import aiosqlite
 import msgspec
 
 from prefcenter.domain.campaigns import Campaign
-from prefcenter.domain.ledger import EVENT_FIELDS
+from prefcenter.domain.ledger import EVENT_FIELDS, Notice, shaped
 from prefcenter.domain.model import Contacts, Customer, Preferences, Profile, QuietHours, Topic
 from prefcenter.store.base import ApiKey
 
@@ -26,7 +26,10 @@ SELECT c.id, c.ref, c.timezone, c.locale, c.country, c.channel, c.quiet_start, c
 FROM customers c WHERE c.id = ?
 """
 CUSTOMER_BY_REF_SQL = CUSTOMER_SQL.replace("WHERE c.id = ?", "WHERE c.ref = ?")
-EVENT_COLUMNS = ", ".join(EVENT_FIELDS)
+# Every event column, then the row's shape (migration 0014): which of them its hash covers.
+EVENT_COLUMNS = ", ".join((*EVENT_FIELDS, "shape"))
+EVENT_COLUMN_COUNT = len(EVENT_FIELDS) + 1
+NOTICE_SQL = "SELECT version, texts, sha256, registered_at FROM notices WHERE version = ?"
 
 
 def parse_time(value: str) -> datetime:
@@ -55,10 +58,27 @@ def customer_from_row(row: Any) -> Customer:
 
 
 def event_from_row(row: Any) -> dict[str, Any]:
-    event = dict(zip(EVENT_FIELDS, row, strict=True))
+    """The event with the keys of its shape (an event written before migration 0014 has no
+    ``notice_sha256`` key: its hash does not cover one)."""
+    event = dict(zip(EVENT_FIELDS, row[:-1], strict=True))
     event["value"] = json_decode(event["value"])
     event["evidence"] = json_decode(event["evidence"])
-    return event
+    return shaped(event, row[-1])
+
+
+def notice_from_row(row: Any) -> Notice:
+    return Notice(
+        notice_version=row[0],
+        texts=json_decode(row[1]),
+        sha256=json_decode(row[2]),
+        registered_at=parse_time(row[3]),
+    )
+
+
+async def get_notice(conn: aiosqlite.Connection, notice_version: str) -> Notice | None:
+    async with conn.execute(NOTICE_SQL, (notice_version,)) as cur:
+        row = await cur.fetchone()
+    return None if row is None else notice_from_row(row)
 
 
 def key_from_row(row: Any) -> ApiKey:

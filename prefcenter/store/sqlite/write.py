@@ -12,31 +12,48 @@ import aiosqlite
 import structlog
 
 from prefcenter.domain.campaigns import Campaign
-from prefcenter.domain.ledger import EVENT_FIELDS, Attribution, Change, ConsentEvent, chain_events, format_at
+from prefcenter.domain.ledger import (
+    EVENT_SHAPE,
+    Attribution,
+    Change,
+    ConsentEvent,
+    Notice,
+    chain_events,
+    format_at,
+)
 from prefcenter.domain.model import CampaignView, Customer, Preferences, Role, Topic
 from prefcenter.store.base import (
     ApiKey,
     DecisionRow,
     GateInputs,
+    NotificationItem,
+    NotificationUpdate,
     OutboxItem,
     OutboxUpdate,
     QueueRow,
     Reservation,
+    ReviewText,
 )
+from prefcenter.store.sqlite import notifications
 from prefcenter.store.sqlite.gate import (
+    PLACES_DATA_VERSION,
     campaign_views_sync,
     gate_inputs_sync,
     gate_load_sync,
     in_one_hop,
+    places_text,
     record_gate_sync,
 )
 from prefcenter.store.sqlite.rows import (
     CUSTOMER_SQL,
+    EVENT_COLUMN_COUNT,
     EVENT_COLUMNS,
     customer_from_row,
     get_campaign,
     get_customer,
+    get_notice,
     get_topic,
+    json_decode,
     json_encode,
 )
 
@@ -91,10 +108,11 @@ class SqliteWriteTx:
     async def put_customer(self, customer: Customer, address_refs: dict[str, str], created: bool) -> None:
         p = customer.profile
         stamp = format_at(customer.updated_at)
+        places = places_text(p.contacts.items())  # where the phone numbers are (migration 0012)
         if created:
             await self.conn.execute(
                 "INSERT INTO customers (id, ref, timezone, locale, country, created_at, updated_at, "
-                "link_gen) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "link_gen, phone_places) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     customer.customer_id,
                     customer.customer_ref,
@@ -104,12 +122,14 @@ class SqliteWriteTx:
                     format_at(customer.created_at),
                     stamp,
                     customer.link_gen,
+                    places,
                 ),
             )
         else:
             await self.conn.execute(
-                "UPDATE customers SET timezone = ?, locale = ?, country = ?, updated_at = ? WHERE id = ?",
-                (p.timezone, p.locale, p.country, stamp, customer.customer_id),
+                "UPDATE customers SET timezone = ?, locale = ?, country = ?, updated_at = ?, "
+                "phone_places = ? WHERE id = ?",
+                (p.timezone, p.locale, p.country, stamp, places, customer.customer_id),
             )
             await self.conn.execute("DELETE FROM contacts WHERE customer_id = ?", (customer.customer_id,))
         await self.conn.executemany(
@@ -223,7 +243,7 @@ class SqliteWriteTx:
             new_id=self._new_id,
         )
         await self.conn.executemany(
-            f"INSERT INTO consent_events ({EVENT_COLUMNS}) VALUES ({', '.join('?' * len(EVENT_FIELDS))})",
+            f"INSERT INTO consent_events ({EVENT_COLUMNS}) VALUES ({', '.join('?' * EVENT_COLUMN_COUNT)})",
             [
                 (
                     e.seq,
@@ -237,9 +257,11 @@ class SqliteWriteTx:
                     e.source,
                     e.actor,
                     e.notice_version,
+                    e.notice_sha256,
                     json_encode(e.evidence).decode(),
                     e.prev_hash,
                     e.hash,
+                    EVENT_SHAPE,
                 )
                 for e in events
             ],
@@ -249,6 +271,22 @@ class SqliteWriteTx:
             "UPDATE ledger_head SET seq = ?, hash = ? WHERE id = 1", (last.seq, last.hash)
         )
         return events
+
+    async def get_notice(self, notice_version: str) -> Notice | None:
+        return await get_notice(self.conn, notice_version)
+
+    async def add_notice(self, notice: Notice) -> None:
+        """Register a notice version (the caller has checked that it is new: a second INSERT of one
+        version fails on the primary key)."""
+        await self.conn.execute(
+            "INSERT INTO notices (version, texts, sha256, registered_at) VALUES (?, ?, ?, ?)",
+            (
+                notice.notice_version,
+                json_encode(notice.texts).decode(),
+                json_encode(notice.sha256).decode(),
+                format_at(notice.registered_at),
+            ),
+        )
 
     async def get_campaign(self, campaign_id: str) -> Campaign | None:
         return await get_campaign(self.conn, campaign_id)
@@ -410,6 +448,22 @@ class SqliteWriteTx:
         )
         return int(cur.rowcount)
 
+    # -- notifications (migration 0015; store/sqlite/notifications.py) ------------------------------
+
+    async def queue_notification(self, customer_id: str, kind: str, at: datetime) -> bool:
+        return await notifications.queue_notification(self.conn, customer_id, kind, at)
+
+    async def claim_notifications(
+        self, now_us: int, lease_until_us: int, limit: int
+    ) -> list[NotificationItem]:
+        return await notifications.claim_notifications(self.conn, now_us, lease_until_us, limit)
+
+    async def update_notifications(self, updates: list[NotificationUpdate], at: datetime) -> None:
+        await notifications.update_notifications(self.conn, updates, at)
+
+    async def release_notification_leases(self) -> int:
+        return await notifications.release_notification_leases(self.conn)
+
     async def has_reservation(self, customer_id: str, campaign_id: str) -> bool:
         async with self.conn.execute(
             "SELECT 1 FROM reservations WHERE customer_id = ? AND campaign_id = ?", (customer_id, campaign_id)
@@ -418,24 +472,63 @@ class SqliteWriteTx:
 
     # -- suppressions ---------------------------------------------------------------------------
 
-    async def add_suppression(self, channel: str, address_ref: str, reason: str, at: datetime) -> bool:
+    async def add_suppression(
+        self, channel: str, address_ref: str, reason: str, at: datetime, *, scope: str = "all"
+    ) -> bool:
+        """True when the row is new, or when a hard (``all``) suppression upgraded a ``marketing`` one in
+        place (reason, since and scope become the new one's); a ``marketing`` one never downgrades."""
         cur = await self.conn.execute(
-            "INSERT OR IGNORE INTO suppressions (channel, address_ref, reason, since) VALUES (?, ?, ?, ?)",
-            (channel, address_ref, reason, format_at(at)),
+            "INSERT INTO suppressions (channel, address_ref, reason, since, scope) VALUES (?, ?, ?, ?, ?) "
+            "ON CONFLICT (channel, address_ref) DO UPDATE SET reason = excluded.reason, "
+            "since = excluded.since, scope = excluded.scope "
+            "WHERE suppressions.scope = 'marketing' AND excluded.scope = 'all'",
+            (channel, address_ref, reason, format_at(at), scope),
         )
         return cur.rowcount > 0
 
-    async def remove_suppression(self, channel: str, address_ref: str) -> bool:
-        cur = await self.conn.execute(
-            "DELETE FROM suppressions WHERE channel = ? AND address_ref = ?", (channel, address_ref)
-        )
-        return cur.rowcount > 0
+    async def remove_suppression(
+        self, channel: str, address_ref: str, *, scope: str | None = None, reason: str | None = None
+    ) -> str | None:
+        """The scope of the suppression removed, or None when there was none (of that scope and reason,
+        when given)."""
+        async with self.conn.execute(
+            "DELETE FROM suppressions WHERE channel = ? AND address_ref = ? AND scope = coalesce(?, scope) "
+            "AND reason = coalesce(?, reason) RETURNING scope",
+            (channel, address_ref, scope, reason),
+        ) as cur:
+            row = await cur.fetchone()
+        return None if row is None else str(row[0])
 
     async def keep_for_review(self, channel: str, address_ref: str, text: str, at: datetime) -> None:
         await self.conn.execute(
             "INSERT INTO inbound_review (channel, address_ref, text, received_at) VALUES (?, ?, ?, ?)",
             (channel, address_ref, text, format_at(at)),
         )
+
+    async def suppression_reason(self, channel: str, address_ref: str) -> str | None:
+        async with self.conn.execute(
+            "SELECT reason FROM suppressions WHERE channel = ? AND address_ref = ?", (channel, address_ref)
+        ) as cur:
+            row = await cur.fetchone()
+        return None if row is None else str(row[0])
+
+    async def get_review(self, review_id: int) -> ReviewText | None:
+        async with self.conn.execute(
+            "SELECT id, channel, address_ref, text, received_at, resolved_at, resolution, resolved_by "
+            "FROM inbound_review WHERE id = ?",
+            (review_id,),
+        ) as cur:
+            row = await cur.fetchone()
+        return None if row is None else ReviewText(*row)
+
+    async def resolve_review(self, review_id: int, resolution: str, by: str, at: datetime) -> bool:
+        """False when there is no such open text."""
+        cur = await self.conn.execute(
+            "UPDATE inbound_review SET resolved_at = ?, resolution = ?, resolved_by = ? "
+            "WHERE id = ? AND resolved_at IS NULL",
+            (format_at(at), resolution, by, review_id),
+        )
+        return cur.rowcount > 0
 
     async def customers_with_address(self, channel: str, address_ref: str) -> list[str]:
         async with self.conn.execute(
@@ -456,8 +549,9 @@ class SqliteWriteTx:
             return [(r[0], r[1], r[2]) for r in await cur.fetchall()]
 
     async def rewrite_contact_refs(self, rows: list[tuple[str, str, str]]) -> None:
-        """(customer_id, channel, v2 ref) for every contact; then contacts hold no v1 ref. Fires no
-        gate-row trigger: the caller converts the suppressions of those addresses in the same transaction."""
+        """(customer_id, channel, v2 ref) for every contact; then contacts hold no v1 ref. The gate row
+        follows (migration 0012's trigger); the caller converts the suppressions of those addresses in
+        the same transaction."""
         await self.conn.executemany(
             "UPDATE contacts SET address_ref = ? WHERE customer_id = ? AND channel = ?",
             [(ref, cid, channel) for cid, channel, ref in rows],
@@ -489,21 +583,98 @@ class SqliteWriteTx:
         converted = 0
         for old in found:
             async with self.conn.execute(
-                "SELECT channel, reason, since FROM suppressions WHERE address_ref = ?", (old,)
+                "SELECT channel FROM suppressions WHERE address_ref = ?", (old,)
             ) as cur:
-                rows = list(await cur.fetchall())
-            for channel, reason, since in rows:
-                await self.conn.execute(
-                    "DELETE FROM suppressions WHERE channel = ? AND address_ref = ?", (channel, old)
-                )
-                await self.conn.execute(
-                    "INSERT OR IGNORE INTO suppressions (channel, address_ref, reason, since) "
-                    "VALUES (?, ?, ?, ?)",
-                    (channel, refs[old], reason, since),
-                )
-            converted += len(rows)
+                channels = [row[0] for row in await cur.fetchall()]
+            for channel in channels:
+                await self._move_suppression(channel, old, refs[old])
+            converted += len(channels)
             await self.conn.execute(
                 "UPDATE inbound_review SET address_ref = ? WHERE address_ref = ?", (refs[old], old)
             )
             await self.conn.execute("DELETE FROM address_refs_v1 WHERE address_ref = ?", (old,))
         return converted
+
+    async def _move_suppression(self, channel: str, old: str, new: str) -> bool:
+        """The suppression under ``old`` becomes the same one (reason, since, scope) under ``new``, by
+        DELETE and INSERT so that the gate-row triggers see it; when ``new`` is suppressed already it is
+        kept, upgraded to ``all`` if the moved one was hard. False when there was none under ``old``."""
+        async with self.conn.execute(
+            "DELETE FROM suppressions WHERE channel = ? AND address_ref = ? RETURNING reason, since, scope",
+            (channel, old),
+        ) as cur:
+            row = await cur.fetchone()
+        if row is None:
+            return False
+        await self.conn.execute(
+            "INSERT INTO suppressions (channel, address_ref, reason, since, scope) VALUES (?, ?, ?, ?, ?) "
+            "ON CONFLICT (channel, address_ref) DO UPDATE SET reason = excluded.reason, "
+            "since = excluded.since, scope = excluded.scope "
+            "WHERE suppressions.scope = 'marketing' AND excluded.scope = 'all'",
+            (channel, new, *row),
+        )
+        return True
+
+    # -- email refs with IDNA domains (migration 0012; services/refs_upgrade.py) -----------------------
+
+    async def contacts_for_idna_rekey(self) -> list[tuple[str, str, str, str]] | None:
+        """(customer_id, channel, address, address_ref) of the email contacts with a non-ASCII character
+        while migration 0012's re-keying is pending, else None."""
+        async with self.conn.execute("SELECT pending FROM address_refs_idna WHERE id = 1") as cur:
+            row = await cur.fetchone()
+        if row is None or not row[0]:
+            return None
+        async with self.conn.execute(
+            "SELECT customer_id, channel, address, address_ref FROM contacts "
+            "WHERE channel = 'email' AND address GLOB '*[^ -~]*'"
+        ) as cur:
+            return [(r[0], r[1], r[2], r[3]) for r in await cur.fetchall()]
+
+    async def rekey_contacts(self, rows: list[tuple[str, str, str]]) -> None:
+        """(customer_id, channel, new ref); then the re-keying of migration 0012 is done. The gate row
+        follows (trigger); the caller moves the suppressions of the old refs in the same transaction."""
+        await self.conn.executemany(
+            "UPDATE contacts SET address_ref = ? WHERE customer_id = ? AND channel = ?",
+            [(ref, cid, channel) for cid, channel, ref in rows],
+        )
+        await self.conn.execute("UPDATE address_refs_idna SET pending = 0 WHERE id = 1")
+
+    async def move_suppressions(self, channel: str, refs: dict[str, str]) -> int:
+        """``refs``: old ref -> new ref of one address each. Each suppression of ``channel`` under an old
+        ref becomes the same one under the new ref; review texts take the new ref. Returns suppressions
+        moved."""
+        moved = 0
+        for old, new in refs.items():
+            if old == new:
+                continue
+            moved += await self._move_suppression(channel, old, new)
+            await self.conn.execute(
+                "UPDATE inbound_review SET address_ref = ? WHERE channel = ? AND address_ref = ?",
+                (new, channel, old),
+            )
+        return moved
+
+    # -- phone places (migration 0012) ----------------------------------------------------------------
+
+    async def fill_phone_places(self) -> int:
+        """When the stored places were computed with other phonenumbers data (or none yet), compute every
+        customer's from their phone contacts. Returns the customers placed (0: nothing to do)."""
+        async with self.conn.execute("SELECT version FROM phone_places_data WHERE id = 1") as cur:
+            row = await cur.fetchone()
+        if row is None or row[0] == PLACES_DATA_VERSION:
+            return 0
+        async with self.conn.execute(
+            "SELECT customer_id, json_group_array(json_array(channel, address)) FROM contacts "
+            "WHERE channel IN ('sms', 'voice', 'whatsapp') GROUP BY customer_id"
+        ) as cur:
+            phones = [
+                (cid, [(ch, addr) for ch, addr in json_decode(pairs)]) for cid, pairs in await cur.fetchall()
+            ]
+        await self.conn.execute("UPDATE customers SET phone_places = '' WHERE phone_places IS NOT ''")
+        await self.conn.executemany(
+            "UPDATE customers SET phone_places = ? WHERE id = ?", [(places_text(c), cid) for cid, c in phones]
+        )
+        await self.conn.execute(
+            "UPDATE phone_places_data SET version = ? WHERE id = 1", (PLACES_DATA_VERSION,)
+        )
+        return len(phones)

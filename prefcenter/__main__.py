@@ -1,0 +1,5 @@
+"""``python -m prefcenter``: the ``prefcenter`` command."""
+
+from prefcenter.cli import main
+
+main()
