@@ -31,6 +31,7 @@ import httpx
 
 from prefcenter.domain.pseudonyms import Pseudonymizer
 from prefcenter.services.keys import hash_key
+from prefcenter.store.sqlite.gate import places_text
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRET = "benchmark-secret-key-0123"
@@ -124,6 +125,14 @@ def seed(db: Path, n: int) -> None:
         customers,
     )
     conn.executemany("INSERT INTO contacts VALUES (?,?,?,?)", contacts)
+    # as the write path does (migration 0012): where each phone number is registered, stored once
+    held: dict[str, list[tuple[str, str]]] = {}
+    for cid, channel, address, _ in contacts:
+        held.setdefault(cid, []).append((channel, address))
+    conn.executemany(
+        "UPDATE customers SET phone_places = ? WHERE id = ?",
+        [(places_text(pairs), cid) for cid, pairs in held.items()],
+    )
     conn.executemany("INSERT INTO customer_topics VALUES (?,?)", topics)
     conn.executemany("INSERT INTO reservations VALUES (?,?,?,?,?)", reservations)
     conn.commit()
