@@ -270,17 +270,6 @@ def _cap_next(sends: Sequence[int], limit: int, window: int, c: int) -> int:
 def _caps_next(groups: CapGroups, c: int) -> int:
     """The first candidate >= c that every cap accepts; ``groups`` pairs sorted sends with the caps
     that count them (all reservations, or one channel's)."""
-    if len(groups) == 1:  # the usual case: no per-channel cap
-        sends, caps = groups[0]
-        while True:
-            moved = False
-            for limit, window in caps:
-                n = _cap_next(sends, limit, window, c)
-                if n != c:
-                    c = n
-                    moved = True
-            if not moved or c >= _NEVER:
-                return c
     while True:
         moved = False
         for sends, caps in groups:

@@ -22,15 +22,14 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import msgspec
-
 from prefcenter.config import load_settings
-from prefcenter.domain.ledger import EVENT_FIELDS, EVENT_SHAPE, GENESIS, Attribution, Change, chain_events
+from prefcenter.domain.ledger import GENESIS, Attribution, Change, chain_events
 from prefcenter.domain.pseudonyms import Pseudonymizer
 from prefcenter.services.consent import export_events, verify_ledger
 from prefcenter.services.runtime import Runtime
 from prefcenter.store.base import EventFilter
 from prefcenter.store.sqlite import SqliteStore
+from prefcenter.store.sqlite.rows import INSERT_EVENT_SQL, event_row
 
 SECRET = "benchmark-secret-key-0123"
 
@@ -76,32 +75,8 @@ def seed(path: Path, n: int) -> float:
             )
             seq, prev = events[-1].seq, events[-1].hash
             at += timedelta(seconds=1)
-            rows.extend(
-                (
-                    e.seq,
-                    e.id,
-                    e.at,
-                    e.customer_id,
-                    e.customer_ref,
-                    e.action,
-                    e.subject,
-                    msgspec.json.encode(e.value).decode(),
-                    e.source,
-                    e.actor,
-                    e.notice_version,
-                    e.notice_sha256,
-                    msgspec.json.encode(e.evidence).decode(),
-                    e.prev_hash,
-                    e.hash,
-                    EVENT_SHAPE,
-                )
-                for e in events
-            )
-        conn.executemany(
-            f"INSERT INTO consent_events ({', '.join(EVENT_FIELDS)}, shape) "
-            f"VALUES ({', '.join('?' * (len(EVENT_FIELDS) + 1))})",
-            rows,
-        )
+            rows.extend(event_row(e) for e in events)
+        conn.executemany(INSERT_EVENT_SQL, rows)
     conn.execute("UPDATE ledger_head SET seq = ?, hash = ? WHERE id = 1", (seq, prev))
     conn.commit()
     conn.close()

@@ -10,7 +10,7 @@ import aiosqlite
 import msgspec
 
 from prefcenter.domain.campaigns import Campaign
-from prefcenter.domain.ledger import EVENT_FIELDS, Notice, shaped
+from prefcenter.domain.ledger import EVENT_FIELDS, EVENT_SHAPE, ConsentEvent, Notice, shaped
 from prefcenter.domain.model import Contacts, Customer, Preferences, Profile, QuietHours, Topic
 from prefcenter.store.base import ApiKey
 
@@ -30,6 +30,31 @@ CUSTOMER_BY_REF_SQL = CUSTOMER_SQL.replace("WHERE c.id = ?", "WHERE c.ref = ?")
 EVENT_COLUMNS = ", ".join((*EVENT_FIELDS, "shape"))
 EVENT_COLUMN_COUNT = len(EVENT_FIELDS) + 1
 NOTICE_SQL = "SELECT version, texts, sha256, registered_at FROM notices WHERE version = ?"
+INSERT_EVENT_SQL = (
+    f"INSERT INTO consent_events ({EVENT_COLUMNS}) VALUES ({', '.join('?' * EVENT_COLUMN_COUNT)})"
+)
+
+
+def event_row(e: ConsentEvent) -> tuple[Any, ...]:
+    """A new event as the values of :data:`INSERT_EVENT_SQL` (written in today's shape)."""
+    return (
+        e.seq,
+        e.id,
+        e.at,
+        e.customer_id,
+        e.customer_ref,
+        e.action,
+        e.subject,
+        json_encode(e.value).decode(),
+        e.source,
+        e.actor,
+        e.notice_version,
+        e.notice_sha256,
+        json_encode(e.evidence).decode(),
+        e.prev_hash,
+        e.hash,
+        EVENT_SHAPE,
+    )
 
 
 def parse_time(value: str) -> datetime:

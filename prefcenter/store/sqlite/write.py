@@ -13,7 +13,6 @@ import structlog
 
 from prefcenter.domain.campaigns import Campaign
 from prefcenter.domain.ledger import (
-    EVENT_SHAPE,
     Attribution,
     Change,
     ConsentEvent,
@@ -46,9 +45,9 @@ from prefcenter.store.sqlite.gate import (
 )
 from prefcenter.store.sqlite.rows import (
     CUSTOMER_SQL,
-    EVENT_COLUMN_COUNT,
-    EVENT_COLUMNS,
+    INSERT_EVENT_SQL,
     customer_from_row,
+    event_row,
     get_campaign,
     get_customer,
     get_notice,
@@ -242,30 +241,7 @@ class SqliteWriteTx:
             at=at,
             new_id=self._new_id,
         )
-        await self.conn.executemany(
-            f"INSERT INTO consent_events ({EVENT_COLUMNS}) VALUES ({', '.join('?' * EVENT_COLUMN_COUNT)})",
-            [
-                (
-                    e.seq,
-                    e.id,
-                    e.at,
-                    e.customer_id,
-                    e.customer_ref,
-                    e.action,
-                    e.subject,
-                    json_encode(e.value).decode(),
-                    e.source,
-                    e.actor,
-                    e.notice_version,
-                    e.notice_sha256,
-                    json_encode(e.evidence).decode(),
-                    e.prev_hash,
-                    e.hash,
-                    EVENT_SHAPE,
-                )
-                for e in events
-            ],
-        )
+        await self.conn.executemany(INSERT_EVENT_SQL, [event_row(e) for e in events])
         last = events[-1]
         await self.conn.execute(
             "UPDATE ledger_head SET seq = ?, hash = ? WHERE id = 1", (last.seq, last.hash)
