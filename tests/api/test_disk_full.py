@@ -3,6 +3,7 @@ ready while writes fail (and ready again once they work), and the WAL stays boun
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import subprocess
@@ -137,6 +138,30 @@ async def test_the_wal_is_truncated_when_idle(tmp_path: Path) -> None:
         await store.checkpoint()  # busy, not idle: PASSIVE, the file keeps its size
         assert wal.stat().st_size > 1_000_000
         store.truncate_after_idle_seconds = 0
+        await store.checkpoint()
+        assert wal.stat().st_size == 0
+    finally:
+        await store.close()
+
+
+async def test_empty_write_transactions_leave_the_store_idle(tmp_path: Path) -> None:
+    """The dispatcher opens a claim transaction every round, usually writing nothing: such rounds
+    must not count as writes, or the idle TRUNCATE never runs under ``serve``."""
+    db = tmp_path / "p.db"
+    store = SqliteStore(db, autocheckpoint=False)
+    store.truncate_after_idle_seconds = 0.5
+    await store.open()
+    await store.migrate()
+    try:
+        for _ in range(300):
+            async with store.write() as tx:
+                await tx.conn.execute("INSERT INTO store_probe (filler) VALUES (zeroblob(4096))")
+        wal = Path(f"{db}-wal")
+        assert wal.stat().st_size > 1_000_000
+        for _ in range(8):  # 0.8 s of empty rounds, as an idle dispatcher makes them
+            async with store.write() as tx:
+                await tx.claim_due("email", 0, 1, 10)
+            await asyncio.sleep(0.1)
         await store.checkpoint()
         assert wal.stat().st_size == 0
     finally:

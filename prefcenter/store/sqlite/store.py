@@ -181,6 +181,7 @@ class SqliteStore(SqliteReads):
         :meth:`SqliteWriteTx.record_gate_at_commit` with the ``COMMIT``."""
         async with self._write_lock:
             conn = self.writer
+            changes = conn.total_changes
             try:
                 if not gate:
                     await in_one_hop(conn, begin_sync)
@@ -200,7 +201,8 @@ class SqliteStore(SqliteReads):
                 log.error("the database cannot be written", error=self.write_failure)
                 raise StoreUnavailable(self.write_failure) from exc
             self.write_failure = None
-            self._last_write = time.monotonic()
+            if conn.total_changes != changes:  # the dispatcher's empty claims are not writes: idle stays idle
+                self._last_write = time.monotonic()
 
     async def compact_after_erasure(self, attempts: int = 40) -> bool:
         """Checkpoint and truncate the WAL so erased rows leave no old frames; True when it completed."""
