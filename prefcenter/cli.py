@@ -25,7 +25,7 @@ from prefcenter.config import (
     unknown_variable_warnings,
 )
 from prefcenter.logging import configure_logging, secret_values
-from prefcenter.services.refs_upgrade import upgrade_address_refs
+from prefcenter.services import refs_upgrade
 from prefcenter.services.runtime import Runtime
 
 T = TypeVar("T")
@@ -55,7 +55,7 @@ def _settings(*, secret: bool = True, **overrides: Any) -> Settings:
     return settings
 
 
-def _warn_production(settings: Settings) -> None:
+def _warn_settings(settings: Settings) -> None:
     for warning in [*production_warnings(settings), *identity_warnings(settings)]:
         structlog.get_logger("prefcenter.cli").warning(warning)
 
@@ -66,8 +66,7 @@ def _with_runtime(settings: Settings, work: Callable[[Runtime], Awaitable[T]], *
         await rt.store.open()
         try:
             if migrate:
-                await rt.store.migrate()
-                await upgrade_address_refs(rt)  # needs the secret key, so after the SQL migrations
+                await refs_upgrade.migrate(rt)
             return await work(rt)
         finally:
             await rt.store.close()
@@ -112,7 +111,7 @@ def serve(host: str | None, port: int | None, demo_sink: Path | None, no_dispatc
         from prefcenter.services.demo import with_demo_identity
 
         settings = with_demo_identity(settings)  # example sender values where none are set
-    _warn_production(settings)
+    _warn_settings(settings)
     try:
         rt = build_runtime(settings, server=True)
         app = create_app(rt, run_dispatcher=not no_dispatcher)
@@ -178,7 +177,7 @@ def dispatch() -> None:
     from prefcenter.services.policies import load_active_policy
 
     settings = _settings()
-    _warn_production(settings)
+    _warn_settings(settings)
 
     async def work(rt: Runtime) -> bool:
         rt.policy = load_active_policy(settings)
@@ -205,12 +204,7 @@ def migrate() -> None:
     """Apply pending migrations."""
     settings = _settings()
 
-    async def work(rt: Runtime) -> list[str]:
-        applied = await rt.store.migrate()
-        await upgrade_address_refs(rt)  # needs the secret key, so after the SQL migrations
-        return applied
-
-    applied = _with_runtime(settings, work, migrate=False)
+    applied = _with_runtime(settings, refs_upgrade.migrate, migrate=False)
     click.echo("\n".join(f"applied {name}" for name in applied) or "nothing to apply")
 
 

@@ -278,7 +278,7 @@ def _check_identity(settings: Settings) -> Settings:
     if changes:
         settings = msgspec.structs.replace(settings, **changes)
     if settings.production:
-        missing = [f"{PREFIX}{v.upper()}" for v in IDENTITY_VARIABLES if getattr(settings, v) is None]
+        missing = _missing_identity(settings)
         if missing:
             raise ConfigError(
                 f"{', '.join(missing)}: required when {PREFIX}ENV=production (every commercial email "
@@ -288,10 +288,15 @@ def _check_identity(settings: Settings) -> Settings:
     return settings
 
 
+def _missing_identity(settings: Settings) -> list[str]:
+    """The sender-identity variables that are not set."""
+    return [f"{PREFIX}{v.upper()}" for v in IDENTITY_VARIABLES if getattr(settings, v) is None]
+
+
 def identity_warnings(settings: Settings) -> list[str]:
     """Development without the sender's identity: one warning naming what is unset (logged by ``serve``
     and ``dispatch``); production refuses to start instead (``load_settings``)."""
-    missing = [f"{PREFIX}{v.upper()}" for v in IDENTITY_VARIABLES if getattr(settings, v) is None]
+    missing = _missing_identity(settings)
     if not missing:
         return []
     return [

@@ -38,12 +38,12 @@ from prefcenter.api.ops import healthz, metrics, readyz
 from prefcenter.api.problems import EXCEPTION_HANDLERS
 from prefcenter.api.sends import send_campaign
 from prefcenter.api.topics import TopicController
+from prefcenter.services import refs_upgrade
 from prefcenter.services.approvals import GateBatcher
 from prefcenter.services.dispatch import Dispatcher, default_transports
 from prefcenter.services.keys import KeyCache
 from prefcenter.services.notices import register_page_notice
 from prefcenter.services.policies import load_active_policy
-from prefcenter.services.refs_upgrade import upgrade_address_refs
 from prefcenter.services.runtime import Runtime
 from prefcenter.web.notice import page_notice
 from prefcenter.web.pages import PAGE_HANDLERS
@@ -248,8 +248,7 @@ class PrefcenterPlugin(InitPlugin):
         runtime = self.runtime
         if self.manage_store:
             await runtime.store.open()
-            await runtime.store.migrate()
-            await upgrade_address_refs(runtime)  # needs the secret key, so after the SQL migrations
+            await refs_upgrade.migrate(runtime)
             # The preference page's notice, from its locale files (COMPLIANCE 15, edge 21).
             notice = page_notice(runtime.settings)
             await register_page_notice(runtime, notice.version, notice.texts)

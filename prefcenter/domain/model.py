@@ -41,6 +41,8 @@ Reason = Literal[
 VERDICTS: Final[tuple[Verdict, ...]] = get_args(Verdict)
 REASONS: Final[tuple[Reason, ...]] = get_args(Reason)
 Role = Literal["admin", "marketing", "auditor"]
+#: Languages written right to left (pages get dir="rtl", emails' footers too).
+RTL_LANGUAGES: Final = frozenset({"fa"})
 ROLES: tuple[Role, ...] = ("admin", "marketing", "auditor")
 
 # Patterns end with END, not `$`: Python's `$` also matches before a trailing newline ("c1\n" would

@@ -33,7 +33,7 @@ from markupsafe import escape
 
 from prefcenter.config import Controller
 from prefcenter.domain.campaigns import Campaign
-from prefcenter.domain.model import Customer
+from prefcenter.domain.model import RTL_LANGUAGES, Customer
 from prefcenter.domain.placeholders import PlaceholderError, parse
 
 
@@ -105,7 +105,6 @@ FOOTER_TEXTS: dict[str, dict[str, str]] = {
         "privacy": "سیاست حریم خصوصی",
     },
 }
-RTL_LANGUAGES = frozenset({"fa"})
 # Shown for a missing PREFCENTER_POSTAL_ADDRESS (development only: production refuses to start).
 NO_ADDRESS = "[postal address not set: PREFCENTER_POSTAL_ADDRESS]"
 

@@ -118,24 +118,23 @@ async def _hand_off(transport: Transport, message: Rendered) -> Outcome:
         return Outcome("retry", f"transport error: {type(exc).__name__}")
 
 
+def claim_limit(bucket: TokenBucket) -> int:
+    """How many confirmations a round claims: at most two seconds of the sms rate."""
+    return max(1, min(500, math.ceil(2 * bucket.rate)))
+
+
 async def send_confirmations(
     rt: Runtime,
-    transport: Transport | None,
+    transport: Transport,
     bucket: TokenBucket,
+    items: list[NotificationItem],
     *,
-    lease: timedelta,
     max_attempts: int,
     backoff: Callable[[int], timedelta],
 ) -> int:
-    """One round: claim the due confirmations (at most two seconds of the sms rate), then a chunk at a
-    time take the chunk's tokens, check it, hand it to ``transport`` and mark the outcomes. Returns how
-    many were claimed (0 when there is no sms transport: they wait)."""
-    if transport is None:
-        return 0
-    now = rt.now()
-    limit = max(1, min(500, math.ceil(2 * bucket.rate)))
-    async with rt.store.write() as tx:
-        items = await tx.claim_notifications(to_us(now), to_us(now + lease), limit)
+    """The confirmations the round claimed (in its one claim transaction, :func:`claim_limit` of them): a
+    chunk at a time take the chunk's tokens, check it, hand it to ``transport`` and mark the outcomes.
+    Returns how many were handled."""
     size = max(1, int(bucket.capacity))
     for start in range(0, len(items), size):
         chunk = items[start : start + size]

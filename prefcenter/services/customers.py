@@ -8,7 +8,7 @@ import secrets
 import msgspec
 import structlog
 
-from prefcenter.domain.ledger import Attribution, Change, preference_changes
+from prefcenter.domain.ledger import Attribution, preference_changes
 from prefcenter.domain.model import (
     NO_PREFERENCES,
     Customer,
@@ -23,7 +23,7 @@ from prefcenter.domain.model import (
 )
 from prefcenter.services.confirmations import queue_sms_opt_in
 from prefcenter.services.errors import Forbidden, NotFound, PreconditionFailed
-from prefcenter.services.notices import with_notice_sha256
+from prefcenter.services.events import append_events
 from prefcenter.services.refs_upgrade import convert_seen
 from prefcenter.services.runtime import Runtime
 from prefcenter.services.suppressions import lift_unsubscribe
@@ -142,27 +142,6 @@ async def write_preferences(
         # a fresh choice of a channel lifts an address-level unsubscribe of it (services/suppressions.py)
         await lift_unsubscribe(tx, rt, customer, new.channel, attribution)
     return len(changes)
-
-
-async def append_events(
-    tx: WriteTx,
-    rt: Runtime,
-    changes: list[Change],
-    customer_id: str | None,
-    customer_ref: str | None,
-    attribution: Attribution,
-    *,
-    language: str | None = None,
-) -> None:
-    """Append the events of ``changes``. When ``attribution.notice_version`` is a registered notice,
-    each carries ``notice_sha256``: the hash of its text in ``language`` (None: the customer's profile
-    locale), else null (COMPLIANCE items 15, 16)."""
-    attribution = await with_notice_sha256(tx, attribution, customer_id, language)
-    events = await tx.append_events(
-        changes, customer_id=customer_id, customer_ref=customer_ref, attribution=attribution, at=rt.now()
-    )
-    for event in events:
-        rt.metrics.consent_events.labels(event.source, event.action).inc()
 
 
 async def put_preferences(

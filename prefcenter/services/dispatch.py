@@ -48,11 +48,18 @@ from prefcenter.messaging.transports import Outcome, Transport
 from prefcenter.messaging.transports.smtp import SmtpTransport
 from prefcenter.messaging.transports.webhook import WebhookTransport
 from prefcenter.services.approvals import decide_recipients
-from prefcenter.services.confirmations import send_confirmations
+from prefcenter.services.confirmations import claim_limit, send_confirmations
 from prefcenter.services.links import mint_links
 from prefcenter.services.runtime import Runtime
 from prefcenter.services.suppressions import suppress
-from prefcenter.store.base import DecisionRow, OutboxItem, OutboxUpdate, Reservation, StoreUnavailable
+from prefcenter.store.base import (
+    DecisionRow,
+    NotificationItem,
+    OutboxItem,
+    OutboxUpdate,
+    Reservation,
+    StoreUnavailable,
+)
 
 log = structlog.get_logger("prefcenter.dispatcher")
 
@@ -128,25 +135,25 @@ class Dispatcher:
     async def run_once(self) -> int:
         """Claim one round of due messages and process all of them; returns how many were claimed. The
         round starts with the due SMS opt-in confirmations (services/confirmations.py, COMPLIANCE 26)."""
-        confirmations = 0
-        if "sms" in self.transports:
-            confirmations = await send_confirmations(
-                self.rt,
-                self.transports["sms"],
-                self.bucket("sms"),
-                lease=self.lease,
-                max_attempts=self.max_attempts,
-                backoff=self._backoff,
-            )
         now = self.rt.now()
         now_us, lease_us = to_us(now), to_us(now + self.lease)
         claimed: dict[str, list[OutboxItem]] = {}
-        async with self.rt.store.write() as tx:
+        sms = self.transports.get("sms")
+        notes: list[NotificationItem] = []
+        async with self.rt.store.write() as tx:  # one claim transaction a round, confirmations included
+            if sms is not None:  # without an sms transport they wait
+                notes = await tx.claim_notifications(now_us, lease_us, claim_limit(self.bucket("sms")))
             for channel in self.transports:
                 limit = max(1, min(self.batch_size, math.ceil(2 * self.bucket(channel).rate)))
                 items = await tx.claim_due(channel, now_us, lease_us, limit)
                 if items:
                     claimed[channel] = items
+        confirmations = 0
+        if notes:
+            assert sms is not None
+            confirmations = await send_confirmations(
+                self.rt, sms, self.bucket("sms"), notes, max_attempts=self.max_attempts, backoff=self._backoff
+            )
         if not claimed:
             return confirmations
         done = asyncio.Event()

@@ -136,8 +136,9 @@ async def _withdraw(
 ) -> int:
     """Set the chosen channel to null for each customer whose chosen channel it is."""
     changed = 0
+    found = await tx.get_customers(customer_ids)
     for cid in customer_ids:
-        customer = await tx.get_customer(cid)
+        customer = found.get(cid)
         if customer is None or customer.preferences.channel != channel:
             continue
         new = msgspec.structs.replace(customer.preferences, channel=None)

@@ -146,3 +146,11 @@ async def convert_seen(tx: WriteTx, rt: Runtime, addresses: Iterable[tuple[str, 
     if converted:
         log.info("v1 suppressions converted to v2 refs", suppressions=converted)
     return moved + converted
+
+
+async def migrate(rt: Runtime) -> list[str]:
+    """The SQL migrations, then the address-ref upgrade (it needs the secret key, so it runs after
+    them): what every start does before anything else. Returns the migrations applied."""
+    applied = await rt.store.migrate()
+    await upgrade_address_refs(rt)
+    return applied

@@ -168,8 +168,10 @@ async def _address_optout(
         None,
         {"address_ref": ref, "scope": f"topic:{topic}", "customer_ref": customer.customer_ref},
     )
-    for cid in await tx.customers_with_address(channel, ref):
-        other = None if cid == customer.customer_id else await tx.get_customer(cid)
+    holders = await tx.customers_with_address(channel, ref)
+    found = await tx.get_customers([cid for cid in holders if cid != customer.customer_id])
+    for cid in holders:
+        other = found.get(cid)
         if other is None or topic not in other.preferences.topics:
             continue
         topics = [t for t in other.preferences.topics if t != topic]

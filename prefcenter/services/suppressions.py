@@ -25,6 +25,7 @@ import structlog
 
 from prefcenter.domain.ledger import Attribution, Change, Source
 from prefcenter.domain.model import CHANNELS, Channel, Customer, FieldError, InvalidInput
+from prefcenter.services.events import append_events
 from prefcenter.services.refs_upgrade import convert_seen
 from prefcenter.services.runtime import Runtime
 from prefcenter.store.base import WriteTx
@@ -63,34 +64,17 @@ class SuppressionList(msgspec.Struct, frozen=True):
     suppressions: list[SuppressionItem]
 
 
-async def _append(
-    tx: WriteTx,
-    rt: Runtime,
-    change: Change,
-    customer_id: str | None,
-    customer_ref: str | None,
-    attribution: Attribution,
-) -> None:
-    """:func:`prefcenter.services.customers.append_events` for one change (that module calls this one,
-    so it cannot be imported here)."""
-    events = await tx.append_events(
-        [change], customer_id=customer_id, customer_ref=customer_ref, attribution=attribution, at=rt.now()
-    )
-    for event in events:
-        rt.metrics.consent_events.labels(event.source, event.action).inc()
-
-
 async def _events(
     tx: WriteTx, rt: Runtime, channel: str, ref: str, value: dict[str, Any], attribution: Attribution
 ) -> list[str]:
     change = Change("update", f"suppression:{channel}", value)
     customers = await tx.customers_with_address(channel, ref)
     if not customers:
-        await _append(tx, rt, change, None, None, attribution)
+        await append_events(tx, rt, [change], None, None, attribution)
+    found = await tx.get_customers(customers)
     for cid in customers:
-        customer = await tx.get_customer(cid)
-        if customer is not None:
-            await _append(tx, rt, change, cid, customer.customer_ref, attribution)
+        if (customer := found.get(cid)) is not None:
+            await append_events(tx, rt, [change], cid, customer.customer_ref, attribution)
     return customers
 
 

@@ -17,10 +17,11 @@ from pathlib import Path
 
 import msgspec
 
+from prefcenter.domain.model import RTL_LANGUAGES
+
 LOCALES_DIR = Path(__file__).parent / "locales"
 LANGUAGES: tuple[str, ...] = ("en", "ro", "pl", "el", "fa")
 DEFAULT_LANGUAGE = "en"
-RTL_LANGUAGES = frozenset({"fa"})
 _PLACEHOLDER = re.compile(r"\{([a-z_]+)\}")
 _ACCEPT_ITEM = re.compile(r"^\s*([A-Za-z]{1,8}(?:-[A-Za-z0-9]{1,8})*|\*)\s*(?:;\s*q\s*=\s*([0-9.]+))?\s*\Z")
 

@@ -94,6 +94,16 @@ def _gate_load_sync(
     return gate_load_sync(conn, wanted)
 
 
+# One row per (channel, address): a hard suppression (scope all) upgrades a marketing-only one in place;
+# a marketing-only one never downgrades a hard one.
+_ADD_SUPPRESSION_SQL = (
+    "INSERT INTO suppressions (channel, address_ref, reason, since, scope) VALUES (?, ?, ?, ?, ?) "
+    "ON CONFLICT (channel, address_ref) DO UPDATE SET reason = excluded.reason, "
+    "since = excluded.since, scope = excluded.scope "
+    "WHERE suppressions.scope = 'marketing' AND excluded.scope = 'all'"
+)
+
+
 class SqliteWriteTx:
     def __init__(self, conn: aiosqlite.Connection, new_id: Any, *, begun: bool = True) -> None:
         self.conn = conn
@@ -454,10 +464,7 @@ class SqliteWriteTx:
         """True when the row is new, or when a hard (``all``) suppression upgraded a ``marketing`` one in
         place (reason, since and scope become the new one's); a ``marketing`` one never downgrades."""
         cur = await self.conn.execute(
-            "INSERT INTO suppressions (channel, address_ref, reason, since, scope) VALUES (?, ?, ?, ?, ?) "
-            "ON CONFLICT (channel, address_ref) DO UPDATE SET reason = excluded.reason, "
-            "since = excluded.since, scope = excluded.scope "
-            "WHERE suppressions.scope = 'marketing' AND excluded.scope = 'all'",
+            _ADD_SUPPRESSION_SQL,
             (channel, address_ref, reason, format_at(at), scope),
         )
         return cur.rowcount > 0
@@ -583,10 +590,7 @@ class SqliteWriteTx:
         if row is None:
             return False
         await self.conn.execute(
-            "INSERT INTO suppressions (channel, address_ref, reason, since, scope) VALUES (?, ?, ?, ?, ?) "
-            "ON CONFLICT (channel, address_ref) DO UPDATE SET reason = excluded.reason, "
-            "since = excluded.since, scope = excluded.scope "
-            "WHERE suppressions.scope = 'marketing' AND excluded.scope = 'all'",
+            _ADD_SUPPRESSION_SQL,
             (channel, new, *row),
         )
         return True
