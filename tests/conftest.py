@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import shutil
+import sqlite3
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -18,7 +21,7 @@ from prefcenter.domain.pseudonyms import Pseudonymizer
 from prefcenter.services import keys, topics
 from prefcenter.services.policies import load_policy_file
 from prefcenter.services.runtime import Runtime
-from prefcenter.store.sqlite import SqliteStore
+from prefcenter.store.sqlite import SqliteStore, default_migrations_dir
 
 SECRET = "test-secret-key-0123456789"
 POLICY_FILE = Path(__file__).resolve().parents[1] / "policies" / "default.toml"
@@ -71,6 +74,15 @@ class Api:
         return self.headers[role]
 
 
+def query(api: Api, sql: str, *params: Any) -> list[tuple[Any, ...]]:
+    """The rows of ``sql`` (with ``params``), read from the API's database file."""
+    conn = sqlite3.connect(api.rt.store.path)  # type: ignore[attr-defined]
+    try:
+        return conn.execute(sql, params).fetchall()
+    finally:
+        conn.close()
+
+
 TOPICS = {
     "promotions": Topic(category="marketing", names={"en": "Offers", "pl": "Oferty"}),
     "product-news": Topic(category="marketing", names={"en": "Product news"}),
@@ -78,17 +90,57 @@ TOPICS = {
 }
 
 
+async def keys_and_topics(rt: Runtime) -> dict[str, dict[str, str]]:
+    """On an open, migrated store: one API key per role (``test-<role>``) and the TOPICS. Returns the
+    keys' headers by role."""
+    headers = {}
+    for role in ("admin", "marketing", "auditor"):
+        _, key = await keys.create_key(rt, role, f"test-{role}")
+        headers[role] = {"Authorization": f"Bearer {key}"}
+    for topic_id, topic in TOPICS.items():
+        await topics.put_topic(rt, topic_id, topic)
+    return headers
+
+
+@asynccontextmanager
+async def database_at(
+    settings: Settings,
+    db: Path,
+    clock: FakeClock,
+    *,
+    pseudonyms: Pseudonymizer | None = None,
+    keep: Callable[[str], bool] | None = None,
+) -> AsyncIterator[tuple[Runtime, dict[str, dict[str, str]]]]:
+    """A database at an older migration: the shipped migrations, minus the ``.sql`` files whose names
+    ``keep`` rejects, copied to ``db.parent / "migrations-old"``; a Runtime on ``db`` with them (and
+    ``pseudonyms``, by default today's), opened and migrated, with keys_and_topics. Yields the Runtime,
+    still open, and the keys' headers; closes the store on the way out."""
+    migrations = db.parent / "migrations-old"
+    shutil.copytree(default_migrations_dir(), migrations)
+    if keep is not None:
+        for path in migrations.glob("*.sql"):
+            if not keep(path.name):
+                path.unlink()
+    rt = Runtime(
+        settings=settings,
+        store=SqliteStore(db, migrations_dir=migrations),
+        pseudonyms=pseudonyms if pseudonyms is not None else Pseudonymizer(SECRET),
+        now=clock,
+        policy=load_policy_file(POLICY_FILE),
+    )
+    await rt.store.open()
+    try:
+        await rt.store.migrate()
+        yield rt, await keys_and_topics(rt)
+    finally:
+        await rt.store.close()
+
+
 @pytest.fixture
 async def api(rt: Runtime) -> AsyncIterator[Api]:
     app = create_app(rt)
     async with AsyncTestClient(app=app) as client:
-        headers = {}
-        for role in ("admin", "marketing", "auditor"):
-            _, key = await keys.create_key(rt, role, f"test-{role}")  # type: ignore[arg-type]
-            headers[role] = {"Authorization": f"Bearer {key}"}
-        for topic_id, topic in TOPICS.items():
-            await topics.put_topic(rt, topic_id, topic)
-        yield Api(client, rt, headers)
+        yield Api(client, rt, await keys_and_topics(rt))
 
 
 PROFILE = {

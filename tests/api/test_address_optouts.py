@@ -25,15 +25,14 @@ from prefcenter.config import Settings
 from prefcenter.domain.model import PhonePlace
 from prefcenter.domain.phones import place_of
 from prefcenter.domain.pseudonyms import Pseudonymizer
-from prefcenter.services import keys, topics
 from prefcenter.services.policies import load_policy_file
 from prefcenter.services.refs_upgrade import upgrade_address_refs
 from prefcenter.services.runtime import Runtime
 from prefcenter.services.suppressions import suppress
 from prefcenter.store.sqlite import SqliteStore
-from tests.api.test_address_refs import gate_rows_consistent, query
+from tests.api.test_address_refs import gate_rows_consistent
 from tests.api.test_gate_concurrency import setup_keys
-from tests.conftest import POLICY_FILE, SECRET, TOPICS, Api, FakeClock, prefs_body
+from tests.conftest import POLICY_FILE, SECRET, Api, FakeClock, database_at, prefs_body, query
 from tests.live import serve
 from tests.web.test_pages import FORM, ONE_CLICK, csrf_of, open_page, submit
 
@@ -420,24 +419,8 @@ async def pre_idna(settings: Settings, db_path: Path, clock: FakeClock) -> Async
     and was complained about; ``puny`` holds ``other@bücher.example``, whose punycode bounce was kept
     under the punycode's ref (matching nobody then); ``leaver``'s IDN address was bounced, then the
     leaver erased. Then the app of today starts on it (migrates, upgrades)."""
-    old = Runtime(
-        settings=settings,
-        store=SqliteStore(db_path),
-        pseudonyms=PreIdnaPseudonyms(SECRET),
-        now=clock,
-        policy=load_policy_file(POLICY_FILE),
-    )
-    await old.store.open()
-    try:
-        await old.store.migrate()
-        headers = {}
-        for role in ("admin", "marketing", "auditor"):
-            _, key = await keys.create_key(old, role, f"test-{role}")
-            headers[role] = {"Authorization": f"Bearer {key}"}
-        for topic_id, topic in TOPICS.items():
-            await topics.put_topic(old, topic_id, topic)
-    finally:
-        await old.store.close()
+    async with database_at(settings, db_path, clock, pseudonyms=PreIdnaPseudonyms(SECRET)) as (old, headers):
+        pass  # every migration: the refs are the old ones, not the schema
     async with AsyncTestClient(app=create_app(old)) as c:
         writer = Roles(Api(c, old, headers))
         await setup(writer, {"idn": IDN, "puny": "other@bücher.example", "leaver": "gone@bücher.example"})

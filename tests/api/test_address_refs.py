@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import shutil
 import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -20,31 +19,23 @@ from prefcenter.config import Settings
 from prefcenter.domain.ledger import Attribution
 from prefcenter.domain.model import NO_PREFERENCES, Customer, Preferences, Profile
 from prefcenter.domain.pseudonyms import Pseudonymizer
-from prefcenter.services import keys, refs_upgrade, topics
+from prefcenter.services import refs_upgrade
 from prefcenter.services.customers import erase_customer, write_preferences
 from prefcenter.services.policies import load_policy_file
 from prefcenter.services.refs_upgrade import RefsUpgrade, upgrade_address_refs
 from prefcenter.services.runtime import Runtime
 from prefcenter.services.suppressions import suppress
-from prefcenter.store.sqlite import SqliteStore, default_migrations_dir
+from prefcenter.store.sqlite import SqliteStore
 from tests.api.test_approvals import approve, campaign, customer
 from tests.api.test_gate_row import RECOMPUTED, as_set
 from tests.api.test_inbound import sms
-from tests.conftest import POLICY_FILE, PROFILE, SECRET, TOPICS, Api, FakeClock
+from tests.conftest import POLICY_FILE, PROFILE, SECRET, Api, FakeClock, database_at, query
 from tests.web.test_pages import csrf_of, open_page, paths, submit
 
 KNOWN_EMAIL = "ola@example.pl"  # PROFILE's: the customer "known" holds it, complained in v1
 KNOWN_NUMBER = "+48600100200"  # PROFILE's sms and voice: an admin voice suppression and a review text
 GONE = "gone@example.com"  # an erased customer's complained address: nobody holds it at the upgrade
 UNKNOWN = "+48600999888"  # a STOP (and a text for review) from a number nobody ever held
-
-
-def query(api: Api, sql: str, *params: Any) -> list[tuple[Any, ...]]:
-    conn = sqlite3.connect(api.rt.store.path)  # type: ignore[attr-defined]
-    try:
-        return conn.execute(sql, params).fetchall()
-    finally:
-        conn.close()
 
 
 async def listed(api: Api, channel: str | None = None) -> dict[tuple[str, str], dict[str, Any]]:
@@ -151,28 +142,10 @@ async def write_v1_database(settings: Settings, db: Path, clock: FakeClock) -> d
     customers, a complaint of each, an admin voice suppression of the known number, a STOP from an unknown
     number, texts kept for review from both numbers, and then the erasure of one customer. Returns the
     API keys' headers."""
-    migrations = db.parent / "migrations-v1"
-    shutil.copytree(default_migrations_dir(), migrations)
-    for path in migrations.glob("*.sql"):
-        if path.name.startswith("0010_"):
-            path.unlink()
-    rt = Runtime(
-        settings=settings,
-        store=SqliteStore(db, migrations_dir=migrations),
-        pseudonyms=V1Pseudonyms(SECRET),
-        now=clock,
-        policy=load_policy_file(POLICY_FILE),
-    )
-    p = rt.pseudonyms
-    await rt.store.open()
-    try:
-        await rt.store.migrate()
-        headers = {}
-        for role in ("admin", "marketing", "auditor"):
-            _, key = await keys.create_key(rt, role, f"test-{role}")
-            headers[role] = {"Authorization": f"Bearer {key}"}
-        for topic_id, topic in TOPICS.items():
-            await topics.put_topic(rt, topic_id, topic)
+    async with database_at(
+        settings, db, clock, pseudonyms=V1Pseudonyms(SECRET), keep=lambda name: not name.startswith("0010_")
+    ) as (rt, headers):
+        p = rt.pseudonyms
         prefs = msgspec.structs.replace(NO_PREFERENCES, channel="email", topics=["promotions"])
         assert isinstance(prefs, Preferences)
         async with rt.store.write() as tx:
@@ -197,8 +170,6 @@ async def write_v1_database(settings: Settings, db: Path, clock: FakeClock) -> d
             await tx.keep_for_review("sms", p.address_ref("sms", UNKNOWN), "REZYGNUJĘ", clock())
         clock.advance(minutes=1)
         await erase_customer(rt, "leaver", api_key_id=1)
-    finally:
-        await rt.store.close()
     return headers
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import sqlite3
 import subprocess
 import sys
@@ -22,11 +21,10 @@ from litestar.testing import AsyncTestClient
 from prefcenter.api.app import create_app
 from prefcenter.config import Settings
 from prefcenter.domain.pseudonyms import Pseudonymizer
-from prefcenter.services import keys, topics
 from prefcenter.services.policies import load_policy_file
 from prefcenter.services.runtime import Runtime
-from prefcenter.store.sqlite import SqliteStore, default_migrations_dir
-from tests.conftest import POLICY_FILE, PROFILE, SECRET, TOPICS, Api, FakeClock, prefs_body
+from prefcenter.store.sqlite import SqliteStore
+from tests.conftest import POLICY_FILE, PROFILE, SECRET, Api, FakeClock, database_at, prefs_body
 
 GENESIS = "0" * 64
 PROVENANCE = {"source": "api", "actor": "signup-form", "notice_version": "2026-10", "evidence": {}}
@@ -68,29 +66,8 @@ def write_old_events(db: Path, customer_id: str, count: int) -> None:
 
 async def build_pre_0014(settings: Settings, db: Path, clock: FakeClock) -> dict[str, dict[str, str]]:
     """A database at the migrations before 0014 with keys, topics, a customer and old-shape events."""
-    migrations = db.parent / "migrations-before-0014"
-    shutil.copytree(default_migrations_dir(), migrations)
-    for path in migrations.glob("*.sql"):
-        if path.name >= "0014":
-            path.unlink()
-    rt = Runtime(
-        settings=settings,
-        store=SqliteStore(db, migrations_dir=migrations),
-        pseudonyms=Pseudonymizer(SECRET),
-        now=clock,
-        policy=load_policy_file(POLICY_FILE),
-    )
-    await rt.store.open()
-    try:
-        await rt.store.migrate()
-        headers = {}
-        for role in ("admin", "marketing", "auditor"):
-            _, key = await keys.create_key(rt, role, f"test-{role}")
-            headers[role] = {"Authorization": f"Bearer {key}"}
-        for topic_id, topic in TOPICS.items():
-            await topics.put_topic(rt, topic_id, topic)
-    finally:
-        await rt.store.close()
+    async with database_at(settings, db, clock, keep=lambda name: name < "0014") as (_, headers):
+        pass
     conn = sqlite3.connect(db)
     assert "notice_sha256" not in {row[1] for row in conn.execute("PRAGMA table_info(consent_events)")}
     conn.execute(

@@ -38,6 +38,17 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 SHOTS = Path("/tmp/prefcenter-shots")
+# For page.evaluate: the left edges of the characters of an element's first text node, in logical
+# order; spaces left out.
+CHAR_LEFTS = """(el) => {
+  const node = el.firstChild, range = document.createRange(), out = [];
+  for (let i = 0; i < node.length; i++) {
+    if (node.data[i] === ' ') continue;
+    range.setStart(node, i); range.setEnd(node, i + 1);
+    out.push(range.getBoundingClientRect().left);
+  }
+  return out;
+}"""
 TOPICS = {
     "promotions": {"category": "marketing", "names": {"en": "Offers", "fa": "پیشنهادهای ویژه", "pl": "Oferty"},
                    "descriptions": {"en": "Discounts and sales, at most weekly.",

@@ -8,18 +8,8 @@ from typing import Any
 
 import pytest
 
-from tests.browser.conftest import Server
+from tests.browser.conftest import CHAR_LEFTS, Server
 
-# Left edges of the characters of an element's text, in logical order (spaces left out).
-CHAR_LEFTS = """(el) => {
-  const node = el.firstChild, range = document.createRange(), out = [];
-  for (let i = 0; i < node.length; i++) {
-    if (node.data[i] === ' ') continue;
-    range.setStart(node, i); range.setEnd(node, i + 1);
-    out.push(range.getBoundingClientRect().left);
-  }
-  return out;
-}"""
 LABELS = {
     "en": ("Data controller: Example Shop Ltd., 1 Example Street, 00-950 Warszawa, Poland", "Privacy notice"),
     "fa": (

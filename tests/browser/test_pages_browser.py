@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from tests.browser.conftest import AXE, SHOTS, Server
+from tests.browser.conftest import AXE, CHAR_LEFTS, SHOTS, Server
 
 AXE_TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "wcag22aa"]
 
@@ -95,16 +95,6 @@ def test_validation_error_is_tied_to_its_field(server: Server, page: Any) -> Non
     assert page.evaluate("document.activeElement.id") == "max-per-week"
 
 
-# Left edges of the characters of an element's first text node, in logical order; spaces left out.
-CHAR_LEFTS = """(el) => {
-  const node = el.firstChild, range = document.createRange(), out = [];
-  for (let i = 0; i < node.length; i++) {
-    if (node.data[i] === ' ') continue;
-    range.setStart(node, i); range.setEnd(node, i + 1);
-    out.push(range.getBoundingClientRect().left);
-  }
-  return out;
-}"""
 BIDI = """(el) => ({text: el.innerText, direction: getComputedStyle(el).direction,
   right: el.getBoundingClientRect().right, parentRight: el.parentElement.getBoundingClientRect().right,
   parentDirection: getComputedStyle(el.parentElement).direction})"""

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import sqlite3
 from typing import Any
 
 import msgspec
@@ -10,7 +9,7 @@ from prefcenter.messaging.transports import Transport
 from prefcenter.messaging.transports.smtp import SmtpTransport
 from prefcenter.messaging.transports.webhook import WebhookTransport
 from prefcenter.services.dispatch import Dispatcher
-from tests.conftest import Api
+from tests.conftest import Api, query
 
 
 def dispatcher(
@@ -45,10 +44,6 @@ async def counts(api: Api, cid: str = "black-friday") -> dict[str, Any]:
 
 
 def outbox(api: Api) -> list[tuple[Any, ...]]:
-    conn = sqlite3.connect(api.rt.store.path)  # type: ignore[attr-defined]
-    try:
-        return conn.execute(
-            "SELECT campaign_id, customer_id, channel, status, attempts, last_error FROM outbox ORDER BY 1, 2"
-        ).fetchall()
-    finally:
-        conn.close()
+    return query(
+        api, "SELECT campaign_id, customer_id, channel, status, attempts, last_error FROM outbox ORDER BY 1, 2"
+    )

@@ -12,8 +12,9 @@ from typing import Any
 from prefcenter.domain.timewindows import from_us
 from tests.api.test_approvals import customer
 from tests.conftest import PROFILE, Api, FakeClock
+from tests.smtp.conftest import Hook
 from tests.smtp.helpers import counts, dispatcher, send
-from tests.smtp.test_webhook import Hook, hook, sms_campaign  # noqa: F401 - the fixture
+from tests.smtp.test_webhook import sms_campaign
 
 # A UK number and a London profile: in November local time is UTC, for the profile and the phone alike.
 LONDON = {**PROFILE, "timezone": "Europe/London", "country": "GB", "contacts": {"sms": "+447911123456"}}
@@ -48,7 +49,7 @@ async def test_a_send_outside_the_sms_window_is_stored_and_counted_deferred(
 async def test_a_re_gate_that_defers_a_reserved_message_stores_it_deferred(
     api: Api,
     clock: FakeClock,
-    hook: tuple[Hook, str],  # noqa: F811
+    hook: tuple[Hook, str],
 ) -> None:
     """Allowed (and reserved) at 20:59 local; the dispatcher's re-gate at 21:00:30 defers it to 08:00: it
     was left ``queued``, now it is ``deferred`` with the new not_before; at 08:00 it goes out."""

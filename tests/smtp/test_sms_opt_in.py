@@ -6,13 +6,12 @@ change), never to a suppressed number, never twice for one opt-in, erased with t
 
 from __future__ import annotations
 
-import sqlite3
 from typing import Any
 
 from prefcenter.services.dispatch import Dispatcher
-from tests.conftest import PROFILE, Api, FakeClock, prefs_body
+from tests.conftest import PROFILE, Api, FakeClock, prefs_body, query
+from tests.smtp.conftest import Hook
 from tests.smtp.helpers import dispatcher
-from tests.smtp.test_webhook import Hook, hook  # noqa: F401 - the fixture
 
 NUMBER = "+48600100200"
 
@@ -30,13 +29,7 @@ async def prefs(api: Api, cid: str = "c1", **changes: Any) -> None:
 
 
 def rows(api: Api) -> list[tuple[Any, ...]]:
-    conn = sqlite3.connect(api.rt.store.path)  # type: ignore[attr-defined]
-    try:
-        return conn.execute(
-            "SELECT customer_id, kind, status, attempts, last_error FROM notifications ORDER BY id"
-        ).fetchall()
-    finally:
-        conn.close()
+    return query(api, "SELECT customer_id, kind, status, attempts, last_error FROM notifications ORDER BY id")
 
 
 def sms_dispatcher(api: Api, url: str) -> Dispatcher:
@@ -51,7 +44,7 @@ async def drain(api: Api, url: str) -> None:
 
 async def test_item_26_one_confirmation_after_the_opt_in_and_none_after_the_same_write(
     api: Api,
-    hook: tuple[Hook, str],  # noqa: F811
+    hook: tuple[Hook, str],
 ) -> None:
     state, url = hook
     await profile(api)
@@ -73,7 +66,7 @@ async def test_item_26_one_confirmation_after_the_opt_in_and_none_after_the_same
     assert len(state.bodies) == 1 and len(rows(api)) == 1
 
 
-async def test_item_26_which_writes_are_opt_ins(api: Api, hook: tuple[Hook, str]) -> None:  # noqa: F811
+async def test_item_26_which_writes_are_opt_ins(api: Api, hook: tuple[Hook, str]) -> None:
     """Becoming sms with a marketing topic, from another channel or from sms without a topic, is an
     opt-in; adding a second topic, or sms with no topic, is not. Without a per-week cap of the customer's
     the policy's tells the frequency."""
@@ -92,7 +85,7 @@ async def test_item_26_which_writes_are_opt_ins(api: Api, hook: tuple[Hook, str]
     assert len(state.bodies) == 2 and [r[2] for r in rows(api)] == ["sent", "sent"]
 
 
-async def test_item_26_opting_in_twice_before_it_left_sends_one(api: Api, hook: tuple[Hook, str]) -> None:  # noqa: F811
+async def test_item_26_opting_in_twice_before_it_left_sends_one(api: Api, hook: tuple[Hook, str]) -> None:
     state, url = hook
     await profile(api)
     await prefs(api, topics=["promotions"])
@@ -103,7 +96,7 @@ async def test_item_26_opting_in_twice_before_it_left_sends_one(api: Api, hook: 
     assert len(state.bodies) == 1
 
 
-async def test_item_26_a_stop_wins(api: Api, hook: tuple[Hook, str]) -> None:  # noqa: F811
+async def test_item_26_a_stop_wins(api: Api, hook: tuple[Hook, str]) -> None:
     """A STOP that lands before the confirmation leaves: nothing is sent to the number."""
     state, url = hook
     await profile(api)
@@ -117,7 +110,7 @@ async def test_item_26_a_stop_wins(api: Api, hook: tuple[Hook, str]) -> None:  #
     assert [r[2] for r in rows(api)] == ["suppressed"]
 
 
-async def test_item_26_an_opt_in_that_ended_is_not_confirmed(api: Api, hook: tuple[Hook, str]) -> None:  # noqa: F811
+async def test_item_26_an_opt_in_that_ended_is_not_confirmed(api: Api, hook: tuple[Hook, str]) -> None:
     state, url = hook
     await profile(api)
     await prefs(api, topics=["promotions"])
@@ -128,7 +121,7 @@ async def test_item_26_an_opt_in_that_ended_is_not_confirmed(api: Api, hook: tup
 
 async def test_item_26_a_temporary_failure_is_retried(
     api: Api,
-    hook: tuple[Hook, str],  # noqa: F811
+    hook: tuple[Hook, str],
     clock: FakeClock,
 ) -> None:
     state, url = hook
@@ -142,7 +135,7 @@ async def test_item_26_a_temporary_failure_is_retried(
     assert len(state.bodies) == 1 and rows(api)[0][2:4] == ("sent", 2)
 
 
-async def test_item_26_erasure_deletes_a_waiting_confirmation(api: Api, hook: tuple[Hook, str]) -> None:  # noqa: F811
+async def test_item_26_erasure_deletes_a_waiting_confirmation(api: Api, hook: tuple[Hook, str]) -> None:
     state, url = hook
     await profile(api)
     await prefs(api, topics=["promotions"])
