@@ -14,23 +14,21 @@ Pure: no clock and no I/O beyond ``zoneinfo`` loading its (pinned ``tzdata``) zo
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, time, timedelta
-from functools import cache
 from zoneinfo import ZoneInfo
 
-import holidays
+from prefcenter.domain.timewindows import is_holiday
 
 BUSINESS_ZONE = ZoneInfo("America/New_York")
 REVIEW_BUSINESS_DAYS = 10
 
 
-@cache
-def _federal_holidays(year: int) -> frozenset[date]:
-    return frozenset(holidays.country_holidays("US", years=year).keys())
+_EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
 
 
 def is_business_day(day: date) -> bool:
-    """Monday to Friday and not a US federal holiday (observed dates included)."""
-    return day.weekday() < 5 and day not in _federal_holidays(day.year)
+    """Monday to Friday and not a US federal holiday (observed dates included; the policy windows'
+    holiday lookup, :func:`prefcenter.domain.timewindows.is_holiday`)."""
+    return day.weekday() < 5 and not is_holiday(("US",), day.toordinal() - _EPOCH_ORDINAL)
 
 
 def local_day(moment: datetime) -> date:

@@ -77,7 +77,6 @@ from prefcenter.domain.timewindows import (
     Window,
     ZoneTimeline,
     first_allowed_in_all_us,
-    first_allowed_us,
     from_us,
     schedule_for,
     to_us,
@@ -117,7 +116,6 @@ class _Rules:
         "_schedules",
         "cap_channels",
         "caps",
-        "min_limit",
         "policy",
         "tx_quiet",
         "tx_windows",
@@ -131,7 +129,6 @@ class _Rules:
         self.caps: tuple[tuple[int, int], ...] = tuple(
             (limit, window // _US) for limit, window in policy.cap_rules()
         )
-        self.min_limit = min((limit for limit, _ in self.caps), default=None)
         self.widest_us = max(max((w for _, w in self.caps), default=0), policy.longest_channel_cap() // _US)
         self.tx_quiet = policy.transactional.quiet_hours
         self.tx_windows = policy.transactional.windows
@@ -316,8 +313,6 @@ def _earliest(
 
 def _allowed_in_all(schedule: DailySchedule, timelines: Sequence[ZoneTimeline], at_us: int) -> bool:
     """Whether rule 8's schedule allows ``at_us`` in every zone."""
-    if len(timelines) == 1:  # the usual case: no phone place in another zone
-        return schedule.allows_local(at_us + timelines[0].offset_us(at_us))
     return all(schedule.allows_local(at_us + t.offset_us(at_us)) for t in timelines)
 
 
@@ -342,13 +337,14 @@ def _timing(
     paused_us = None if paused_until is None else to_us(paused_until)
     groups: list[tuple[Sequence[int], Sequence[tuple[int, int]]]] = []
     if marketing and not retry:
+        sends_us = [(to_us(s), c) for s, c in sends]
         caps = rules.caps_for(customer)
         if caps:
-            groups.append((sorted([to_us(s) for s, _ in sends]), caps))
+            groups.append((sorted([u for u, _ in sends_us]), caps))
         if channel in rules.cap_channels:
             own = rules.channel_caps(customer, channel)
             if own:
-                groups.append((sorted([to_us(s) for s, c in sends if c == channel]), own))
+                groups.append((sorted([u for u, c in sends_us if c == channel]), own))
 
     reason: Reason
     if paused_us is not None and at_us < paused_us:
@@ -523,24 +519,10 @@ def decide_batch(
         schedule = rules.schedule(customer, channel, marketing)
         result: datetime | bool | None = None
         if schedule is not None:
-            place = key[4]
-            found: int | None
-            if place is None or not place.zones:  # the common case: the profile's zone alone
-                zone = customer.timezone
-                local = locals_.get(zone)
-                if local is None:
-                    local = local_at(zone)
-                if schedule.allows(local % DAY_US) if not schedule.dated else schedule.allows_local(local):
-                    rule8[key] = None
-                    return None
-                found = first_allowed_us(schedule, zone_timeline(zone), at_us, limit_us)
+            zones = _zones(customer, channel)
+            if not all(schedule.allows_local(local_at(zone)) for zone in zones):
+                found = first_allowed_in_all_us(schedule, [zone_timeline(z) for z in zones], at_us, limit_us)
                 result = False if found is None else from_us(found)
-            else:
-                zones = _zones(customer, channel)
-                if not all(schedule.allows_local(local_at(zone)) for zone in zones):
-                    timelines = [zone_timeline(zone) for zone in zones]
-                    found = first_allowed_in_all_us(schedule, timelines, at_us, limit_us)
-                    result = False if found is None else from_us(found)
         rule8[key] = result
         return result
 
@@ -612,8 +594,9 @@ def decide_batch(
                     slow = r8 is not None or (
                         channel in cap_channels and bool(rules.channel_caps(customer, channel))
                     )
-                    if not slow:
-                        for limit, lo, hi in cap_bounds:
+                    if not slow:  # each cap (the customer's own weekly one too) far from its limit?
+                        bounds = cap_bounds if cap is None else [*cap_bounds, (cap, week_lo, week_hi)]
+                        for limit, lo, hi in bounds:
                             near = 0
                             for s, _ in sends:
                                 if lo < s < hi:
@@ -621,12 +604,6 @@ def decide_batch(
                             if near >= limit:
                                 slow = True
                                 break
-                        if not slow and cap is not None:
-                            near = 0
-                            for s, _ in sends:
-                                if week_lo < s < week_hi:
-                                    near += 1
-                            slow = near >= cap
                     if slow:
                         append(_timing(cid, customer, channel, True, sends, at_us, send_by_us, rules))
                     else:

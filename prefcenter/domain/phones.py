@@ -12,21 +12,15 @@ policy override can name ``regions = ["US-FL"]``.
 from __future__ import annotations
 
 from functools import lru_cache
-from zoneinfo import available_timezones
 
 import phonenumbers
 import pycountry
 from phonenumbers import geocoder
 from phonenumbers import timezone as phone_timezone
 
-from prefcenter.domain.model import PhonePlace
+from prefcenter.domain.model import PhonePlace, is_iana_zone
 
 __all__ = ["place_of", "subdivision_of"]
-
-
-@lru_cache(maxsize=1)
-def _known_zones() -> frozenset[str]:
-    return frozenset(available_timezones())
 
 
 @lru_cache(maxsize=512)
@@ -61,8 +55,7 @@ def place_of(number: str) -> PhonePlace:
         parsed = phonenumbers.parse(number, None)
     except phonenumbers.NumberParseException:
         return PhonePlace()
-    known = _known_zones()
-    zones = tuple(sorted(z for z in phone_timezone.time_zones_for_number(parsed) if z in known))
+    zones = tuple(sorted(z for z in phone_timezone.time_zones_for_number(parsed) if is_iana_zone(z)))
     country = phonenumbers.region_code_for_number(parsed)
     if not country or country == "ZZ":
         return PhonePlace(zones=zones)

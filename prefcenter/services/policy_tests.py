@@ -67,7 +67,7 @@ from prefcenter.domain.model import (
     normalise_phone,
 )
 from prefcenter.domain.phones import place_of
-from prefcenter.domain.policy import LoadedPolicy, Policy, decode_toml
+from prefcenter.domain.policy import CountryCode, LoadedPolicy, Policy, RegionCode, decode_toml
 from prefcenter.domain.timewindows import Window, zone_timeline
 
 __all__ = ["CaseResult", "PolicyTestError", "format_report", "run_policy_tests"]
@@ -101,8 +101,8 @@ PhoneChannel = Literal["sms", "voice", "whatsapp"]
 
 class _Place(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     zones: tuple[str, ...] = ()
-    country: Annotated[str, msgspec.Meta(pattern="^[A-Z]{2}\\Z")] | None = None
-    region: Annotated[str, msgspec.Meta(pattern="^[A-Z]{2}-[A-Z0-9]{1,3}\\Z")] | None = None
+    country: CountryCode | None = None
+    region: RegionCode | None = None
 
 
 class _Send(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -112,7 +112,7 @@ class _Send(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 class _Customer(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     timezone: str
-    country: Annotated[str, msgspec.Meta(pattern="^[A-Z]{2}\\Z")]
+    country: CountryCode
     customer_id: Annotated[str, msgspec.Meta(min_length=1)] = "customer"
     channel: Channel | None = None
     addresses: frozenset[Channel] = frozenset()
