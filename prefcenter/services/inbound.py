@@ -174,9 +174,7 @@ async def inbound_sms(rt: Runtime, event: InboundSms) -> SmsAnswer:
             await convert_seen(tx, rt, [("sms", event.sender)])  # START lifts a v1 STOP too
             lifted = await lift(tx, rt, "sms", ref, "sms_keyword", "sms_keyword")
             # the voice side of a texted stop only: another opt-out of voice marketing stays
-            voice = await tx.suppression_reason("voice", ref) == "sms_keyword" and await lift(
-                tx, rt, "voice", ref, "sms_keyword", "sms_keyword"
-            )
+            voice = await lift(tx, rt, "voice", ref, "sms_keyword", "sms_keyword", only_reason="sms_keyword")
         log.info("sms start", address_ref=ref, lifted=lifted, voice_lifted=voice)
         return SmsAnswer("start", start_text(rt))
     if action == "help":

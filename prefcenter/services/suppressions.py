@@ -114,10 +114,12 @@ async def lift(
     reason: str,
     source: Source,
     evidence: dict[str, Any] | None = None,
+    *,
+    only_reason: str | None = None,
 ) -> bool:
-    """Lift in the caller's transaction, whatever its scope; False (and no event) when the address was
-    not suppressed."""
-    scope = await tx.remove_suppression(channel, address_ref)
+    """Lift in the caller's transaction, whatever its scope (only one made for ``only_reason``, when
+    given); False (and no event) when there was no such suppression."""
+    scope = await tx.remove_suppression(channel, address_ref, reason=only_reason)
     if scope is not None:
         value: dict[str, Any] = {"suppressed": False, "address_ref": address_ref, "reason": reason}
         if scope == "marketing":

@@ -130,9 +130,22 @@ def gate_inputs_sync(
     placed: dict[str, dict[str, PhonePlace]] = {"": _NO_PLACES}  # and few distinct places: decoded once
     quiets: dict[tuple[str, str], tuple[str, str]] = {}
     State = CustomerState
-    for row in rows:
-        cid, zone, country, channel, qs, qe, cap, paused, addresses, suppressed, subscribed = row[:11]
-        marketing_only, places_stored, phones = row[11:]
+    for (
+        cid,
+        zone,
+        country,
+        channel,
+        qs,
+        qe,
+        cap,
+        paused,
+        addresses,
+        suppressed,
+        subscribed,
+        marketing_only,
+        places_stored,
+        phones,
+    ) in rows:
         a = sets.get(addresses)
         if a is None:
             a = sets[addresses] = frozenset(addresses.split(","))
