@@ -235,11 +235,12 @@ class PrefcenterPlugin(InitPlugin):
         return app_config
 
     async def checkpoints(self) -> None:
-        """Copy the WAL into the database off the request path (see SqliteStore.autocheckpoint)."""
+        """The engine's background upkeep off the request path (SQLite: copy the WAL into the database,
+        see SqliteStore.autocheckpoint)."""
         while True:
             await asyncio.sleep(1.0)
             try:
-                await self.runtime.store.checkpoint()
+                await self.runtime.store.maintenance.checkpoint()
             except Exception:  # a failed checkpoint is retried next second; log, never crash
                 log.exception("background checkpoint failed")
 

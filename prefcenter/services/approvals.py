@@ -1,12 +1,12 @@
 """The send-approval gate: batched loads, the pure engine, one write of reservations and decision log.
 
 Real approvals go through a :class:`GateBatcher`: requests that arrive while a transaction is running
-wait, and the next transaction (``BEGIN IMMEDIATE``) takes all of them at once — group commit. Inside
+wait, and the next gate transaction (``Store.gate``) takes all of them at once — group commit. Inside
 it the recipients of each campaign are loaded once, the requests are decided in arrival order (each
-seeing the reservations the earlier ones made), and every reservation and decision-log row is written
-with a few ``executemany`` calls. Nothing moves between the load and the write, so concurrent
-approvals can never together exceed a cap; a batch of one is the plain case. A dry run reads one
-snapshot and writes nothing.
+seeing the reservations the earlier ones made) by a pure function that returns every reservation,
+decision-log row and outbox row as data, and the store writes them with a few bulk statements. Nothing
+moves between the load and the write (guarantee 1 of ``store.base``), so concurrent approvals can never
+together exceed a cap; a batch of one is the plain case. A dry run reads one snapshot and writes nothing.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import re
 from collections import Counter
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -38,14 +38,15 @@ from prefcenter.domain.timewindows import from_us, to_us
 from prefcenter.services.campaigns import get_campaign
 from prefcenter.services.errors import NotFound, PayloadTooLarge
 from prefcenter.services.runtime import Runtime
-from prefcenter.store.base import DecisionRow, GateInputs, Reservation, StoreUnavailable, WriteTx
+from prefcenter.store.base import DecisionRow, GateInputs, GateWrites, QueueRow, Reservation, StoreUnavailable
 
 log = structlog.get_logger("prefcenter.approvals")
 
 MAX_IDS = 10_000
 
 # Called inside the approval's transaction with its decisions (the sends endpoint queues messages).
-OnDecided = Callable[[WriteTx, CampaignView, datetime, list[Decision]], Awaitable[None]]
+# What an ask queues once decided (sends.py: the outbox rows of what may go): pure, run inside the gate.
+OnDecided = Callable[[CampaignView, datetime, list[Decision]], list[QueueRow]]
 
 
 class ApprovalRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -140,6 +141,10 @@ async def campaign_view(rt: Runtime, campaign_id: str) -> CampaignView:
         channels=tuple(campaign.channels),
         send_by=campaign.send_by,
     )
+
+
+_Result = tuple[CampaignView, list[Decision]] | Exception
+_Decided = tuple[list[_Result], GateWrites]  # each ask's result, and what the gate wrote
 
 
 @dataclass
@@ -241,50 +246,71 @@ class GateBatcher:
         wanted: dict[str, set[str]] = {}
         for ask in batch:
             wanted.setdefault(ask.campaign_id, set()).update(ask.ids)
-        async with rt.store.write(gate=True) as tx:
-            views, loaded = await tx.gate_load({camp: sorted(ids) for camp, ids in wanted.items()})
-            held: dict[str, dict[str, Reservation]] = {}
-            for inputs in loaded.values():
-                for cid, reservations in inputs.held.items():
-                    mine = held.get(cid)
-                    if mine is None:
-                        held[cid] = dict(reservations)
-                    else:
-                        mine.update(reservations)
-            changed: dict[tuple[str, str], Reservation | None] = {}
-            rows: list[DecisionRow] = []
-            results: list[tuple[CampaignView, list[Decision]] | Exception] = []
-            for group in _groups(batch):
-                first = group[0]
-                camp = first.campaign_id
-                view = views.get(camp)
-                if view is None:
-                    results.extend(NotFound(f"no campaign {camp!r}") for _ in group)
-                    continue
-                inputs = GateInputs(states=loaded[camp].states, held=held)
-                ids = first.ids if len(group) == 1 else [cid for ask in group for cid in ask.ids]
-                decisions = decide_recipients(rt, view, ids, first.at, inputs)
-                self._note(view, first.at, decisions, held, changed, rows, version)
-                start = 0
-                for ask in group:
-                    own = decisions if len(group) == 1 else decisions[start : start + len(ask.ids)]
-                    start += len(ask.ids)
-                    if ask.on_decided is not None:
-                        await ask.on_decided(tx, view, ask.at, own)
-                    results.append((view, own))
-            tx.record_gate_at_commit(
-                [(cid, camp, r) for (cid, camp), r in changed.items() if r is not None],
-                [key for key, r in changed.items() if r is None],
-                rows,
-            )
+        results, writes = await rt.store.gate(
+            {camp: sorted(ids) for camp, ids in wanted.items()},
+            lambda views, loaded: self._decide(batch, views, loaded, version),
+        )
         counts = Counter((d.verdict, d.reason) for r in results if not isinstance(r, Exception) for d in r[1])
         for (verdict, reason), n in counts.items():
             rt.metrics.decisions.labels(verdict, reason).inc(n)
-        if len(batch) > 1 or len(rows) > 100:
+        if len(batch) > 1 or len(writes.decisions) > 100:
             log.info(
-                "approvals committed", requests=len(batch), recipients=len(rows), reservations=len(changed)
+                "approvals committed",
+                requests=len(batch),
+                recipients=len(writes.decisions),
+                reservations=len(writes.reserve) + len(writes.release),
+                queued=len(writes.queue),
             )
         return results
+
+    def _decide(
+        self,
+        batch: list[_Ask],
+        views: dict[str, CampaignView],
+        loaded: dict[str, GateInputs],
+        version: str,
+    ) -> tuple[_Decided, GateWrites]:
+        """The pure part of a gate transaction: every ask of the batch decided in arrival order, and
+        what the store must write (also handed back with the results, for the log line)."""
+        rt = self.rt
+        held: dict[str, dict[str, Reservation]] = {}
+        for inputs in loaded.values():
+            for cid, reservations in inputs.held.items():
+                mine = held.get(cid)
+                if mine is None:
+                    held[cid] = dict(reservations)
+                else:
+                    mine.update(reservations)
+        changed: dict[tuple[str, str], Reservation | None] = {}
+        rows: list[DecisionRow] = []
+        queue: list[QueueRow] = []
+        results: list[_Result] = []
+        for group in _groups(batch):
+            first = group[0]
+            camp = first.campaign_id
+            view = views.get(camp)
+            if view is None:
+                results.extend(NotFound(f"no campaign {camp!r}") for _ in group)
+                continue
+            inputs = GateInputs(states=loaded[camp].states, held=held)
+            ids = first.ids if len(group) == 1 else [cid for ask in group for cid in ask.ids]
+            decisions = decide_recipients(rt, view, ids, first.at, inputs)
+            self._note(view, first.at, decisions, held, changed, rows, version)
+            start = 0
+            for ask in group:
+                own = decisions if len(group) == 1 else decisions[start : start + len(ask.ids)]
+                start += len(ask.ids)
+                if ask.on_decided is not None:
+                    queue.extend(ask.on_decided(view, ask.at, own))
+                results.append((view, own))
+        writes = GateWrites(
+            reserve=[(cid, camp, r) for (cid, camp), r in changed.items() if r is not None],
+            release=[key for key, r in changed.items() if r is None],
+            decisions=rows,
+            queue=queue,
+            at=rt.now() if queue else None,
+        )
+        return (results, writes), writes
 
     @staticmethod
     def _note(

@@ -194,5 +194,5 @@ async def erase_customer(rt: Runtime, customer_id: str, *, api_key_id: int) -> N
             Attribution("erasure", "system", None, {"api_key_id": api_key_id}),
         )
         await tx.erase_customer(customer_id)
-    complete = await rt.store.compact_after_erasure()
-    log.info("customer erased", customer_ref=customer.customer_ref, wal_truncated=complete)
+    complete = await rt.store.maintenance.compact_after_erasure()
+    log.info("customer erased", customer_ref=customer.customer_ref, storage_compacted=complete)

@@ -124,10 +124,9 @@ class Dispatcher:
         self.rt.metrics.dispatched.labels(channel, outcome).inc(n)
 
     async def recover(self) -> int:
-        """Release every lease (with SQLite there is one dispatcher: leases left are from a dead one)."""
-        async with self.rt.store.write() as tx:
-            released = await tx.release_leases()
-            released += await tx.release_notification_leases()
+        """Release the leases of dispatchers the store can prove dead (SQLite: all, as the dispatcher
+        lock is held; PostgreSQL: none, they expire: guarantee 5 of store.base)."""
+        released = await self.rt.store.maintenance.release_dead_leases()
         if released:
             log.warning("released leases of an earlier dispatcher", messages=released)
         return released
@@ -181,7 +180,7 @@ class Dispatcher:
         (the next start releases the leases). Returns False at once, doing nothing, when another
         dispatcher holds the database's dispatcher lock."""
         self._stop = stop
-        if not self.rt.store.lock_dispatcher():
+        if not await self.rt.store.maintenance.acquire_dispatcher():
             log.error("another dispatcher is running on this database; this one does not start")
             return False
         try:
@@ -199,7 +198,7 @@ class Dispatcher:
             log.info("dispatcher stopped")
             return True
         finally:
-            self.rt.store.unlock_dispatcher()
+            await self.rt.store.maintenance.release_dispatcher()
 
     async def close(self) -> None:
         for transport in {id(t): t for t in self.transports.values()}.values():

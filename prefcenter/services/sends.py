@@ -1,7 +1,8 @@
 """``POST /v1/campaigns/{id}/sends``: gate each recipient exactly as an approval and queue what may go.
 
-The queueing happens inside the gate's own transaction (``approve(..., on_decided=...)``), so a
-reservation and its outbox row are committed together or not at all. One outbox row per (campaign,
+The queueing happens inside the gate's own transaction (``approve(..., on_decided=queue_rows)``: the
+outbox rows are part of the gate's writes), so a reservation and its outbox row are committed together
+or not at all. One outbox row per (campaign,
 customer): a second send of a queued or sent pair queues nothing more (and is answered like a retried
 approval); a pair that was withdrawn, failed or suppressed is queued again when it is allowed now.
 """
@@ -17,7 +18,7 @@ from prefcenter.domain.model import CampaignView, Decision
 from prefcenter.domain.timewindows import to_us
 from prefcenter.services.approvals import ApprovalAnswer, ApprovalRequest, GateBatcher, approve
 from prefcenter.services.runtime import Runtime
-from prefcenter.store.base import QueueRow, WriteTx
+from prefcenter.store.base import QueueRow
 
 log = structlog.get_logger("prefcenter.sends")
 
@@ -39,17 +40,11 @@ def queue_rows(view: CampaignView, at: datetime, decisions: list[Decision]) -> l
 
 
 async def send(rt: Runtime, batcher: GateBatcher, campaign_id: str, request: SendRequest) -> ApprovalAnswer:
-    queued = 0
-
-    async def on_decided(tx: WriteTx, view: CampaignView, at: datetime, decisions: list[Decision]) -> None:
-        nonlocal queued
-        queued = await tx.queue_messages(queue_rows(view, at, decisions), rt.now())
-
     answer = await approve(
         rt,
         batcher,
         ApprovalRequest(campaign_id=campaign_id, customer_ids=request.customer_ids, at=None, dry_run=False),
-        on_decided,
+        queue_rows,
     )
-    log.info("sends queued", campaign_id=campaign_id, recipients=len(request.customer_ids), queued=queued)
+    log.info("sends gated", campaign_id=campaign_id, recipients=len(request.customer_ids))
     return answer

@@ -1,11 +1,46 @@
-"""The one narrow storage interface. Services call this; SQL lives only in the adapters."""
+"""The one narrow storage interface. Services call this; SQL lives only in the adapters.
+
+What every adapter guarantees, and what it must do to keep it (SQLite: ``store/sqlite``, one writer;
+PostgreSQL: ``store/postgres``, many processes on one database):
+
+1. **The gate is serialisable per customer.** No two transactions may both reserve against one
+   customer's caps: :meth:`Store.gate` loads the recipients' states and reservations, calls a pure
+   ``decide`` and writes what it returns, all in one transaction during which no other transaction can
+   write those customers' reservations. The dispatcher's re-gate (``WriteTx.gate_inputs`` inside
+   :meth:`Store.write`) holds the same guarantee for its recipients until its commit. SQLite: every
+   writing transaction is ``BEGIN IMMEDIATE`` on the one writer connection (one writer at a time).
+   PostgreSQL: the transaction first locks the recipients' ``customers`` rows in id order
+   (``SELECT ... WHERE id = ANY($1) ORDER BY id FOR UPDATE``), so two gates over overlapping customers
+   queue instead of both reading the same caps; a gate that loses a deadlock or serialisation race is
+   run again from the load (``decide`` is pure, so a retry is the same work).
+2. **The ledger has one total order.** Appends get ``seq`` without gaps, and each event's ``prev_hash``
+   is the head the appending transaction saw and replaced: the head is read and replaced under a lock
+   that lasts until commit (SQLite: the one writer; PostgreSQL: ``ledger_head`` ``FOR UPDATE``; no
+   sequences, which leave gaps on rollback).
+3. **Other writes are serialised.** :meth:`Store.write` transactions run one at a time across the whole
+   deployment, so a service's read-modify-write (read a customer, diff, append events) never races
+   another's (SQLite: the one writer; PostgreSQL: a transaction-level advisory lock). Only the gate
+   runs beside them, on its own rows.
+4. **A claim is held by one dispatcher at a time.** ``claim_due`` / ``claim_notifications`` lease rows
+   that no live lease holds, atomically (PostgreSQL: ``FOR UPDATE SKIP LOCKED``), so two dispatchers
+   never hand the same message to a transport in one lease.
+5. **Leases only expire.** No adapter releases leases wholesale: a lease ends when its holder marks
+   the row or when ``lease_until`` passes. The one exception is :meth:`Maintenance.release_dead_leases`,
+   which an engine may implement only where it can prove no other dispatcher is alive (SQLite: the
+   dispatcher ``flock`` is held, and it is one per database); elsewhere it releases nothing.
+6. **A fault stays where it happens.** A write that fails rolls back its own transaction only; a store
+   that cannot write at all (disk full, I/O error, database down) raises :class:`StoreUnavailable`.
+
+Engine-specific upkeep (WAL checkpoints, compaction after an erasure, the dispatcher slot) is behind
+:class:`Maintenance`, reached as ``Store.maintenance``.
+"""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import msgspec
 
@@ -62,6 +97,26 @@ class OutboxItem(msgspec.Struct, frozen=True):
 
 # (campaign_id, customer_id, channel, status queued|deferred, not_before_us)
 QueueRow = tuple[str, str, str, str, int]
+
+
+class GateWrites(msgspec.Struct):
+    """What one gate transaction writes, as data (``decide`` returns it; the store writes it before the
+    commit): reservations made ((customer, campaign, reservation)) and released ((customer, campaign)),
+    decision-log rows, and outbox rows queued (stamped ``at``) as ``WriteTx.queue_messages`` queues them."""
+
+    reserve: list[tuple[str, str, Reservation]] = msgspec.field(default_factory=list)
+    release: list[tuple[str, str]] = msgspec.field(default_factory=list)
+    decisions: list[DecisionRow] = msgspec.field(default_factory=list)
+    queue: list[QueueRow] = msgspec.field(default_factory=list)
+    at: datetime | None = None  # the queued rows' created_at / updated_at (required with ``queue``)
+
+
+T = TypeVar("T")
+
+#: ``decide(views, inputs)``: the campaign views of the campaigns found, and per campaign found the gate
+#: inputs of its wanted ids -> (the caller's result, the writes). Pure: it may run on the store's own
+#: writer thread (SQLite) and may be run again after a lost race (PostgreSQL).
+GateDecide = Callable[[dict[str, CampaignView], dict[str, GateInputs]], tuple[T, GateWrites]]
 
 
 class OutboxUpdate(msgspec.Struct, frozen=True):
@@ -156,17 +211,11 @@ class WriteTx(Protocol):
     async def add_notice(self, notice: Notice) -> None: ...
     async def get_campaign(self, campaign_id: str) -> Campaign | None: ...
     async def put_campaign(self, campaign_id: str, campaign: Campaign, at: datetime) -> bool: ...
-    async def gate_inputs(self, ids: list[str], topic: str, campaign_id: str) -> GateInputs: ...
+    async def gate_inputs(self, ids: list[str], topic: str, campaign_id: str) -> GateInputs:
+        """The gate inputs of ``ids``; those customers stay locked for this transaction (guarantee 1)."""
+        ...
+
     async def campaign_views(self, campaign_ids: list[str]) -> dict[str, CampaignView]: ...
-    async def gate_load(
-        self, wanted: dict[str, list[str]]
-    ) -> tuple[dict[str, CampaignView], dict[str, GateInputs]]: ...
-    def record_gate_at_commit(
-        self,
-        upsert: list[tuple[str, str, Reservation]],
-        delete: list[tuple[str, str]],
-        decisions: list[DecisionRow],
-    ) -> None: ...
     async def record_gate(
         self,
         upsert: list[tuple[str, str, Reservation]],
@@ -182,7 +231,6 @@ class WriteTx(Protocol):
     ) -> list[OutboxItem]: ...
     async def update_outbox(self, updates: list[OutboxUpdate], at: datetime) -> None: ...
     async def get_customers(self, customer_ids: list[str]) -> dict[str, Customer]: ...
-    async def release_leases(self) -> int: ...
     async def has_reservation(self, customer_id: str, campaign_id: str) -> bool: ...
     # -- notifications (migration 0015: the SMS opt-in confirmation) --
     async def queue_notification(self, customer_id: str, kind: str, at: datetime) -> bool: ...
@@ -190,7 +238,6 @@ class WriteTx(Protocol):
         self, now_us: int, lease_until_us: int, limit: int
     ) -> list[NotificationItem]: ...
     async def update_notifications(self, updates: list[NotificationUpdate], at: datetime) -> None: ...
-    async def release_notification_leases(self) -> int: ...
     # -- suppressions --
     async def add_suppression(
         self, channel: str, address_ref: str, reason: str, at: datetime, *, scope: str = "all"
@@ -215,15 +262,67 @@ class WriteTx(Protocol):
     async def fill_phone_places(self) -> int: ...
 
 
+class RateBucket(Protocol):
+    """A token bucket: ``rate`` messages per second, bursts of ``capacity``."""
+
+    rate: float
+    capacity: float
+
+    async def acquire(self, n: int = 1) -> None:
+        """Wait until ``n`` tokens (1 <= n <= capacity) are taken."""
+        ...
+
+
+class Maintenance(Protocol):
+    """What only one engine needs, behind one small async protocol."""
+
+    def rate_bucket(self, channel: str, rate: float) -> RateBucket | None:
+        """The deployment-wide bucket of ``channel`` when several dispatchers share the database
+        (PostgreSQL: one row per channel, taken in chunks); None when the one dispatcher's own bucket
+        already is the deployment's ceiling (SQLite)."""
+        ...
+
+    async def checkpoint(self) -> tuple[int, int]:
+        """Background upkeep, called about once a second by a server (SQLite: a WAL checkpoint off the
+        request path; returns (WAL frames, frames copied)). (0, 0) when there is nothing to do."""
+        ...
+
+    async def compact_after_erasure(self) -> bool:
+        """After an erasure committed: what the engine can do so the erased bytes leave its files now.
+        True when nothing of them is left for the operator to do (see the README on each engine)."""
+        ...
+
+    async def acquire_dispatcher(self) -> bool:
+        """May this process run a dispatcher? False when the engine allows only one and another holds
+        it (SQLite: an exclusive ``flock``; PostgreSQL: several dispatchers share one database)."""
+        ...
+
+    async def release_dispatcher(self) -> None: ...
+
+    async def release_dead_leases(self) -> int:
+        """Release leases whose holders are provably dead (guarantee 5); the number released."""
+        ...
+
+
 class Store(Protocol):
+    @property
+    def maintenance(self) -> Maintenance: ...
+
     async def open(self) -> None: ...
     async def close(self) -> None: ...
     async def ping(self) -> None: ...
     async def pending_migrations(self) -> list[str]: ...
     async def migrate(self) -> list[str]: ...
-    def write(self, *, gate: bool = False) -> AbstractAsyncContextManager[WriteTx]: ...
-    async def compact_after_erasure(self) -> bool: ...
-    async def checkpoint(self) -> tuple[int, int]: ...
+    def write(self) -> AbstractAsyncContextManager[WriteTx]:
+        """One writing transaction, serialised with every other (guarantee 3); commits on clean exit."""
+        ...
+
+    async def gate(self, wanted: dict[str, list[str]], decide: GateDecide[T]) -> T:
+        """One gate transaction (guarantee 1): ``wanted`` is campaign -> recipient ids (sorted). Loads the
+        views and inputs, calls ``decide``, writes its :class:`GateWrites` and commits; returns what
+        ``decide`` returned. A failure anywhere rolls everything back and raises."""
+        ...
+
     async def write_problem(self) -> str | None: ...
 
     async def get_customer(self, customer_id: str) -> Customer | None: ...
@@ -241,8 +340,6 @@ class Store(Protocol):
     async def inbound_for_review(self, since: str | None, resolved: bool = False) -> list[ReviewText]: ...
     async def inbound_open_before(self, before: str) -> int: ...
     async def list_keys(self) -> list[ApiKey]: ...
-    def lock_dispatcher(self) -> bool: ...
-    def unlock_dispatcher(self) -> None: ...
 
     async def ledger_head(self) -> tuple[int, str]: ...
     async def get_notice(self, notice_version: str) -> Notice | None: ...

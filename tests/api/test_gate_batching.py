@@ -6,7 +6,11 @@ import asyncio
 import sqlite3
 from datetime import UTC, datetime
 
+import pytest
+
+from prefcenter.domain.model import CampaignView
 from prefcenter.services.approvals import ApprovalRequest, GateBatcher, _Ask, _groups, approve
+from prefcenter.store.base import GateInputs, GateWrites, Reservation
 from tests.api.test_approvals import campaign, customer
 from tests.conftest import Api
 
@@ -97,28 +101,34 @@ async def test_asks_decided_together_answer_as_one_after_another(api: Api) -> No
     assert sorted(r[0] for r in logged) == ["c1", "c1", "c2", "c3", "c3"]
 
 
-async def test_a_write_that_fails_at_commit_rolls_back_everything(api: Api) -> None:
+async def test_a_gate_whose_writes_fail_rolls_back_everything(api: Api) -> None:
+    """Store.gate writes what decide returned, then commits: a bad row among them (NOT NULL) rolls the
+    whole transaction back, the reservation made beside it included, and the writer is usable again."""
     await campaign(api, "a")
     await customer(api, "c1")
     store = api.rt.store
-    try:
-        async with store.write(gate=True) as tx:
-            await tx.gate_load({"a": ["c1"]})
-            tx.record_gate_at_commit([], [], [])  # nothing queued for an empty write
-            assert tx.at_commit == []  # type: ignore[attr-defined]
-            tx.record_gate_at_commit(
-                [],
-                [],
-                [("c1", "a", "2026-11-22T12:00:00Z", "allow", "allowed", "email", None, "v")] * 2
-                + [("c1", "a", None, "allow", "allowed", "email", None, "v")],  # type: ignore[list-item]
-            )
-    except sqlite3.IntegrityError:
-        pass
-    else:  # pragma: no cover
-        raise AssertionError("a NOT NULL violation must fail the commit")
+    good = ("c1", "a", "2026-11-22T12:00:00Z", "allow", "allowed", "email", None, "v")
+    bad = ("c1", "a", None, "allow", "allowed", "email", None, "v")
+    seen: list[set[str]] = []
+
+    def decide(views: dict[str, CampaignView], inputs: dict[str, GateInputs]) -> tuple[None, GateWrites]:
+        seen.append(set(inputs["a"].states))
+        reservation = Reservation(1, "email", True)
+        return None, GateWrites(reserve=[("c1", "a", reservation)], decisions=[good, good, bad])  # type: ignore[list-item]
+
+    with pytest.raises(sqlite3.IntegrityError):
+        await store.gate({"a": ["c1"]}, decide)
+    assert seen == [{"c1"}]
     conn = sqlite3.connect(store.path)  # type: ignore[attr-defined]
     logged = conn.execute("SELECT count(*) FROM decisions").fetchone()[0]
     conn.close()
     assert logged == 0
     async with store.write() as tx:  # the writer is usable again
         assert await tx.has_reservation("c1", "a") is False
+
+    def refuse(views: dict[str, CampaignView], inputs: dict[str, GateInputs]) -> tuple[None, GateWrites]:
+        raise ValueError("decide failed")
+
+    with pytest.raises(ValueError, match="decide failed"):
+        await store.gate({"a": ["c1"]}, refuse)
+    assert await store.gate({"a": ["c1"]}, lambda v, i: (sorted(v), GateWrites())) == ["a"]

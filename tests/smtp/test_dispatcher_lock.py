@@ -33,8 +33,8 @@ async def test_a_second_dispatcher_does_not_start(api: Api, sink: tuple[Handler,
     assert await asyncio.wait_for(second.run(asyncio.Event()), 5) is False  # at once, doing nothing
     stop_first.set()
     assert await asyncio.wait_for(running, 5) is True
-    assert other.store.lock_dispatcher() is True  # free again once the first stopped
-    other.store.unlock_dispatcher()
+    assert await other.store.maintenance.acquire_dispatcher() is True  # free again once the first stopped
+    await other.store.maintenance.release_dispatcher()
     await first.close()
 
 

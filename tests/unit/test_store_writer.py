@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+from prefcenter.store.base import GateWrites
 from prefcenter.store.sqlite import SqliteStore
 
 
@@ -32,10 +33,10 @@ async def test_cancelling_writers_at_random_points_never_wedges_the_store(tmp_pa
         await store.migrate()
 
         async def writer(n: int) -> None:
-            gate = n % 2 == 1  # the gate's two-hop transaction: BEGIN goes with its load
-            async with store.write(gate=gate) as tx:
-                if gate:
-                    await tx.gate_load({"no-such-campaign": ["c1"]})
+            if n % 2 == 1:  # the gate's transaction: one function on the writer's thread
+                await store.gate({"no-such-campaign": ["c1"]}, lambda views, inputs: (None, GateWrites()))
+                return
+            async with store.write() as tx:
                 await tx.conn.execute(
                     "INSERT INTO topics VALUES (?, 'marketing', '{}', '{}', 'x', 'x')", (f"t{n:04d}",)
                 )
@@ -46,7 +47,8 @@ async def test_cancelling_writers_at_random_points_never_wedges_the_store(tmp_pa
                 await asyncio.sleep(0)
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
-        await writer(9999)  # still works
-        assert "t9999" in await store.list_topics()
+        await writer(9999)  # both kinds still work
+        await writer(9998)
+        assert "t9998" in await store.list_topics()
     finally:
         await store.close()

@@ -1,40 +1,26 @@
 """The gate's reads and writes as plain functions of a ``sqlite3`` connection, each run on the
-connection's thread in one hop (:func:`in_one_hop`): the gate inputs of a chunk of recipients, the
-campaign views, the gate load (both at once) and the record of what the gate decided; and the encoding
-of the customers row's ``phone_places`` (migration 0012), so the gate never calls phonenumbers."""
+connection's own thread in one hop (:meth:`prefcenter.store.sqlite.thread.SqliteThread.run`): the gate
+inputs of a chunk of recipients, the campaign views, the gate load (both at once), the record of what
+the gate decided, and :func:`gate_sync`, one whole gate transaction."""
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any, TypeVar, cast
 
-import aiosqlite
 import msgspec
-import phonenumbers
 import structlog
 
-from prefcenter.domain.model import PHONE_CHANNELS, CampaignView, CustomerState, PhonePlace
-from prefcenter.domain.phones import place_of
-from prefcenter.store.base import DecisionRow, GateInputs, Reservation
+from prefcenter.domain.ledger import format_at
+from prefcenter.domain.model import CampaignView, CustomerState, PhonePlace
+from prefcenter.store.base import DecisionRow, GateDecide, GateInputs, QueueRow, Reservation
+from prefcenter.store.codec import places_from_contacts, places_from_text
 from prefcenter.store.sqlite.rows import json_decode, json_encode, parse_time
 
 log = structlog.get_logger("prefcenter.store")
 
 T = TypeVar("T")
-
-
-async def in_one_hop(conn: aiosqlite.Connection, fn: Callable[..., T], *args: Any) -> T:
-    """Run ``fn(sqlite3 connection, *args)`` on the connection's own thread, in one hop.
-
-    aiosqlite runs every call on that thread and answers through the event loop: a hop per
-    ``execute``, ``fetchall`` and cursor close. The gate's reads and writes are a handful of statements
-    each, so they go as one function instead (``Connection._execute`` is what aiosqlite's own methods
-    use to do exactly this).
-    """
-    result = await conn._execute(fn, conn._conn, *args)  # type: ignore[no-untyped-call]
-    return cast(T, result)
 
 
 # ``phone_places`` is NULL only for a row written before migration 0012 and not yet filled at start-up
@@ -55,44 +41,6 @@ WHERE r.marketing = 1 OR r.campaign_id = ?
 _EMPTY: frozenset[Any] = frozenset()
 _PAUSED_FOREVER = datetime.max.replace(tzinfo=UTC)
 _NO_PLACES: dict[str, PhonePlace] = {}
-
-# ---------------------------------------------------------------------------------------------------
-# phone places (migration 0012): channel -> [zones, country, region] as compact JSON, "" for none
-
-#: The data the stored places were computed from: a new phonenumbers release refills them at start-up.
-PLACES_DATA_VERSION = f"phonenumbers {phonenumbers.__version__}"
-
-
-def places_text(contacts: Iterable[tuple[str, str]]) -> str:
-    """The ``phone_places`` of these (channel, address) contacts: their sms/voice/whatsapp numbers'
-    places, or "" when there is none."""
-    places = {}
-    for channel, number in sorted(contacts):
-        if channel in PHONE_CHANNELS:
-            place = place_of(number)
-            places[channel] = [list(place.zones), place.country, place.region]
-    return json_encode(places).decode() if places else ""
-
-
-_PlacesJson = dict[str, tuple[list[str], str | None, str | None]]
-_places_decoder = msgspec.json.Decoder(_PlacesJson)
-
-
-def places_from_text(text: str) -> dict[str, PhonePlace]:
-    """The places a ``phone_places`` value holds ({} for ""); raises ``msgspec.DecodeError`` for a value
-    of another shape."""
-    if not text:
-        return {}
-    return {
-        channel: PhonePlace(zones=tuple(zones), country=country, region=region)
-        for channel, (zones, country, region) in _places_decoder.decode(text).items()
-    }
-
-
-def _places_from_contacts(contacts: str | None) -> dict[str, PhonePlace]:
-    """A row without ``phone_places``: the places of its phone contacts (a JSON object), computed now."""
-    numbers: dict[str, str] = json_decode(contacts) if contacts else {}
-    return {channel: place_of(number) for channel, number in numbers.items()}
 
 
 def _phone_contacts_sync(conn: sqlite3.Connection, customer_id: str) -> str | None:
@@ -156,7 +104,7 @@ def gate_inputs_sync(
         if m is None:
             m = sets[marketing_only] = frozenset(marketing_only.split(","))
         if places_stored is None:
-            places = _places_from_contacts(phones)
+            places = places_from_contacts(phones)
         elif (known := placed.get(places_stored)) is not None:
             places = known
         else:
@@ -164,7 +112,7 @@ def gate_inputs_sync(
                 places = placed[places_stored] = places_from_text(places_stored)
             except msgspec.DecodeError:  # fail closed: the zones come from the numbers themselves
                 log.warning("unreadable phone_places in a stored customer row; placed from its contacts")
-                places = _places_from_contacts(_phone_contacts_sync(conn, cid))
+                places = places_from_contacts(_phone_contacts_sync(conn, cid))
         quiet = None
         if qs is not None:
             quiet = quiets.get((qs, qe))
@@ -260,3 +208,57 @@ def record_gate_sync(
     if decisions:
         ordered = sorted(decisions, key=_by_customer)
         conn.executemany(_INSERT_DECISION_SQL, ordered)
+
+
+# One outbox row per (campaign, customer): a pair already queued or sent is left alone (a deferred one
+# becomes queued when it is now allowed; a withdrawn, failed or suppressed one is queued again).
+_QUEUE_SQL = (
+    "INSERT INTO outbox (campaign_id, customer_id, channel, status, not_before_us, created_at, "
+    "updated_at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (campaign_id, customer_id) DO UPDATE SET "
+    "channel = excluded.channel, status = excluded.status, not_before_us = excluded.not_before_us, "
+    "lease_until_us = NULL, last_error = NULL, updated_at = excluded.updated_at "
+    "WHERE outbox.status IN ('withdrawn', 'failed', 'suppressed') "
+    "OR (outbox.status = 'deferred' AND excluded.status = 'queued' "
+    "AND outbox.lease_until_us IS NULL)"
+)
+
+
+def queue_sync(conn: sqlite3.Connection, rows: list[QueueRow], stamp: str) -> int:
+    """Queue outbox rows (see :data:`_QUEUE_SQL`); the number of rows queued or re-queued."""
+    if not rows:
+        return 0
+    before = conn.total_changes
+    conn.executemany(_QUEUE_SQL, [(*row, stamp, stamp) for row in rows])
+    return conn.total_changes - before
+
+
+def gate_sync(conn: sqlite3.Connection, wanted: dict[str, list[str]], decide: GateDecide[T]) -> T:
+    """One whole gate transaction on the writer's thread: ``BEGIN IMMEDIATE``, the load, ``decide``, its
+    writes and the ``COMMIT``; a failure anywhere rolls back and raises (the caller holds the write
+    lock, so nothing else runs on this connection meanwhile)."""
+    begin_sync(conn)
+    try:
+        views, inputs = gate_load_sync(conn, wanted)
+        result, writes = decide(views, inputs)
+        record_gate_sync(conn, writes.reserve, writes.release, writes.decisions)
+        if writes.queue:
+            assert writes.at is not None, "GateWrites.queue needs GateWrites.at"
+            queue_sync(conn, writes.queue, format_at(writes.at))
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    return result
+
+
+def begin_sync(conn: sqlite3.Connection) -> None:
+    """BEGIN IMMEDIATE on the writer's thread, first healing what a cancelled caller can leave behind:
+    a task cancelled while its BEGIN was queued on the writer's thread never reaches its ``try``, so the
+    BEGIN still runs and leaves a transaction nobody owns (every later BEGIN would fail). Calls run on
+    this thread in order and the caller holds the write lock, so such a transaction is nobody's work:
+    roll it back."""
+    if conn.in_transaction:
+        log.warning("rolling back a transaction left open by a cancelled caller")
+        conn.rollback()
+    conn.execute("BEGIN IMMEDIATE")

@@ -6,14 +6,13 @@ from __future__ import annotations
 
 from datetime import datetime
 
-import aiosqlite
-
 from prefcenter.domain.ledger import format_at
 from prefcenter.domain.timewindows import to_us
 from prefcenter.store.base import NotificationItem, NotificationUpdate
+from prefcenter.store.sqlite.thread import SqliteThread
 
 
-async def queue_notification(conn: aiosqlite.Connection, customer_id: str, kind: str, at: datetime) -> bool:
+async def queue_notification(conn: SqliteThread, customer_id: str, kind: str, at: datetime) -> bool:
     """Queue one, due at once; False (nothing written) when one of this kind already waits for them."""
     stamp = format_at(at)
     cur = await conn.execute(
@@ -25,7 +24,7 @@ async def queue_notification(conn: aiosqlite.Connection, customer_id: str, kind:
 
 
 async def claim_notifications(
-    conn: aiosqlite.Connection, now_us: int, lease_until_us: int, limit: int
+    conn: SqliteThread, now_us: int, lease_until_us: int, limit: int
 ) -> list[NotificationItem]:
     """Lease up to ``limit`` due ones, earliest first."""
     async with conn.execute(
@@ -43,9 +42,7 @@ async def claim_notifications(
     return items
 
 
-async def update_notifications(
-    conn: aiosqlite.Connection, updates: list[NotificationUpdate], at: datetime
-) -> None:
+async def update_notifications(conn: SqliteThread, updates: list[NotificationUpdate], at: datetime) -> None:
     if not updates:
         return
     stamp = format_at(at)
@@ -70,7 +67,7 @@ async def update_notifications(
     )
 
 
-async def release_notification_leases(conn: aiosqlite.Connection) -> int:
+async def release_notification_leases(conn: SqliteThread) -> int:
     cur = await conn.execute(
         "UPDATE notifications SET lease_until_us = NULL "
         "WHERE lease_until_us IS NOT NULL AND status = 'queued'"

@@ -11,7 +11,7 @@ from prefcenter.domain.campaigns import Campaign
 from prefcenter.domain.ledger import Notice
 from prefcenter.domain.model import Customer, Topic
 from prefcenter.store.base import ApiKey, DecisionRow, EventFilter, GateInputs, ReviewText, Suppression
-from prefcenter.store.sqlite.gate import gate_inputs_sync, in_one_hop
+from prefcenter.store.sqlite.gate import gate_inputs_sync
 from prefcenter.store.sqlite.rows import (
     CUSTOMER_BY_REF_SQL,
     EVENT_COLUMNS,
@@ -24,6 +24,7 @@ from prefcenter.store.sqlite.rows import (
     json_decode,
     key_from_row,
 )
+from prefcenter.store.sqlite.thread import SqliteThread
 
 
 def _event_where(flt: EventFilter) -> tuple[str, list[Any]]:
@@ -45,6 +46,13 @@ class SqliteReads:
     """The reads of :class:`prefcenter.store.base.Store`; :class:`SqliteStore` opens the connection."""
 
     _reader: aiosqlite.Connection | None
+    _gate_reader: SqliteThread | None  # the dry-run gate's reads, in one hop
+
+    @property
+    def gate_reader(self) -> SqliteThread:
+        if self._gate_reader is None:
+            raise RuntimeError("store is not open")
+        return self._gate_reader
 
     @property
     def reader(self) -> aiosqlite.Connection:
@@ -77,7 +85,7 @@ class SqliteReads:
 
     async def gate_inputs(self, ids: list[str], topic: str, campaign_id: str) -> GateInputs:
         """A consistent snapshot for a dry run (one read transaction over both queries)."""
-        return await in_one_hop(self.reader, gate_inputs_sync, ids, topic, campaign_id, True)
+        return await self.gate_reader.run(gate_inputs_sync, ids, topic, campaign_id, True)
 
     async def decision_log(self, customer_id: str, campaign_id: str | None) -> list[DecisionRow]:
         sql = (

@@ -5,9 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import aiosqlite
-
 from prefcenter.store.migrations import MigrationRecord, packaged_migrations_dir
+from prefcenter.store.sqlite.thread import SqliteThread
 
 
 def default_migrations_dir() -> Path:
@@ -20,7 +19,7 @@ class SqliteMigrations:
     """A :class:`prefcenter.store.migrations.MigrationEngine` on the writer connection (the caller
     holds the write lock)."""
 
-    def __init__(self, conn: aiosqlite.Connection) -> None:
+    def __init__(self, conn: SqliteThread) -> None:
         self.conn = conn
 
     async def create_record_table(self) -> None:

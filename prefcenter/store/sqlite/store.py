@@ -1,6 +1,8 @@
-"""The store itself: its connections (a writer, a reader, a checkpointer) and their PRAGMAs, every
-writing transaction's lock, begin, commit and failure, WAL checkpoints, the dispatcher's ``flock``, and
-the migrations run on the writer. The reads are :class:`SqliteReads`."""
+"""The store itself: its connections and their PRAGMAs (the writer and the gate's reader each on a
+thread the store owns, :class:`SqliteThread`; the reader and the checkpointer through aiosqlite), every
+writing transaction's lock, begin, commit and failure, the gate transaction, the migrations run on the
+writer, and :class:`SqliteMaintenance` (WAL checkpoints, the dispatcher's ``flock``). The reads are
+:class:`SqliteReads`."""
 
 from __future__ import annotations
 
@@ -14,17 +16,20 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiosqlite
 import structlog
 
 from prefcenter.store import migrations
-from prefcenter.store.base import StoreUnavailable
-from prefcenter.store.sqlite.gate import in_one_hop
+from prefcenter.store.base import GateDecide, StoreUnavailable
+from prefcenter.store.sqlite.gate import begin_sync, gate_sync
 from prefcenter.store.sqlite.reads import SqliteReads
 from prefcenter.store.sqlite.schema import SqliteMigrations, default_migrations_dir
-from prefcenter.store.sqlite.write import SqliteWriteTx, begin_sync, commit_sync
+from prefcenter.store.sqlite.thread import SqliteThread
+from prefcenter.store.sqlite.write import SqliteWriteTx, commit_sync
+
+T = TypeVar("T")
 
 log = structlog.get_logger("prefcenter.store")
 
@@ -40,6 +45,19 @@ _UNAVAILABLE = frozenset(
 def _unavailable(exc: sqlite3.Error) -> bool:
     code = getattr(exc, "sqlite_errorcode", None)
     return code is not None and (code & 0xFF) in _UNAVAILABLE
+
+
+def _connect_sync(path: Path, busy_timeout_ms: int) -> sqlite3.Connection:
+    """A connection for a :class:`SqliteThread` (autocommit: transactions are begun explicitly)."""
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    for pragma in (
+        f"busy_timeout = {int(busy_timeout_ms)}",
+        "foreign_keys = ON",
+        "synchronous = NORMAL",
+        "secure_delete = ON",
+    ):
+        conn.execute(f"PRAGMA {pragma}")
+    return conn
 
 
 class SqliteStore(SqliteReads):
@@ -58,7 +76,8 @@ class SqliteStore(SqliteReads):
         self.migrations_dir = migrations_dir or default_migrations_dir()
         self.busy_timeout_ms = busy_timeout_ms
         self._new_id = new_id or (lambda: str(uuid.uuid4()))
-        self._writer: aiosqlite.Connection | None = None
+        self._writer: SqliteThread | None = None
+        self._gate_reader: SqliteThread | None = None
         self._reader: aiosqlite.Connection | None = None
         self._write_lock = asyncio.Lock()
         # With autocheckpoint off, a commit never stops to copy the WAL into the database (a p99 spike
@@ -70,30 +89,7 @@ class SqliteStore(SqliteReads):
         self._last_write = time.monotonic()
         # Idle this long (no write), a background checkpoint also truncates the WAL file to zero.
         self.truncate_after_idle_seconds = 2.0
-        self._dispatcher_lock: int | None = None
-
-    # -- the one dispatcher -----------------------------------------------------------------------
-
-    def lock_dispatcher(self) -> bool:
-        """Take the database's dispatcher lock; False when another dispatcher holds it. With SQLite every
-        process of a deployment is on this host, so the lock is an exclusive ``flock`` on
-        ``<database>.dispatcher.lock``: the OS drops it when its process dies, however it dies, so a
-        dispatcher restarted after a crash takes over at once (and releases the dead one's leases)."""
-        if self._dispatcher_lock is not None:
-            return True
-        fd = os.open(f"{self.path}.dispatcher.lock", os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            return False
-        self._dispatcher_lock = fd
-        return True
-
-    def unlock_dispatcher(self) -> None:
-        if self._dispatcher_lock is not None:
-            os.close(self._dispatcher_lock)  # closing the descriptor releases the flock
-            self._dispatcher_lock = None
+        self.maintenance = SqliteMaintenance(self)
 
     # -- connections ------------------------------------------------------------------------------
 
@@ -105,16 +101,22 @@ class SqliteStore(SqliteReads):
         await conn.execute("PRAGMA secure_delete = ON")
         return conn
 
+    async def _thread(self, name: str) -> SqliteThread:
+        thread = SqliteThread(self.path, lambda path: _connect_sync(path, self.busy_timeout_ms), name)
+        await thread.open()
+        return thread
+
     async def open(self) -> None:
         if self._writer is not None:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._writer = await self._connect()
+        self._writer = await self._thread("prefcenter-sqlite-writer")
         async with self._writer.execute("PRAGMA journal_mode = WAL") as cur:
             row = await cur.fetchone()
         if row is None or str(row[0]).lower() != "wal":
             raise RuntimeError(f"could not switch {self.path} to WAL mode (got {row})")
         self._reader = await self._connect()
+        self._gate_reader = await self._thread("prefcenter-sqlite-gate-reader")
         # Each time a checkpoint resets the WAL, SQLite cuts the file back to this size.
         await self._writer.execute(f"PRAGMA journal_size_limit = {JOURNAL_SIZE_LIMIT}")
         if not self.autocheckpoint:
@@ -128,10 +130,10 @@ class SqliteStore(SqliteReads):
             await self.checkpoint()
             await self._checkpointer.close()
             self._checkpointer = None
-        for conn in (self._reader, self._writer):
+        for conn in (self._reader, self._gate_reader, self._writer):
             if conn is not None:
                 await conn.close()
-        self._reader = self._writer = None
+        self._reader = self._gate_reader = self._writer = None
 
     async def checkpoint(self) -> tuple[int, int]:
         """A PASSIVE checkpoint on its own connection: writers go on meanwhile. When no write came for
@@ -152,6 +154,18 @@ class SqliteStore(SqliteReads):
             return (0, 0)
         return (int(row[1]), int(row[2])) if row is not None else (0, 0)
 
+    async def compact_after_erasure(self, attempts: int = 40) -> bool:
+        """Checkpoint and truncate the WAL so erased rows leave no old frames (``secure_delete`` has
+        zeroed them in the database file); True when it completed."""
+        for _ in range(attempts):
+            async with self._write_lock, self.writer.execute("PRAGMA wal_checkpoint(TRUNCATE)") as cur:
+                row = await cur.fetchone()
+            if row is not None and row[0] == 0:
+                return True
+            await asyncio.sleep(0.05)
+        log.error("wal checkpoint after erasure did not complete: a long reader holds old frames")
+        return False
+
     async def write_problem(self) -> str | None:
         """None when the database can be written; else why not. After a write failed for want of
         disk, a probe transaction (a page-sized row inserted and deleted, committed) is tried on each
@@ -165,7 +179,7 @@ class SqliteStore(SqliteReads):
         return self.write_failure
 
     @property
-    def writer(self) -> aiosqlite.Connection:
+    def writer(self) -> SqliteThread:
         if self._writer is None:
             raise RuntimeError("store is not open")
         return self._writer
@@ -175,25 +189,14 @@ class SqliteStore(SqliteReads):
             await cur.fetchone()
 
     @asynccontextmanager
-    async def write(self, *, gate: bool = False) -> AsyncIterator[SqliteWriteTx]:
-        """One writing transaction. ``gate``: the gate's own, in two hops: ``BEGIN IMMEDIATE`` goes
-        with :meth:`SqliteWriteTx.gate_load` (which must come first) and the writes queued with
-        :meth:`SqliteWriteTx.record_gate_at_commit` with the ``COMMIT``."""
+    async def _writing(self) -> AsyncIterator[SqliteThread]:
+        """The write lock and the writer, with a failure for want of disk turned into StoreUnavailable
+        (and the readiness it reports), and the last write's time for the idle WAL truncate."""
         async with self._write_lock:
             conn = self.writer
             changes = conn.total_changes
             try:
-                if not gate:
-                    await in_one_hop(conn, begin_sync)
-                tx = SqliteWriteTx(conn, self._new_id, begun=not gate)
-                try:
-                    yield tx
-                except BaseException:
-                    if tx.begun and conn.in_transaction:
-                        await conn.execute("ROLLBACK")
-                    raise
-                if tx.begun:
-                    await in_one_hop(conn, commit_sync, tx.at_commit)
+                yield conn
             except sqlite3.Error as exc:
                 if not _unavailable(exc):
                     raise
@@ -204,16 +207,25 @@ class SqliteStore(SqliteReads):
             if conn.total_changes != changes:  # the dispatcher's empty claims are not writes: idle stays idle
                 self._last_write = time.monotonic()
 
-    async def compact_after_erasure(self, attempts: int = 40) -> bool:
-        """Checkpoint and truncate the WAL so erased rows leave no old frames; True when it completed."""
-        for _ in range(attempts):
-            async with self._write_lock, self.writer.execute("PRAGMA wal_checkpoint(TRUNCATE)") as cur:
-                row = await cur.fetchone()
-            if row is not None and row[0] == 0:
-                return True
-            await asyncio.sleep(0.05)
-        log.error("wal checkpoint after erasure did not complete: a long reader holds old frames")
-        return False
+    @asynccontextmanager
+    async def write(self) -> AsyncIterator[SqliteWriteTx]:
+        """One writing transaction: ``BEGIN IMMEDIATE`` on the one writer, so writers queue (guarantee
+        3 of store.base; and 1, 2 and 4 follow from it)."""
+        async with self._writing() as conn:
+            await conn.run(begin_sync)
+            try:
+                yield SqliteWriteTx(conn, self._new_id)
+            except BaseException:
+                if conn.in_transaction:
+                    await conn.run(_rollback_sync)
+                raise
+            await conn.run(commit_sync)
+
+    async def gate(self, wanted: dict[str, list[str]], decide: GateDecide[T]) -> T:
+        """The gate transaction as one function on the writer's thread (begin, load, ``decide``, writes,
+        commit): one hop, and no other writer meanwhile."""
+        async with self._writing() as conn:
+            return await conn.run(gate_sync, wanted, decide)
 
     # -- migrations -------------------------------------------------------------------------------
 
@@ -225,3 +237,56 @@ class SqliteStore(SqliteReads):
         """Apply pending migrations in order, each in its own transaction, each recorded once."""
         async with self._write_lock:
             return await migrations.apply_pending(SqliteMigrations(self.writer), self.migrations_dir)
+
+
+def _rollback_sync(conn: sqlite3.Connection) -> None:
+    if conn.in_transaction:
+        conn.execute("ROLLBACK")
+
+
+class SqliteMaintenance:
+    """SQLite's :class:`prefcenter.store.base.Maintenance`: WAL checkpoints, the WAL truncate after an
+    erasure, and the one dispatcher per database."""
+
+    def __init__(self, store: SqliteStore) -> None:
+        self.store = store
+        self._dispatcher_lock: int | None = None
+
+    def rate_bucket(self, channel: str, rate: float) -> None:
+        return None  # one dispatcher per database: its own buckets are the deployment's ceiling
+
+    async def checkpoint(self) -> tuple[int, int]:
+        return await self.store.checkpoint()
+
+    async def compact_after_erasure(self) -> bool:
+        return await self.store.compact_after_erasure()
+
+    async def acquire_dispatcher(self) -> bool:
+        """Take the database's dispatcher lock; False when another dispatcher holds it. With SQLite every
+        process of a deployment is on this host, so the lock is an exclusive ``flock`` on
+        ``<database>.dispatcher.lock``: the OS drops it when its process dies, however it dies, so a
+        dispatcher restarted after a crash takes over at once (and releases the dead one's leases)."""
+        if self._dispatcher_lock is not None:
+            return True
+        fd = os.open(f"{self.store.path}.dispatcher.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return False
+        self._dispatcher_lock = fd
+        return True
+
+    async def release_dispatcher(self) -> None:
+        if self._dispatcher_lock is not None:
+            os.close(self._dispatcher_lock)  # closing the descriptor releases the flock
+            self._dispatcher_lock = None
+
+    async def release_dead_leases(self) -> int:
+        """Holding the dispatcher lock proves every other dispatcher of this database dead (guarantee 5),
+        so every lease left is a dead one's: release them (the messages go at once, not after the lease
+        runs out). Without the lock, nothing is released."""
+        if self._dispatcher_lock is None:
+            return 0
+        async with self.store.write() as tx:
+            return await tx.release_dead_leases()

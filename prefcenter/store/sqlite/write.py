@@ -1,14 +1,13 @@
-"""The writing transaction: ``BEGIN IMMEDIATE`` and ``COMMIT`` on the writer's thread, and
-:class:`SqliteWriteTx`, the store's writes (and the reads a writer needs) inside one transaction."""
+"""The writing transaction: :class:`SqliteWriteTx`, the store's writes (and the reads a writer needs)
+inside one transaction on the writer's thread (the store begins and commits it)."""
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-import aiosqlite
 import structlog
 
 from prefcenter.domain.campaigns import Campaign
@@ -33,14 +32,12 @@ from prefcenter.store.base import (
     Reservation,
     ReviewText,
 )
+from prefcenter.store.codec import PLACES_DATA_VERSION, places_text
 from prefcenter.store.sqlite import notifications
 from prefcenter.store.sqlite.gate import (
-    PLACES_DATA_VERSION,
     campaign_views_sync,
     gate_inputs_sync,
-    gate_load_sync,
-    in_one_hop,
-    places_text,
+    queue_sync,
     record_gate_sync,
 )
 from prefcenter.store.sqlite.rows import (
@@ -55,43 +52,20 @@ from prefcenter.store.sqlite.rows import (
     json_decode,
     json_encode,
 )
+from prefcenter.store.sqlite.thread import SqliteThread
 
 log = structlog.get_logger("prefcenter.store")
 
 
-def begin_sync(conn: sqlite3.Connection) -> None:
-    """BEGIN IMMEDIATE on the writer's thread, first healing what a cancelled caller can leave behind:
-    a task cancelled while its BEGIN was queued in aiosqlite's thread never reaches its ``try``, so the
-    BEGIN still runs and leaves a transaction nobody owns (every later BEGIN would fail). Calls run on
-    this thread in order and the caller holds the write lock, so such a transaction is nobody's work:
-    roll it back."""
-    if conn.in_transaction:
-        log.warning("rolling back a transaction left open by a cancelled caller")
-        conn.rollback()
-    conn.execute("BEGIN IMMEDIATE")
-
-
-def commit_sync(conn: sqlite3.Connection, writes: list[Callable[[sqlite3.Connection], None]]) -> None:
-    """The writes queued for the commit, then COMMIT; ROLLBACK if any of them (or the COMMIT) fails
-    and the transaction is still open (SQLite itself rolls back after some errors, SQLITE_FULL
-    among them)."""
+def commit_sync(conn: sqlite3.Connection) -> None:
+    """COMMIT; ROLLBACK if it fails and the transaction is still open (SQLite itself rolls back after
+    some errors, SQLITE_FULL among them)."""
     try:
-        for write in writes:
-            write(conn)
         conn.execute("COMMIT")
     except BaseException:
         if conn.in_transaction:
             conn.execute("ROLLBACK")
         raise
-
-
-def _gate_load_sync(
-    conn: sqlite3.Connection, wanted: dict[str, list[str]], begin: bool
-) -> tuple[dict[str, CampaignView], dict[str, GateInputs]]:
-    """:func:`gate_load_sync`, after ``BEGIN IMMEDIATE`` when it opens the gate transaction."""
-    if begin:
-        begin_sync(conn)
-    return gate_load_sync(conn, wanted)
 
 
 # One row per (channel, address): a hard suppression (scope all) upgrades a marketing-only one in place;
@@ -105,11 +79,9 @@ _ADD_SUPPRESSION_SQL = (
 
 
 class SqliteWriteTx:
-    def __init__(self, conn: aiosqlite.Connection, new_id: Any, *, begun: bool = True) -> None:
+    def __init__(self, conn: SqliteThread, new_id: Any) -> None:
         self.conn = conn
         self._new_id = new_id
-        self.begun = begun  # False: BEGIN IMMEDIATE goes with gate_load (a gate transaction)
-        self.at_commit: list[Callable[[sqlite3.Connection], None]] = []
 
     async def get_customer(self, customer_id: str) -> Customer | None:
         return await get_customer(self.conn, customer_id)
@@ -299,31 +271,11 @@ class SqliteWriteTx:
         return not exists
 
     async def gate_inputs(self, ids: list[str], topic: str, campaign_id: str) -> GateInputs:
-        return await in_one_hop(self.conn, gate_inputs_sync, ids, topic, campaign_id, False)
+        return await self.conn.run(gate_inputs_sync, ids, topic, campaign_id, False)
 
     async def campaign_views(self, campaign_ids: list[str]) -> dict[str, CampaignView]:
         """The gate's view of these campaigns (with their topics' categories), in one query."""
-        return await in_one_hop(self.conn, campaign_views_sync, campaign_ids)
-
-    async def gate_load(
-        self, wanted: dict[str, list[str]]
-    ) -> tuple[dict[str, CampaignView], dict[str, GateInputs]]:
-        """The views of these campaigns and, per campaign found, the gate inputs of its ids: one hop
-        (which also begins a gate transaction)."""
-        begin = not self.begun
-        self.begun = True
-        return await in_one_hop(self.conn, _gate_load_sync, wanted, begin)
-
-    def record_gate_at_commit(
-        self,
-        upsert: list[tuple[str, str, Reservation]],
-        delete: list[tuple[str, str]],
-        decisions: list[DecisionRow],
-    ) -> None:
-        """:meth:`record_gate`, written in the commit's own hop (a failure rolls the transaction back
-        and raises from the ``async with``)."""
-        if upsert or delete or decisions:
-            self.at_commit.append(lambda conn: record_gate_sync(conn, upsert, delete, decisions))
+        return await self.conn.run(campaign_views_sync, campaign_ids)
 
     async def record_gate(
         self,
@@ -334,7 +286,7 @@ class SqliteWriteTx:
         """Reservations made ((customer, campaign, reservation)) and released ((customer, campaign)),
         and the decision log rows, in one hop."""
         if upsert or delete or decisions:
-            await in_one_hop(self.conn, record_gate_sync, upsert, delete, decisions)
+            await self.conn.run(record_gate_sync, upsert, delete, decisions)
 
     async def create_key(self, name: str, role: Role, key_hash: str, prefix: str, at: datetime) -> ApiKey:
         stamp = format_at(at)
@@ -358,21 +310,7 @@ class SqliteWriteTx:
     async def queue_messages(self, rows: list[QueueRow], at: datetime) -> int:
         """Queue messages; a pair already queued or sent is left alone (a deferred one becomes queued
         when it is now allowed; a withdrawn, failed or suppressed one is queued again)."""
-        if not rows:
-            return 0
-        stamp = format_at(at)
-        before = self.conn.total_changes
-        await self.conn.executemany(
-            "INSERT INTO outbox (campaign_id, customer_id, channel, status, not_before_us, created_at, "
-            "updated_at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (campaign_id, customer_id) DO UPDATE SET "
-            "channel = excluded.channel, status = excluded.status, not_before_us = excluded.not_before_us, "
-            "lease_until_us = NULL, last_error = NULL, updated_at = excluded.updated_at "
-            "WHERE outbox.status IN ('withdrawn', 'failed', 'suppressed') "
-            "OR (outbox.status = 'deferred' AND excluded.status = 'queued' "
-            "AND outbox.lease_until_us IS NULL)",
-            [(*row, stamp, stamp) for row in rows],
-        )
-        return int(self.conn.total_changes - before)
+        return await self.conn.run(queue_sync, rows, format_at(at)) if rows else 0
 
     async def claim_due(self, channel: str, now_us: int, lease_until_us: int, limit: int) -> list[OutboxItem]:
         """Lease up to ``limit`` due messages of one channel, earliest first."""
@@ -427,12 +365,14 @@ class SqliteWriteTx:
         ) as cur:
             return {row[0]: customer_from_row(row) for row in await cur.fetchall()}
 
-    async def release_leases(self) -> int:
+    async def release_dead_leases(self) -> int:
+        """Every lease of the outbox and the notifications (only for SqliteMaintenance, which holds the
+        dispatcher lock: guarantee 5 of store.base)."""
         cur = await self.conn.execute(
             "UPDATE outbox SET lease_until_us = NULL WHERE lease_until_us IS NOT NULL "
             "AND status IN ('queued', 'deferred')"
         )
-        return int(cur.rowcount)
+        return int(cur.rowcount) + await notifications.release_notification_leases(self.conn)
 
     # -- notifications (migration 0015; store/sqlite/notifications.py) ------------------------------
 
@@ -446,9 +386,6 @@ class SqliteWriteTx:
 
     async def update_notifications(self, updates: list[NotificationUpdate], at: datetime) -> None:
         await notifications.update_notifications(self.conn, updates, at)
-
-    async def release_notification_leases(self) -> int:
-        return await notifications.release_notification_leases(self.conn)
 
     async def has_reservation(self, customer_id: str, campaign_id: str) -> bool:
         async with self.conn.execute(
