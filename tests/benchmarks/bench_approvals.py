@@ -31,7 +31,7 @@ import httpx
 
 from prefcenter.domain.pseudonyms import Pseudonymizer
 from prefcenter.services.keys import hash_key
-from prefcenter.store.sqlite.gate import places_text
+from prefcenter.store.codec import places_text
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRET = "benchmark-secret-key-0123"
