@@ -46,7 +46,12 @@ IDENTITY_VARIABLES = ("controller_name", "postal_address", "privacy_url")
 
 
 class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    # sqlite:///path (the embedded default) or postgresql://user@host:port/database (store/postgres)
     database_url: str = "sqlite:///./prefcenter.db"
+    # PostgreSQL only: the schema prefcenter's tables live in (None: the role's search_path, i.e.
+    # public), and each process's connection pool size.
+    database_schema: Annotated[str, msgspec.Meta(pattern=r"^[a-z_][a-z0-9_]{0,62}\Z")] | None = None
+    database_pool_size: Annotated[int, msgspec.Meta(ge=2, le=200)] = 10
     secret_key: str | None = None
     link_keys: tuple[str, ...] = ()
     host: str = "127.0.0.1"
@@ -78,15 +83,37 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     page_notice_version: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9._:-]{1,51}\Z")] = "pages-v1"
     # How long an API key lookup is cached in a process (a revoked key stops working within this).
     key_cache_seconds: Annotated[float, msgspec.Meta(ge=0, le=300)] = 5.0
+    # How long a dispatcher's claim on a message lasts: after a crash, that long until another dispatcher
+    # (or the restarted one, on PostgreSQL) sends it. Longer than a transport may take to answer.
+    dispatch_lease_seconds: Annotated[float, msgspec.Meta(ge=5, le=3600)] = 300.0
+
+    @property
+    def engine(self) -> Literal["sqlite", "postgres"]:
+        """Which store ``database_url`` names: ``sqlite:///path`` or ``postgresql://...``."""
+        if self.database_url.startswith("sqlite:///"):
+            return "sqlite"
+        if self.database_url.startswith(("postgresql://", "postgres://")):
+            return "postgres"
+        raise ConfigError(
+            f"{PREFIX}DATABASE_URL: use sqlite:///path or postgresql://user@host:port/database, "
+            f"got {self.database_url.split(':', 1)[0]}://..."
+        )
+
+    @property
+    def database_label(self) -> str:
+        """The database for messages and logs: the SQLite path, or the PostgreSQL URL without its
+        password."""
+        if self.engine == "sqlite":
+            return str(self.sqlite_path)
+        scheme, _, rest = self.database_url.partition("://")
+        userinfo, at, host = rest.rpartition("@")
+        return f"{scheme}://{userinfo.split(':', 1)[0]}{at}{host}"
 
     @property
     def sqlite_path(self) -> Path:
         """The SQLite file named by ``database_url`` (``sqlite:///relative`` or ``sqlite:////absolute``)."""
-        if not self.database_url.startswith("sqlite:///"):
-            raise ConfigError(
-                f"{PREFIX}DATABASE_URL: only sqlite:///path URLs are supported by this build, "
-                f"got {self.database_url.split(':', 1)[0]}://..."
-            )
+        if self.engine != "sqlite":
+            raise ConfigError(f"{PREFIX}DATABASE_URL: names PostgreSQL, not a SQLite file")
         return Path(self.database_url[len("sqlite:///") :])
 
     @property
@@ -217,6 +244,11 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: object)
         raise ConfigError(f"{PREFIX}LINK_KEYS: every key must be at least 16 characters")
     if settings.production and settings.secret_key is None:
         raise ConfigError(f"{PREFIX}SECRET_KEY: required when {PREFIX}ENV=production")
+    if settings.engine == "postgres" and settings.secret_key is None:
+        raise ConfigError(
+            f"{PREFIX}SECRET_KEY: required with PostgreSQL (every process of the deployment needs the same "
+            "key, and there is no database file to keep a generated one beside)"
+        )
     check_policy_name(settings.policy)
     settings = _check_identity(settings)
     return settings

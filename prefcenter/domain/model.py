@@ -434,7 +434,9 @@ IMPORTED_SOURCES: Final[frozenset[str]] = frozenset({"import", "crm"})
 CONSENT_PROOF_KEYS: Final[tuple[str, ...]] = ("source_party", "consented_at", "method")
 # RFC 3339 section 5.6 date-time: the offset is required (Z or +hh:mm), fractional seconds optional.
 RFC3339_RE = re.compile(
-    anchored(r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{1,9})?(?:[Zz]|[+-][0-9]{2}:[0-9]{2})")
+    anchored(
+        r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{1,9})?(?:[Zz]|[+-][0-9]{2}:[0-9]{2})"
+    )
 )
 
 

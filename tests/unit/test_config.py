@@ -53,8 +53,16 @@ def test_bad_values_name_the_variable(env: dict[str, str], message: str) -> None
 
 
 def test_unsupported_database_url_is_a_clear_error() -> None:
-    s = load_settings({"PREFCENTER_DATABASE_URL": "mysql://x"})
-    with pytest.raises(ConfigError, match="PREFCENTER_DATABASE_URL"):
+    with pytest.raises(ConfigError, match="PREFCENTER_DATABASE_URL: use sqlite:///path or postgresql://"):
+        load_settings({"PREFCENTER_DATABASE_URL": "mysql://x"})
+
+
+def test_postgresql_needs_a_shared_secret_key() -> None:
+    with pytest.raises(ConfigError, match="PREFCENTER_SECRET_KEY: required with PostgreSQL"):
+        load_settings({"PREFCENTER_DATABASE_URL": "postgresql://u:pw@db:5432/p"})
+    s = load_settings({"PREFCENTER_DATABASE_URL": "postgresql://u:pw@db:5432/p", "PREFCENTER_SECRET_KEY": "k" * 16})
+    assert s.engine == "postgres" and s.database_label == "postgresql://u@db:5432/p"  # no password
+    with pytest.raises(ConfigError, match="names PostgreSQL, not a SQLite file"):
         _ = s.sqlite_path
 
 
