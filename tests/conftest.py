@@ -1,10 +1,11 @@
-"""Shared fixtures: a real SQLite file per test, the real ASGI app, a clock the test controls."""
+"""Shared fixtures: a real database per test (a SQLite file, or with ``--engine=postgres`` a PostgreSQL
+schema of its own: tests/engines.py), the real ASGI app, a clock the test controls."""
 
 from __future__ import annotations
 
 import shutil
 import sqlite3
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -21,10 +22,56 @@ from prefcenter.domain.pseudonyms import Pseudonymizer
 from prefcenter.services import keys, topics
 from prefcenter.services.policies import load_policy_file
 from prefcenter.services.runtime import Runtime
+from prefcenter.store.base import Store
 from prefcenter.store.sqlite import SqliteStore, default_migrations_dir
+from tests import engines
 
 SECRET = "test-secret-key-0123456789"
 POLICY_FILE = Path(__file__).resolve().parents[1] / "policies" / "default.toml"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--engine",
+        choices=engines.ENGINES,
+        default=engines.default_engine(),
+        help=f"the store the tests run on (default ${engines.ENGINE_ENV} or sqlite); postgres: a schema of "
+        f"its own per test in ${engines.POSTGRES_URL_ENV} (default {engines.DEFAULT_POSTGRES_URL})",
+    )
+
+
+def engine_of(config: pytest.Config) -> str:
+    engine: str = config.getoption("engine")
+    return engine
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if engine_of(config) not in engines.ENGINES:  # the env default is not checked by argparse's choices
+        raise pytest.UsageError(f"--engine / ${engines.ENGINE_ENV}: one of {', '.join(engines.ENGINES)}")
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    if engine_of(config) == "postgres":
+        return f"engine: postgres ({engines.postgres_url()}, a schema per test)"
+    return "engine: sqlite"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """On PostgreSQL, deselect (never skip) the tests marked ``sqlite_only`` and those that ask for no
+    engine fixture (``settings``, ``rt``, ``api``: they would run exactly as on SQLite)."""
+    if engine_of(config) != "postgres":
+        return
+    keep: list[pytest.Item] = []
+    dropped: list[pytest.Item] = []
+    for item in items:
+        names = set(getattr(item, "fixturenames", ()))
+        if item.get_closest_marker("sqlite_only") or not names & engines.ENGINE_FIXTURES:
+            dropped.append(item)
+        else:
+            keep.append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = keep
 
 
 class FakeClock:
@@ -49,15 +96,52 @@ def db_path(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def settings(db_path: Path) -> Settings:
-    return load_settings({}, database_url=f"sqlite:///{db_path}", secret_key=SECRET, key_cache_seconds=0)
+def pg_schema() -> Iterator[str]:
+    """PostgreSQL only: this test's schema (the store creates it as it opens), dropped afterwards."""
+    schema = engines.new_schema()
+    yield schema
+    engines.drop_schema(engines.postgres_url(), schema)
 
 
 @pytest.fixture
-def rt(settings: Settings, db_path: Path, clock: FakeClock) -> Runtime:
+async def pg_stores() -> AsyncIterator[list[engines.LoopStore]]:
+    """PostgreSQL only: the test's stores; afterwards, on the test's loop, the pools they hold there
+    (the app's own loop closes its pool as it shuts down)."""
+    stores: list[engines.LoopStore] = []
+    yield stores
+    for store in stores:
+        await store.close_here()
+
+
+@pytest.fixture
+def settings(request: pytest.FixtureRequest, db_path: Path) -> Settings:
+    if engine_of(request.config) == "postgres":
+        schema: str = request.getfixturevalue("pg_schema")
+        return load_settings(
+            {},
+            database_url=engines.postgres_url(),
+            database_schema=schema,
+            secret_key=SECRET,
+            key_cache_seconds=0,
+        )
+    return load_settings({}, database_url=f"sqlite:///{db_path}", secret_key=SECRET, key_cache_seconds=0)
+
+
+def engine_store(request: pytest.FixtureRequest, settings: Settings, db_path: Path) -> Store:
+    """The store ``settings`` name: the SQLite file ``db_path``, or the PostgreSQL schema (a
+    :class:`~tests.engines.LoopStore`, its pools closed after the test)."""
+    if settings.engine == "postgres":
+        store = engines.LoopStore(settings.database_url, schema=settings.database_schema)
+        request.getfixturevalue("pg_stores").append(store)
+        return store
+    return SqliteStore(db_path)
+
+
+@pytest.fixture
+def rt(request: pytest.FixtureRequest, settings: Settings, db_path: Path, clock: FakeClock) -> Runtime:
     return Runtime(
         settings=settings,
-        store=SqliteStore(db_path),
+        store=engine_store(request, settings, db_path),
         pseudonyms=Pseudonymizer(SECRET),
         now=clock,
         policy=load_policy_file(POLICY_FILE),
@@ -74,11 +158,18 @@ class Api:
         return self.headers[role]
 
 
-def query(api: Api, sql: str, *params: Any) -> list[tuple[Any, ...]]:
-    """The rows of ``sql`` (with ``params``), read from the API's database file."""
-    conn = sqlite3.connect(api.rt.store.path)  # type: ignore[attr-defined]
+def query(api: Api | Runtime, sql: str, *params: Any) -> list[tuple[Any, ...]]:
+    """The rows of ``sql`` (SQLite's ``?`` placeholders, with ``params``), run on a connection of its own
+    to the database of ``api`` (or of a Runtime): the SQLite file, or the PostgreSQL schema (``?`` as
+    ``$1..$n``); committed, so a test may also write straight into the schema with it."""
+    store: Any = (api.rt if isinstance(api, Api) else api).store
+    if not isinstance(store, SqliteStore):
+        return engines.pg_query(store.dsn, store.schema, sql, params)
+    conn = sqlite3.connect(store.path)
     try:
-        return conn.execute(sql, params).fetchall()
+        rows = conn.execute(sql, params).fetchall()
+        conn.commit()
+        return rows
     finally:
         conn.close()
 

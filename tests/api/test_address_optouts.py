@@ -340,6 +340,7 @@ async def test_compliance_27_choosing_the_channel_again_lifts_the_unsubscribe_an
     assert (await decisions(client, "promo", ["id1"]))["id1"][0] == "deny"
 
 
+@pytest.mark.sqlite_only  # gate_rows_consistent: SQLite's group_concat
 async def test_compliance_27_a_hard_suppression_upgrades_a_marketing_only_one_and_never_the_reverse(
     api: Api, client: Roles
 ) -> None:
@@ -453,6 +454,7 @@ async def pre_idna(settings: Settings, db_path: Path, clock: FakeClock) -> Async
         yield Api(c, rt, headers)
 
 
+@pytest.mark.sqlite_only  # database_at, sqlite3 on the file
 async def test_edge_13_refs_of_idn_addresses_are_rekeyed_at_start_up(pre_idna: Api) -> None:
     """COMPLIANCE edge 13: contacts with a non-ASCII domain get the IDNA ref at start-up, the
     suppression held under the old ref follows them (still denied), the punycode bounce kept under the
@@ -519,15 +521,13 @@ async def test_phone_places_are_stored_with_the_contacts_and_filled_at_start_up(
     assert await places() == {"c1": expected, "c2": {}}
     assert query(api, "SELECT phone_places FROM customers WHERE id = 'c2'") == [("",)]
 
-    conn = sqlite3.connect(api.rt.store.path)  # type: ignore[attr-defined]
-    with conn:  # as before migration 0012's start-up step
-        conn.execute("UPDATE customers SET phone_places = NULL")
-        conn.execute("UPDATE phone_places_data SET version = ''")
+    # as before migration 0012's start-up step
+    query(api, "UPDATE customers SET phone_places = NULL")
+    query(api, "UPDATE phone_places_data SET version = ''")
     assert await places() == {"c1": expected, "c2": {}}  # placed from the contacts meanwhile
-    with conn:  # an unreadable stored value fails closed: placed from the contacts
-        conn.execute("UPDATE customers SET phone_places = '{\"sms\": 7}' WHERE id = 'c1'")
+    # an unreadable stored value fails closed: placed from the contacts
+    query(api, "UPDATE customers SET phone_places = '{\"sms\": 7}' WHERE id = 'c1'")
     assert (await places())["c1"] == expected
-    conn.close()
 
     assert (await upgrade_address_refs(api.rt)).phone_places == 1
     stored = query(api, "SELECT id, phone_places FROM customers ORDER BY id")

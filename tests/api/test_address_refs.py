@@ -192,6 +192,7 @@ async def upgraded(settings: Settings, db_path: Path, clock: FakeClock) -> Async
         yield Api(client, rt, headers)
 
 
+@pytest.mark.sqlite_only  # a SQLite file at an older migration (database_at)
 async def test_the_upgrade_rekeys_contacts_and_keeps_every_suppression(upgraded: Api) -> None:
     api = upgraded
     p = api.rt.pseudonyms
@@ -251,6 +252,7 @@ async def test_the_upgrade_rekeys_contacts_and_keeps_every_suppression(upgraded:
     assert query(api, "SELECT contacts_v1 FROM address_refs_upgrade") == [(0,)]
 
 
+@pytest.mark.sqlite_only  # database_at
 async def test_start_and_admin_delete_lift_v1_suppressions(upgraded: Api) -> None:
     """A lift by address finds the v1 suppression too: START from the number, an admin DELETE."""
     api = upgraded
@@ -275,6 +277,7 @@ async def test_start_and_admin_delete_lift_v1_suppressions(upgraded: Api) -> Non
     assert await verified(api)
 
 
+@pytest.mark.sqlite_only  # database_at
 async def test_admin_put_of_a_v1_suppressed_address_is_the_same_suppression(upgraded: Api) -> None:
     api = upgraded
     p = api.rt.pseudonyms

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import sqlite3
 from typing import Any
 
 import pytest
 
-from tests.conftest import CAMPAIGN, PROFILE, Api, prefs_body
+from tests.conftest import CAMPAIGN, PROFILE, Api, prefs_body, query
 
 AT = "2026-11-22T12:00:00Z"  # 13:00 in Warsaw: outside quiet hours, inside the sms window
 
@@ -33,11 +32,7 @@ async def approve(api: Api, ids: list[str], at: str | None = AT, dry_run: bool =
 
 
 def reservations(api: Api) -> list[tuple[str, str]]:
-    conn = sqlite3.connect(api.rt.store.path)  # type: ignore[attr-defined]
-    try:
-        return conn.execute("SELECT customer_id, campaign_id FROM reservations ORDER BY 1, 2").fetchall()
-    finally:
-        conn.close()
+    return query(api, "SELECT customer_id, campaign_id FROM reservations ORDER BY 1, 2")  # type: ignore[return-value]
 
 
 async def test_campaign_put_get_and_validation(api: Api) -> None:
@@ -99,14 +94,12 @@ async def test_rules_in_order_through_the_api(api: Api) -> None:
     await customer(api, "topic", topics=["product-news"])
     await customer(api, "paused", paused_until="2026-11-25T08:00:00Z")
     await customer(api, "ok")
-    conn = sqlite3.connect(api.rt.store.path)  # type: ignore[attr-defined]
     ref = api.rt.pseudonyms.address_ref("sms", "+48600100200")
-    conn.execute(
+    query(
+        api,
         "INSERT INTO suppressions (channel, address_ref, reason, since) VALUES ('sms', ?, 'sms_keyword', '2026-11-01T00:00:00Z')",
-        (ref,),
+        ref,
     )
-    conn.commit()
-    conn.close()
     body = (await approve(api, ["suppressed", "offered", "address", "topic", "paused", "ok"])).json()
     got = [(d["reason"], d["verdict"]) for d in body["decisions"]]
     assert got == [

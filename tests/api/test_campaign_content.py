@@ -4,7 +4,6 @@ issue 9 item 6: a loop in a template stalled the event loop)."""
 from __future__ import annotations
 
 import json
-import sqlite3
 import time
 from typing import Any
 
@@ -15,7 +14,7 @@ from prefcenter.domain.campaigns import MAX_CONTENT_BYTES
 from prefcenter.messaging.email import render
 from prefcenter.services.links import mint_links
 from tests.api.test_approvals import customer
-from tests.conftest import CAMPAIGN, Api
+from tests.conftest import CAMPAIGN, Api, query
 
 LOOP = "{% for i in range(100000) %}{% for j in range(2000) %}{% endfor %}{% endfor %}"
 EMAIL = CAMPAIGN["content"]["email"]  # type: ignore[index]
@@ -141,14 +140,9 @@ async def test_stored_jinja_content_fails_at_render_and_is_not_evaluated(api: Ap
     dispatcher fails just that message with ``render: ...``) and never runs it."""
     assert (await put(api, CAMPAIGN)).status_code == 201
     await customer(api, "c1")
-    conn = sqlite3.connect(api.rt.store.path)  # type: ignore[attr-defined]
-    try:
-        old = {**CAMPAIGN["content"], "sms": {"text": LOOP}}  # type: ignore[dict-item]
-        old["email"] = {**EMAIL, "html": "<p>{{ customer_id|upper }}</p>"}
-        conn.execute("UPDATE campaigns SET content = ? WHERE id = 'bf'", (json.dumps(old),))
-        conn.commit()
-    finally:
-        conn.close()
+    old = {**CAMPAIGN["content"], "sms": {"text": LOOP}}  # type: ignore[dict-item]
+    old["email"] = {**EMAIL, "html": "<p>{{ customer_id|upper }}</p>"}
+    query(api, "UPDATE campaigns SET content = ? WHERE id = 'bf'", json.dumps(old))
     rt = api.rt
     stored = await rt.store.get_campaign("bf")
     person = await rt.store.get_customer("c1")

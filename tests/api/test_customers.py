@@ -3,23 +3,18 @@
 from __future__ import annotations
 
 import copy
-import sqlite3
 from typing import Any
 
 import pytest
 
-from tests.conftest import CRM_EVIDENCE, PROFILE, Api, prefs_body
+from tests.conftest import CRM_EVIDENCE, PROFILE, Api, prefs_body, query
 
 
 def table_counts(api: Api) -> dict[str, int]:
-    conn = sqlite3.connect(api.rt.store.path)  # type: ignore[attr-defined]
-    try:
-        return {
-            t: conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
-            for t in ("customers", "contacts", "customer_topics", "consent_events", "topics")
-        }
-    finally:
-        conn.close()
+    return {
+        t: query(api, f"SELECT count(*) FROM {t}")[0][0]
+        for t in ("customers", "contacts", "customer_topics", "consent_events", "topics")
+    }
 
 
 async def put_customer(api: Api, cid: str = "c1", body: dict[str, Any] | None = None) -> Any:

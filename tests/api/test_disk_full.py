@@ -23,6 +23,8 @@ from tests.api.test_gate_concurrency import setup_keys
 from tests.conftest import POLICY_FILE, PROFILE, SECRET, Api, prefs_body
 from tests.live import serve
 
+pytestmark = pytest.mark.sqlite_only  # a small SQLite file on a full filesystem, PRAGMA, the WAL
+
 
 @pytest.fixture
 def small_filesystem(tmp_path: Path) -> Iterator[Path]:

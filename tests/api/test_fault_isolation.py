@@ -8,7 +8,6 @@ newline through, and instants and numbers at the edges of their types.
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 from typing import Any
 from urllib.parse import quote
 
@@ -27,7 +26,7 @@ from prefcenter.domain.model import (
 from prefcenter.services.approvals import ApprovalRequest, approve
 from prefcenter.services.runtime import Runtime
 from tests.api.test_gate_concurrency import setup_keys
-from tests.conftest import CAMPAIGN, PROFILE, Api, prefs_body
+from tests.conftest import CAMPAIGN, PROFILE, Api, prefs_body, query
 from tests.live import serve
 
 LINE_ENDINGS = ["\n", "\r", "\u2028", "\x85"]
@@ -72,9 +71,7 @@ async def test_poisoned_approvals_among_valid_ones_on_a_real_server(rt: Runtime)
         assert r.status_code == 400
         assert r.headers["content-type"].startswith("application/problem+json")
         assert [e["field"] for e in r.json()["errors"]] == ["at"]
-    conn = sqlite3.connect(rt.store.path)  # type: ignore[attr-defined]
-    reserved = conn.execute("SELECT count(*) FROM reservations WHERE campaign_id = 'camp1'").fetchone()[0]
-    conn.close()
+    reserved = query(rt, "SELECT count(*) FROM reservations WHERE campaign_id = 'camp1'")[0][0]
     assert reserved == 60
 
 
@@ -121,12 +118,9 @@ async def test_a_bad_stored_value_cannot_poison_the_gate(api: Api) -> None:
         await api.client.put(f"/v1/customers/{cid}", json=PROFILE, headers=h)
         await api.client.put(f"/v1/customers/{cid}/preferences", json=prefs_body(), headers=h)
     await api.client.put("/v1/campaigns/camp1", json=CAMPAIGN, headers=h)
-    conn = sqlite3.connect(api.rt.store.path)  # type: ignore[attr-defined]
-    with conn:
-        conn.execute("UPDATE customers SET quiet_start = '21:00\n' WHERE id = 'badq'")
-        conn.execute("UPDATE customers SET timezone = 'Mars/Base' WHERE id = 'badz'")
-        conn.execute("UPDATE customers SET paused_until = 'soon' WHERE id = 'badp'")
-    conn.close()
+    query(api, "UPDATE customers SET quiet_start = '21:00\n' WHERE id = 'badq'")
+    query(api, "UPDATE customers SET timezone = 'Mars/Base' WHERE id = 'badz'")
+    query(api, "UPDATE customers SET paused_until = 'soon' WHERE id = 'badp'")
     expected = [("ok1", "allow"), ("badq", "deny"), ("badz", "deny"), ("badp", "deny"), ("ok2", "allow")]
     for dry in (True, False):
         body = {"campaign_id": "camp1", "customer_ids": ids, "at": AT, "dry_run": dry}

@@ -12,7 +12,7 @@ from prefcenter.domain.model import CampaignView
 from prefcenter.services.approvals import ApprovalRequest, GateBatcher, _Ask, _groups, approve
 from prefcenter.store.base import GateInputs, GateWrites, Reservation
 from tests.api.test_approvals import campaign, customer
-from tests.conftest import Api
+from tests.conftest import Api, query
 
 AT = datetime(2026, 11, 22, 12, tzinfo=UTC)
 
@@ -42,10 +42,8 @@ async def test_one_batch_keeps_sequential_semantics(api: Api) -> None:
     assert [d.verdict for d in answers[0].decisions] == ["allow", "allow"]
     assert (answers[1].decisions[0].verdict, answers[1].decisions[0].reason) == ("defer", "frequency_cap")
     assert answers[2].decisions[0] == answers[0].decisions[1]
-    conn = sqlite3.connect(api.rt.store.path)  # type: ignore[attr-defined]
-    rows = conn.execute("SELECT customer_id, campaign_id FROM reservations ORDER BY 1, 2").fetchall()
-    log = conn.execute("SELECT count(*) FROM decisions").fetchone()[0]
-    conn.close()
+    rows = query(api, "SELECT customer_id, campaign_id FROM reservations ORDER BY 1, 2")
+    log = query(api, "SELECT count(*) FROM decisions")[0][0]
     assert rows == [("c1", "a"), ("c2", "a")]
     assert log == 4
 
@@ -93,14 +91,13 @@ async def test_asks_decided_together_answer_as_one_after_another(api: Api) -> No
     assert [d.customer_id for a in answers for d in a.decisions] == ["c1", "c2", "c3", "c3", "c1"]
     assert {d.verdict for a in answers for d in a.decisions} == {"allow"}
     assert answers[2].decisions == [answers[1].decisions[1], answers[0].decisions[0]]
-    conn = sqlite3.connect(api.rt.store.path)  # type: ignore[attr-defined]
-    reserved = conn.execute("SELECT count(*) FROM reservations").fetchone()[0]
-    logged = conn.execute("SELECT customer_id FROM decisions ORDER BY id").fetchall()
-    conn.close()
+    reserved = query(api, "SELECT count(*) FROM reservations")[0][0]
+    logged = query(api, "SELECT customer_id FROM decisions ORDER BY id")
     assert reserved == 3
     assert sorted(r[0] for r in logged) == ["c1", "c1", "c2", "c3", "c3"]
 
 
+@pytest.mark.sqlite_only  # sqlite3.IntegrityError
 async def test_a_gate_whose_writes_fail_rolls_back_everything(api: Api) -> None:
     """Store.gate writes what decide returned, then commits: a bad row among them (NOT NULL) rolls the
     whole transaction back, the reservation made beside it included, and the writer is usable again."""

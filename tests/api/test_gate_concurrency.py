@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import random
-import sqlite3
 from datetime import UTC, datetime, timedelta
 
 import httpx
 
 from prefcenter.services import keys, topics
 from prefcenter.services.runtime import Runtime
-from tests.conftest import CAMPAIGN, PROFILE, TOPICS, prefs_body
+from tests.conftest import CAMPAIGN, PROFILE, TOPICS, prefs_body, query
 from tests.live import serve
 
 
@@ -55,11 +54,7 @@ async def test_concurrent_approvals_never_exceed_caps(rt: Runtime) -> None:
     allows = sum(r.json()["summary"]["allow"] for r in responses)
     assert allows > 0
 
-    conn = sqlite3.connect(rt.store.path)  # type: ignore[attr-defined]
-    rows = conn.execute(
-        "SELECT customer_id, campaign_id, at_us FROM reservations WHERE marketing = 1"
-    ).fetchall()
-    conn.close()
+    rows = query(rt, "SELECT customer_id, campaign_id, at_us FROM reservations WHERE marketing = 1")
     assert len({(c, k) for c, k, _ in rows}) == len(rows)  # each (campaign, customer) once
     by_customer: dict[str, list[int]] = {}
     for cid, _, at_us in rows:

@@ -5,7 +5,11 @@ from __future__ import annotations
 import random
 import sqlite3
 
+import pytest
+
 from tests.conftest import PROFILE, Api, prefs_body
+
+pytestmark = pytest.mark.sqlite_only  # SQLite's SQL (group_concat, INSERT OR IGNORE) on the file
 
 RECOMPUTED = """
 SELECT c.id,

@@ -5,13 +5,12 @@ nothing is written. Withdrawals and update-only writes need none; other sources 
 
 from __future__ import annotations
 
-import sqlite3
 from typing import Any
 
 import pytest
 
 from tests.api.test_approvals import approve, campaign
-from tests.conftest import PROFILE, Api, prefs_body
+from tests.conftest import PROFILE, Api, prefs_body, query
 
 PROOF = {"source_party": "Listvendor Ltd", "consented_at": "2026-09-30T18:04:05+01:00", "method": "web_form"}
 KEYS = ("source_party", "consented_at", "method")
@@ -30,12 +29,8 @@ async def put_prefs(api: Api, cid: str, **body: Any) -> Any:
 
 
 def ledger_rows(api: Api) -> int:
-    conn = sqlite3.connect(api.rt.store.path)  # type: ignore[attr-defined]
-    try:
-        count: int = conn.execute("SELECT count(*) FROM consent_events").fetchone()[0]
-        return count
-    finally:
-        conn.close()
+    count: int = query(api, "SELECT count(*) FROM consent_events")[0][0]
+    return count
 
 
 def fields(r: Any) -> list[str]:

@@ -10,7 +10,7 @@ import pytest
 
 from prefcenter.services.inbound import keyword, normalise
 from tests.api.test_approvals import approve, campaign, customer
-from tests.conftest import PROFILE, Api
+from tests.conftest import PROFILE, Api, query
 
 
 async def sms(api: Api, text: str, sender: str = "+48600100200") -> Any:
@@ -196,13 +196,7 @@ async def test_suppression_admin_endpoints(api: Api) -> None:
 
 
 def _review_rows(api: Api) -> list[tuple[str, str, str]]:
-    import sqlite3
-
-    conn = sqlite3.connect(api.rt.store.path)  # type: ignore[attr-defined]
-    try:
-        return conn.execute("SELECT channel, address_ref, text FROM inbound_review ORDER BY id").fetchall()
-    finally:
-        conn.close()
+    return query(api, "SELECT channel, address_ref, text FROM inbound_review ORDER BY id")  # type: ignore[return-value]
 
 
 async def test_unmatched_text_is_kept_for_review_and_erased_with_the_customer(api: Api) -> None:

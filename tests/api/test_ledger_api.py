@@ -90,6 +90,7 @@ async def test_jsonl_export_recomputes_the_chain_and_csv_has_the_same_fields(api
     assert r.status_code == 400
 
 
+@pytest.mark.sqlite_only  # tamper(): drops SQLite triggers in the file
 async def test_verify_names_the_first_bad_seq(api: Api) -> None:
     await seed(api, 3)
     ok = await verify(api)
@@ -100,6 +101,7 @@ async def test_verify_names_the_first_bad_seq(api: Api) -> None:
     assert bad == {"ok": False, "first_bad_seq": 8, "problem": bad["problem"]} and bad["problem"]
 
 
+@pytest.mark.sqlite_only  # tamper()
 async def test_verify_catches_removed_middle_and_newest_events(api: Api) -> None:
     await seed(api, 3)
     db = api.rt.store.path  # type: ignore[attr-defined]
@@ -114,6 +116,7 @@ async def test_verify_catches_removed_middle_and_newest_events(api: Api) -> None
     assert result["first_bad_seq"] == 4
 
 
+@pytest.mark.sqlite_only  # tamper()
 async def test_verify_catches_reordered_rows(api: Api) -> None:
     await seed(api, 2)
     db = api.rt.store.path  # type: ignore[attr-defined]
@@ -136,6 +139,7 @@ async def test_verify_with_an_auditor_head(api: Api) -> None:
     assert not result["ok"]
 
 
+@pytest.mark.sqlite_only  # sqlite3.IntegrityError (PostgreSQL: tests/unit/test_schema_parity.py)
 async def test_events_are_append_only_in_the_database(api: Api) -> None:
     """COMPLIANCE C16: UPDATE/DELETE on events is refused."""
     await seed(api, 1)
@@ -150,6 +154,7 @@ async def test_events_are_append_only_in_the_database(api: Api) -> None:
     conn.close()
 
 
+@pytest.mark.sqlite_only  # greps the SQLite file and its WAL
 async def test_erasure_leaves_no_personal_data_in_the_files_and_the_ledger_verifies(api: Api) -> None:
     """API.md: after DELETE no byte of the person's contacts or id remains in the database files."""
     cid = "erase-me.7f3a9@example.org"
@@ -229,6 +234,7 @@ async def test_concurrent_preference_writes_never_lose_an_event_or_break_the_cha
     assert (channel, sorted(topics)) == (final["channel"], final["topics"])
 
 
+@pytest.mark.sqlite_only  # a second SqliteStore on the file
 async def test_two_processes_writing_one_file_keep_one_chain(api: Api, rt: Runtime) -> None:
     """Two stores on the same file (as two processes would be): BEGIN IMMEDIATE + busy_timeout serialise them."""
     await api.client.put("/v1/customers/c1", json=PROFILE, headers=api.as_("marketing"))

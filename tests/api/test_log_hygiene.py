@@ -184,6 +184,7 @@ def _drive(base: str, admin: dict[str, str]) -> list[str]:
 
 
 @pytest.mark.parametrize("mode", ["development", "production"])
+@pytest.mark.sqlite_only  # the CLI on a sqlite:/// URL
 def test_logs_hold_no_secrets_ids_or_contacts(tmp_path: Path, mode: str) -> None:
     port = free_port()
     env = _env(tmp_path, mode, port)

@@ -26,6 +26,8 @@ from prefcenter.services.runtime import Runtime
 from prefcenter.store.sqlite import SqliteStore
 from tests.conftest import POLICY_FILE, PROFILE, SECRET, Api, FakeClock, database_at, prefs_body
 
+pytestmark = pytest.mark.sqlite_only  # a SQLite file at an older migration (database_at), sqlite3, CLI on it
+
 GENESIS = "0" * 64
 PROVENANCE = {"source": "api", "actor": "signup-form", "notice_version": "2026-10", "evidence": {}}
 OLD_COLUMNS = (

@@ -49,7 +49,7 @@ from prefcenter.store.sqlite import SqliteStore
 from tests.conftest import CAMPAIGN, POLICY_FILE, PROFILE, SECRET, TOPICS, prefs_body
 from tests.live import serve
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.sqlite_only]  # its server is a SqliteStore of its own
 
 # Fixed, so CI runs the same cases every time; set PREFCENTER_CONTRACT_SEED (and _EXAMPLES) to explore.
 SEED = int(os.environ.get("PREFCENTER_CONTRACT_SEED", "20261201"))

@@ -9,7 +9,6 @@ inbound review` and counted by `/metrics` once overdue.
 from __future__ import annotations
 
 import re
-import sqlite3
 from datetime import UTC, datetime
 from typing import Any
 
@@ -21,7 +20,7 @@ from prefcenter.services import inbound
 from prefcenter.services.errors import Conflict, NotFound
 from prefcenter.services.runtime import Runtime
 from tests.api.test_gate_concurrency import setup_keys
-from tests.conftest import Api, FakeClock, prefs_body
+from tests.conftest import Api, FakeClock, prefs_body, query
 from tests.live import serve
 
 NUMBER = "+12135550101"  # Los Angeles
@@ -73,12 +72,8 @@ async def text(client: httpx.AsyncClient | Any, headers: dict[str, str], body: s
     return dict(r.json())
 
 
-def outbox_count(path: Any) -> int:
-    conn = sqlite3.connect(path)
-    try:
-        return int(conn.execute("SELECT count(*) FROM outbox").fetchone()[0])
-    finally:
-        conn.close()
+def outbox_count(api: Api | Runtime) -> int:
+    return int(query(api, "SELECT count(*) FROM outbox")[0][0])
 
 
 MARKETING = re.compile(r"https?://|offer|sale|discount|%|deal|free|buy", re.IGNORECASE)
@@ -107,10 +102,10 @@ async def test_item_23_plain_words_revoke_on_a_real_server(rt: Runtime, clock: F
         async with httpx.AsyncClient(base_url=base, headers=headers, timeout=30) as client:
             await put_customer(client, headers, "c1", NUMBER, "sms")
             await put_customer(client, headers, "c2", OTHER, "sms")
-            before = outbox_count(rt.store.path)  # type: ignore[attr-defined]
+            before = outbox_count(rt)
             assert_one_confirmation(await text(client, headers, "Please stop texting me"))
             assert_one_confirmation(await text(client, headers, "I want to unsubscribe", OTHER))
-            assert outbox_count(rt.store.path) == before  # type: ignore[attr-defined]  # the reply is the only message
+            assert outbox_count(rt) == before  # the reply is the only message
             for cid in ("c1", "c2"):
                 got = (await client.get(f"/v1/customers/{cid}/preferences")).json()
                 assert got["channel"] is None, cid
@@ -144,11 +139,10 @@ async def test_item_24_a_stop_in_a_sentence_gets_the_one_confirmation(api: Api) 
     marketing in it), and no other message is queued; a repeat writes nothing."""
     h = api.as_("marketing")
     await put_customer(api.client, h, "c1", NUMBER, "sms")
-    path = api.rt.store.path  # type: ignore[attr-defined]
-    before = outbox_count(path)
+    before = outbox_count(api)
     for body in ("STOP.", " Opt Out ", "revoke", "stop please", "please stop texting me"):
         assert_one_confirmation(await text(api.client, h, body))
-    assert outbox_count(path) == before
+    assert outbox_count(api) == before
 
 
 # --- COMPLIANCE item 23, FCC "revoke all": a texted stop reaches voice marketing ------------------------

@@ -14,11 +14,15 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import pytest
+
 from prefcenter.domain.pseudonyms import Pseudonymizer
 from prefcenter.messaging.email import message_id, sender_domain
 from tests.benchmarks.bench_dispatch import ROOT, SECRET, env_for, queue, seed
 from tests.live import free_port
 from tests.smtp.sink import Handler, smtp_sink
+
+pytestmark = pytest.mark.sqlite_only  # a dispatcher process on a sqlite:/// URL, the file read with sqlite3
 
 N = 600
 RATE = 300  # messages/s: the campaign takes about two seconds of sending, room for kills mid-flight

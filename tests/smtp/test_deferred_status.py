@@ -5,13 +5,12 @@ left). The SMS goes through the webhook transport to a real HTTP receiver on 127
 
 from __future__ import annotations
 
-import sqlite3
 from datetime import UTC, datetime
 from typing import Any
 
 from prefcenter.domain.timewindows import from_us
 from tests.api.test_approvals import customer
-from tests.conftest import PROFILE, Api, FakeClock
+from tests.conftest import PROFILE, Api, FakeClock, query
 from tests.smtp.conftest import Hook
 from tests.smtp.helpers import counts, dispatcher, send
 from tests.smtp.test_webhook import sms_campaign
@@ -22,14 +21,8 @@ NEXT_MORNING = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
 
 
 def row(api: Api) -> tuple[Any, ...]:
-    conn = sqlite3.connect(api.rt.store.path)  # type: ignore[attr-defined]
-    try:
-        found: tuple[Any, ...] = conn.execute(
-            "SELECT status, not_before_us, last_error FROM outbox WHERE customer_id = 'c1'"
-        ).fetchone()
-        return found
-    finally:
-        conn.close()
+    (found,) = query(api, "SELECT status, not_before_us, last_error FROM outbox WHERE customer_id = 'c1'")
+    return found
 
 
 async def test_a_send_outside_the_sms_window_is_stored_and_counted_deferred(

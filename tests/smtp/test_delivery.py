@@ -7,7 +7,7 @@ import re
 from urllib.parse import urlsplit
 
 from tests.api.test_approvals import campaign, customer
-from tests.conftest import Api, FakeClock
+from tests.conftest import Api, FakeClock, query
 from tests.smtp.helpers import counts, dispatcher, outbox, send
 from tests.smtp.sink import Handler
 
@@ -126,7 +126,6 @@ async def test_withdrawal_mid_campaign_residual_is_bounded(api: Api, sink: tuple
     topic in one transaction. Only messages already re-gated (at most one chunk in flight per channel)
     may still leave; the rest are withdrawn."""
     import asyncio
-    import sqlite3
 
     handler, port = sink
     await campaign(api)
@@ -137,10 +136,7 @@ async def test_withdrawal_mid_campaign_residual_is_bounded(api: Api, sink: tuple
     cut: list[int] = []
 
     def withdraw_everyone() -> None:  # a bulk withdrawal straight in the schema: one instant
-        conn = sqlite3.connect(api.rt.store.path, timeout=30)  # type: ignore[attr-defined]
-        with conn:
-            conn.execute("DELETE FROM customer_topics WHERE topic_id = 'promotions'")
-        conn.close()
+        query(api, "DELETE FROM customer_topics WHERE topic_id = 'promotions'")
 
     async def after_send(item: object, outcome: object) -> None:
         if len(handler.messages) >= 30 and not cut:

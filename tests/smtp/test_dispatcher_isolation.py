@@ -3,14 +3,13 @@ rest of its chunk goes out in the same round (a real SMTP server on 127.0.0.1)."
 
 from __future__ import annotations
 
-import sqlite3
 from typing import Any
 
 import pytest
 
 import prefcenter.services.dispatch as dispatcher_module
 from tests.api.test_approvals import campaign, customer
-from tests.conftest import PROFILE, Api
+from tests.conftest import PROFILE, Api, query
 from tests.smtp.helpers import dispatcher, outbox, send
 from tests.smtp.sink import Handler
 
@@ -60,10 +59,7 @@ async def test_one_bad_message_never_holds_back_its_chunk(
 
         monkeypatch.setattr(transport, "send", send_one)
     else:  # a value stored before the anchors were fixed, written straight into the file
-        conn = sqlite3.connect(api.rt.store.path)  # type: ignore[attr-defined]
-        with conn:
-            conn.execute("UPDATE customers SET quiet_start = '21:00\n', quiet_end = '08:00' WHERE id = ?", (BAD,))
-        conn.close()
+        query(api, "UPDATE customers SET quiet_start = '21:00\n', quiet_end = '08:00' WHERE id = ?", BAD)
 
     assert await d.run_once() == 5  # one round
     await d.close()
@@ -80,7 +76,5 @@ async def test_one_bad_message_never_holds_back_its_chunk(
     }[place]
     assert (status, last_error) == expected
     if status != "queued":
-        conn = sqlite3.connect(api.rt.store.path)  # type: ignore[attr-defined]
-        held = conn.execute("SELECT count(*) FROM reservations WHERE customer_id = ?", (BAD,)).fetchone()[0]
-        conn.close()
+        held = query(api, "SELECT count(*) FROM reservations WHERE customer_id = ?", BAD)[0][0]
         assert held == 0  # a message that will not be sent releases its reservation

@@ -12,6 +12,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from prefcenter.services.dispatch import Dispatcher
 from prefcenter.store.sqlite import SqliteStore
 from tests.benchmarks.bench_dispatch import ROOT, env_for, seed
@@ -19,6 +21,8 @@ from tests.conftest import Api
 from tests.live import free_port
 from tests.smtp.helpers import dispatcher
 from tests.smtp.sink import Handler
+
+pytestmark = pytest.mark.sqlite_only  # SQLite's one dispatcher per file (flock); PostgreSQL runs many
 
 
 async def test_a_second_dispatcher_does_not_start(api: Api, sink: tuple[Handler, int]) -> None:

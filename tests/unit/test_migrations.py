@@ -11,6 +11,8 @@ import pytest
 from prefcenter.store.base import MigrationError
 from prefcenter.store.sqlite import SqliteStore, default_migrations_dir
 
+pytestmark = pytest.mark.sqlite_only  # SqliteStore on a file, sqlite3 (PostgreSQL: test_schema_parity.py)
+
 
 def tables(db: Path) -> set[str]:
     conn = sqlite3.connect(db)

@@ -5,8 +5,12 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import pytest
+
 from prefcenter.store.base import GateWrites
 from prefcenter.store.sqlite import SqliteStore
+
+pytestmark = pytest.mark.sqlite_only  # SqliteStore's writer thread
 
 
 async def test_a_transaction_left_open_is_rolled_back_by_the_next_writer(tmp_path: Path) -> None:

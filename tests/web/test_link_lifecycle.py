@@ -212,6 +212,7 @@ async def test_unsubscribe_link_works_for_the_same_person_through_changes_for_40
     assert (await get_prefs(api, "c1"), await events(api, "c1")) == before
 
 
+@pytest.mark.sqlite_only  # set_link_gen() writes the SQLite file at db_path
 async def test_legacy_three_element_tokens_work_for_a_customer_without_a_generation(
     api: Api, db_path: Path
 ) -> None:
@@ -254,6 +255,7 @@ async def test_legacy_three_element_tokens_work_for_a_customer_without_a_generat
         assert (await api.client.get(path)).status_code == 404
 
 
+@pytest.mark.sqlite_only  # SqliteStore at an older migration
 async def test_migration_0009_gives_existing_customers_the_empty_generation(tmp_path: Path) -> None:
     """Customers created before 0009 get ``''`` (their sent links keep working); the migrations before
     it are untouched."""
