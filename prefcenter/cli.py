@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 import sys
 from collections.abc import Awaitable, Callable, Iterator
+from datetime import timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import click
 import structlog
@@ -28,6 +30,9 @@ from prefcenter.logging import configure_logging, secret_values
 from prefcenter.services import refs_upgrade
 from prefcenter.services.runtime import Runtime
 
+if TYPE_CHECKING:
+    from litestar import Litestar
+
 T = TypeVar("T")
 
 
@@ -40,19 +45,21 @@ def _settings(*, secret: bool = True, **overrides: Any) -> Settings:
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
 
-    def configure(secret_key: str | None) -> None:
-        hidden = secret_values(secret_key, settings.link_keys, settings.smtp_password)
-        configure_logging(production=settings.production, level=settings.log_level, secrets=hidden)
-
-    configure(settings.secret_key)
+    _configure_logging(settings, settings.secret_key)
     if secret and settings.secret_key is None:
         try:
-            configure(resolve_secret_key(settings))
+            _configure_logging(settings, resolve_secret_key(settings))
         except ConfigError as exc:
             raise click.ClickException(str(exc)) from None
     for warning in unknown_variable_warnings():  # once per variable, names only (never a value)
         structlog.get_logger("prefcenter.config").warning(warning)
     return settings
+
+
+def _configure_logging(settings: Settings, secret_key: str | None) -> None:
+    """Logging as the settings ask, never printing ``secret_key`` or the other secrets among them."""
+    hidden = secret_values(secret_key, settings.link_keys, settings.smtp_password)
+    configure_logging(production=settings.production, level=settings.log_level, secrets=hidden)
 
 
 def _warn_settings(settings: Settings) -> None:
@@ -86,6 +93,11 @@ def main() -> None:
 #: How long ``serve`` lets HTTP requests still running at a SIGTERM finish before it cancels them.
 SHUTDOWN_SECONDS = 5
 
+#: How long ``serve --workers N`` waits for its workers after passing a SIGTERM/SIGINT on, before it kills
+#: those still running: their requests' SHUTDOWN_SECONDS, the dispatcher's stop (DISPATCHER_STOP_SECONDS
+#: of api/app.py, 5 s) and a margin.
+WORKER_STOP_SECONDS = SHUTDOWN_SECONDS + 7
+
 
 @main.command()
 @click.option("--host", default=None, help="Address to listen on (PREFCENTER_HOST).")
@@ -99,41 +111,82 @@ SHUTDOWN_SECONDS = 5
     "file in this folder (development only; nothing is relayed).",
 )
 @click.option("--no-dispatcher", is_flag=True, help="Serve only; run `prefcenter dispatch` elsewhere.")
-def serve(host: str | None, port: int | None, demo_sink: Path | None, no_dispatcher: bool) -> None:
+@click.option(
+    "--workers",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1, 256),
+    help="Server processes on one listening socket, each with its own dispatcher unless --no-dispatcher "
+    "(more than one needs PostgreSQL).",
+)
+def serve(
+    host: str | None, port: int | None, demo_sink: Path | None, no_dispatcher: bool, workers: int
+) -> None:
     """Migrate if needed, load the policy, serve the API and pages, and run the dispatcher."""
-    import uvicorn
-
-    from prefcenter.api.app import create_app
-    from prefcenter.domain.policy import PolicyError
-
-    settings = _settings(host=host, port=port)
+    # --workers N needs PostgreSQL, which requires the secret key: a refused SQLite run generates none
+    settings = _settings(secret=workers == 1, host=host, port=port)
     if demo_sink is not None:
         from prefcenter.services.demo import with_demo_identity
 
         settings = with_demo_identity(settings)  # example sender values where none are set
+    if workers > 1:
+        _check_workers_engine(settings, workers)
     _warn_settings(settings)
+    if workers > 1:
+        _serve_workers(settings, workers, demo_sink=demo_sink, run_dispatcher=not no_dispatcher)
+        return
+    app = _build_app(settings, run_dispatcher=not no_dispatcher)
+    sink = _start_sink(settings, demo_sink)
+    click.echo(f"prefcenter serving on http://{settings.host}:{settings.port} (API docs: /schema)", err=True)
+    try:
+        started = _run_server(app, settings)
+    finally:
+        if sink is not None:
+            sink.stop()
+    if not started:
+        sys.exit(3)  # uvicorn's start-up failure status (it has logged why)
+
+
+def _build_app(settings: Settings, *, run_dispatcher: bool) -> Litestar:
+    """The runtime and the app of one server process (the policy is loaded here: a bad one is the
+    command's error, with its file, field and reason)."""
+    from prefcenter.api.app import create_app
+    from prefcenter.domain.policy import PolicyError
+
     try:
         rt = build_runtime(settings, server=True)
-        app = create_app(rt, run_dispatcher=not no_dispatcher)
+        return create_app(rt, run_dispatcher=run_dispatcher)
     except (ConfigError, PolicyError) as exc:
         raise click.ClickException(str(exc)) from None
     except OSError as exc:
         raise click.ClickException(f"cannot read the policy {settings.policy_path}: {exc}") from None
-    sink = None
-    if demo_sink is not None:
-        from prefcenter.messaging.sink import start_sink
 
-        try:
-            sink = start_sink(demo_sink, settings.smtp_port)
-        except OSError as exc:
-            raise click.ClickException(
-                f"cannot start the SMTP sink on port {settings.smtp_port}: {exc}"
-            ) from None
-        click.echo(
-            f"demo SMTP sink on 127.0.0.1:{settings.smtp_port}: emails are saved in {demo_sink.resolve()}",
-            err=True,
-        )
-    click.echo(f"prefcenter serving on http://{settings.host}:{settings.port} (API docs: /schema)", err=True)
+
+def _start_sink(settings: Settings, folder: Path | None) -> Any:
+    """``--demo-sink``: the local SMTP sink (None without the option)."""
+    if folder is None:
+        return None
+    from prefcenter.messaging.sink import start_sink
+
+    try:
+        sink = start_sink(folder, settings.smtp_port)
+    except OSError as exc:
+        raise click.ClickException(
+            f"cannot start the SMTP sink on port {settings.smtp_port}: {exc}"
+        ) from None
+    click.echo(
+        f"demo SMTP sink on 127.0.0.1:{settings.smtp_port}: emails are saved in {folder.resolve()}",
+        err=True,
+    )
+    return sink
+
+
+def _run_server(app: Litestar, settings: Settings, sockets: list[socket.socket] | None = None) -> bool:
+    """Serve ``app`` with uvicorn until a SIGTERM or SIGINT has stopped it gracefully: on
+    ``settings.host``/``port``, or on ``sockets`` already bound (a worker of ``serve --workers N``).
+    Whether the server started (when not, uvicorn has logged why)."""
+    import uvicorn
+
     class Server(uvicorn.Server):
         """uvicorn's server, except that once a SIGTERM or SIGINT has shut it down gracefully the signal
         is not raised again (uvicorn re-raises it under the default handler: the process died of it,
@@ -159,13 +212,164 @@ def serve(host: str | None, port: int | None, demo_sink: Path | None, no_dispatc
         timeout_graceful_shutdown=SHUTDOWN_SECONDS,
     )
     server = Server(config)
+    server.run(sockets=sockets)
+    return bool(server.started)
+
+
+def _check_workers_engine(settings: Settings, workers: int) -> None:
     try:
-        server.run()
+        engine = settings.engine
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    if engine != "postgres":
+        raise click.ClickException(
+            f"--workers {workers} needs PostgreSQL (PREFCENTER_DATABASE_URL=postgresql://...): with SQLite "
+            "run one process; SQLite has one writer (and one dispatcher) per database file"
+        )
+
+
+def _serve_workers(settings: Settings, workers: int, *, demo_sink: Path | None, run_dispatcher: bool) -> None:
+    """``serve --workers N`` (PostgreSQL): check the policy and migrate once here, bind the listening
+    socket once, and start N worker processes ('spawn'), each the single-process server on that socket
+    with its own runtime, pool and (unless --no-dispatcher) dispatcher. A SIGTERM or SIGINT is passed on
+    to the workers as a SIGTERM (a SIGINT from the terminal has reached them already, and a second SIGINT
+    would make uvicorn cut its graceful stop short); those still running after WORKER_STOP_SECONDS are
+    killed, and the command exits 0. A worker that stops by itself is logged and not started again; once
+    none is left the command exits 1."""
+    import multiprocessing
+    import os
+    import signal
+    import time
+    from multiprocessing.connection import wait
+    from multiprocessing.process import BaseProcess
+
+    from prefcenter.domain.policy import PolicyError
+    from prefcenter.services.policies import load_active_policy
+
+    log = structlog.get_logger("prefcenter.cli")
+    try:
+        load_active_policy(settings)  # a bad policy stops the command here, once, not in every worker
+    except (ConfigError, PolicyError) as exc:
+        raise click.ClickException(str(exc)) from None
+    except OSError as exc:
+        raise click.ClickException(f"cannot read the policy {settings.policy_path}: {exc}") from None
+    try:
+        applied = _with_runtime(settings, refs_upgrade.migrate, migrate=False)  # once, before any worker
+    except click.ClickException:
+        raise
+    except Exception as exc:
+        raise click.ClickException(
+            f"cannot migrate {settings.database_label}: {type(exc).__name__}: {exc}"
+        ) from None
+    for name in applied:
+        log.info("migration applied", migration=name)
+
+    family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((settings.host, settings.port))
+        sock.listen(2048)  # connections wait in the backlog while the workers start
+    except OSError as exc:
+        sock.close()
+        raise click.ClickException(f"cannot listen on {settings.host}:{settings.port}: {exc}") from None
+
+    signals: list[int] = []
+
+    def on_signal(signum: int, frame: object) -> None:
+        signals.append(signum)
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    sink = None
+    alive: dict[int, BaseProcess] = {}  # by sentinel
+    code = 0
+
+    def reap(timeout: float, *, stopping: bool) -> None:
+        for sentinel in wait(list(alive), timeout=timeout):
+            gone = alive.pop(cast(int, sentinel))
+            gone.join()
+            if not stopping:
+                log.error(
+                    "a worker stopped; it is not started again",
+                    pid=gone.pid,
+                    exitcode=gone.exitcode,
+                    workers_left=len(alive),
+                )
+
+    try:
+        sink = _start_sink(settings, demo_sink)
+        click.echo(
+            f"prefcenter serving on http://{settings.host}:{settings.port} with {workers} worker processes "
+            "(API docs: /schema)",
+            err=True,
+        )
+        spawn = multiprocessing.get_context("spawn")
+        for n in range(1, workers + 1):
+            if signals:
+                break
+            worker = spawn.Process(
+                target=_serve_worker,
+                args=(settings, sock, run_dispatcher, os.getpid()),
+                name=f"prefcenter-worker-{n}",
+            )
+            worker.start()
+            alive[worker.sentinel] = worker
+            log.info("worker started", worker=n, pid=worker.pid)
+        while alive and not signals:
+            reap(0.5, stopping=False)
+        if not signals:
+            log.error("every worker has stopped")
+            code = 1
     finally:
+        if alive:  # a signal (or a failure here): stop the rest, gracefully first
+            how = signal.Signals(signals[0]).name if signals else "error"
+            log.info("stopping the workers", signal=how, workers=len(alive))
+            for proc in alive.values():
+                proc.terminate()  # SIGTERM: uvicorn's graceful stop
+            deadline = time.monotonic() + WORKER_STOP_SECONDS
+            while alive and len(signals) <= 1 and time.monotonic() < deadline:  # a second signal: kill now
+                reap(0.2, stopping=True)
+            for proc in alive.values():
+                log.error("a worker did not stop in time; killing it", pid=proc.pid)
+                proc.kill()
+                proc.join(5)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        sock.close()
         if sink is not None:
             sink.stop()
-    if not server.started:
-        sys.exit(3)  # uvicorn's start-up failure status (it has logged why)
+    if code:
+        sys.exit(code)
+
+
+def _watch_parent(parent: int) -> None:
+    """A worker's guard: when its parent is gone (killed without passing a signal on), stop gracefully."""
+    import os
+    import signal
+    import time
+
+    while os.getppid() == parent:
+        time.sleep(1.0)
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _serve_worker(settings: Settings, sock: socket.socket, run_dispatcher: bool, parent: int) -> None:
+    """One worker process of ``serve --workers N``: the single-process server on the parent's socket
+    (exit status 3 when it could not start, as ``serve``)."""
+    import threading
+
+    try:
+        _configure_logging(settings, settings.secret_key)
+        threading.Thread(target=_watch_parent, args=(parent,), name="watch-parent", daemon=True).start()
+        try:
+            app = _build_app(settings, run_dispatcher=run_dispatcher)
+        except click.ClickException as exc:
+            structlog.get_logger("prefcenter.cli").error("worker cannot start", error=exc.message)
+            sys.exit(3)
+        if not _run_server(app, settings, [sock]):
+            sys.exit(3)
+    except KeyboardInterrupt:  # a Ctrl-C before the server took over the signals: the parent stops too
+        return
 
 
 @main.command()
@@ -185,7 +389,9 @@ def dispatch() -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        dispatcher = Dispatcher(rt, default_transports(rt))
+        dispatcher = Dispatcher(
+            rt, default_transports(rt), lease=timedelta(seconds=settings.dispatch_lease_seconds)
+        )
         try:
             return await dispatcher.run(stop)
         finally:
@@ -504,7 +710,7 @@ def demo(count: int) -> None:
 
     created, key, revoked, (manage, unsubscribe) = _with_runtime(settings, work)
     base = settings.listen_url  # the API as `serve` listens; the pages' links follow PUBLIC_URL
-    click.echo(f"demo data ready in {settings.sqlite_path} ({created} customers created now)")
+    click.echo(f"demo data ready in {settings.database_label} ({created} customers created now)")
     if revoked:
         ids = ", ".join(f"#{i}" for i in revoked)
         click.echo(f"revoked the previous {DEMO_KEY_NAME} key {ids}: only the key below works now")

@@ -12,6 +12,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from typing import Any
 
 import structlog
@@ -255,7 +256,10 @@ class PrefcenterPlugin(InitPlugin):
             await register_page_notice(runtime, notice.version, notice.texts)
         checkpointer = asyncio.create_task(self.checkpoints())
         stop = asyncio.Event()
-        dispatcher = Dispatcher(runtime, default_transports(runtime)) if self.run_dispatcher else None
+        lease = timedelta(seconds=runtime.settings.dispatch_lease_seconds)
+        dispatcher = (
+            Dispatcher(runtime, default_transports(runtime), lease=lease) if self.run_dispatcher else None
+        )
         sender = asyncio.create_task(dispatcher.run(stop)) if dispatcher else None
         # Everything built so far (modules, the app, the policy) lives as long as the process: keep it
         # out of the cyclic collector, whose full passes over it were 50-60 ms pauses under load.

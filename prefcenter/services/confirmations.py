@@ -30,10 +30,9 @@ from prefcenter.domain.model import Customer, Preferences
 from prefcenter.domain.policy import Caps
 from prefcenter.domain.timewindows import to_us
 from prefcenter.messaging.email import Rendered, message_id, sender_domain
-from prefcenter.messaging.ratelimit import TokenBucket
 from prefcenter.messaging.transports import Outcome, Transport
 from prefcenter.services.runtime import Runtime
-from prefcenter.store.base import NotificationItem, NotificationUpdate, WriteTx
+from prefcenter.store.base import NotificationItem, NotificationUpdate, RateBucket, WriteTx
 
 log = structlog.get_logger("prefcenter.confirmations")
 
@@ -118,7 +117,7 @@ async def _hand_off(transport: Transport, message: Rendered) -> Outcome:
         return Outcome("retry", f"transport error: {type(exc).__name__}")
 
 
-def claim_limit(bucket: TokenBucket) -> int:
+def claim_limit(bucket: RateBucket) -> int:
     """How many confirmations a round claims: at most two seconds of the sms rate."""
     return max(1, min(500, math.ceil(2 * bucket.rate)))
 
@@ -126,7 +125,7 @@ def claim_limit(bucket: TokenBucket) -> int:
 async def send_confirmations(
     rt: Runtime,
     transport: Transport,
-    bucket: TokenBucket,
+    bucket: RateBucket,
     items: list[NotificationItem],
     *,
     max_attempts: int,

@@ -18,12 +18,15 @@ A round, per channel (never holding a transaction open while a transport is wait
    rejection of the recipient, suppress the address (ledger source ``bounce``) and release the
    reservation; for any other permanent failure, failed and release the reservation.
 
-Delivery is at-least-once. A crash anywhere leaves the row queued with a lease (a restarted dispatcher
-releases leases at start; otherwise they expire after ``lease``), so it is sent again. Only a crash
-between the server's 250 and the sent mark — at most ``flush_seconds`` plus one commit — delivers a
-message twice, with the same Message-ID, and ``attempts`` counts it. There is one dispatcher per
-database (``serve``'s or ``dispatch``'s; a second one finds the store's dispatcher lock taken and does not
-start), so the rates are a ceiling for the whole deployment and the buckets live in that one process.
+Delivery is at-least-once. A crash anywhere leaves the row queued with a lease; leases only expire
+(guarantee 5 of ``store.base``): after ``lease`` (``PREFCENTER_DISPATCH_LEASE_SECONDS``) another
+dispatcher, or this one restarted, claims the row again and sends it. SQLite has one dispatcher per
+database (its ``flock``: a second one does not start), so a restarted one releases the dead one's leases
+at once. PostgreSQL runs any number: claims skip rows another dispatcher holds (``FOR UPDATE SKIP
+LOCKED``), nobody releases a live peer's work, and the channel buckets are one row per channel in the
+database (``Maintenance.rate_bucket``), so the policy's rates are a ceiling for the whole deployment
+either way. Only a crash between the server's 250 and the sent mark — at most ``flush_seconds`` plus one
+commit — delivers a message twice, with the same Message-ID, and ``attempts`` counts it.
 """
 
 from __future__ import annotations
@@ -57,6 +60,7 @@ from prefcenter.store.base import (
     NotificationItem,
     OutboxItem,
     OutboxUpdate,
+    RateBucket,
     Reservation,
     StoreUnavailable,
 )
@@ -106,17 +110,21 @@ class Dispatcher:
     jitter: Callable[[], float] = random.random
     bucket_factory: Callable[[float], TokenBucket] = TokenBucket
     after_send: Callable[[OutboxItem, Outcome], Awaitable[None]] | None = None  # a test hook
-    _buckets: dict[str, TokenBucket] = field(default_factory=dict)
+    _buckets: dict[str, RateBucket] = field(default_factory=dict)
     _rates: dict[str, float] = field(default_factory=dict)
     _pending: list[_Handed] = field(default_factory=list)
     _stop: asyncio.Event | None = None  # run()'s: once set, a round hands off no further chunk
 
-    def bucket(self, channel: str) -> TokenBucket:
+    def bucket(self, channel: str) -> RateBucket:
+        """The channel's bucket at the policy's rate, built again when the rate changes: the store's
+        deployment-wide one where several dispatchers share the database (PostgreSQL), else this
+        process's own."""
         assert self.rt.policy is not None
         rate = float(getattr(self.rt.policy.policy.rates, channel))
         bucket = self._buckets.get(channel)
         if bucket is None or self._rates.get(channel) != rate:
-            bucket = self._buckets[channel] = self.bucket_factory(rate)
+            shared = self.rt.store.maintenance.rate_bucket(channel, rate)
+            bucket = self._buckets[channel] = shared or self.bucket_factory(rate)
             self._rates[channel] = rate
         return bucket
 
@@ -177,8 +185,8 @@ class Dispatcher:
     async def run(self, stop: asyncio.Event) -> bool:
         """Loop until ``stop`` is set (graceful shutdown): the round in hand hands off no further chunk,
         waits for the messages already handed off and marks them; the rest of its claim stays queued
-        (the next start releases the leases). Returns False at once, doing nothing, when another
-        dispatcher holds the database's dispatcher lock."""
+        (its leases expire, or the next start on SQLite releases them). Returns False at once, doing
+        nothing, when the store allows one dispatcher and another holds it."""
         self._stop = stop
         if not await self.rt.store.maintenance.acquire_dispatcher():
             log.error("another dispatcher is running on this database; this one does not start")
