@@ -1,29 +1,34 @@
 """Rows to Structs and back, the same on every engine: JSON text, RFC 3339 text, a customer row (in
 the column order of the adapters' customer query), a consent event row (the ledger's columns), a notice,
-an API key, and the customers row's ``phone_places`` (migration 0012: where each phone number is, so the
-gate never calls phonenumbers). The SQL that reads and writes them is each adapter's own."""
+an API key, the customers row's ``phone_places`` (migration 0012: where each phone number is, so the
+gate never calls phonenumbers), and the gate's rows to the engine's inputs. The SQL that reads and
+writes them is each adapter's own."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
 import phonenumbers
+import structlog
 
 from prefcenter.domain.ledger import EVENT_FIELDS, EVENT_SHAPE, ConsentEvent, Notice, shaped
 from prefcenter.domain.model import (
     PHONE_CHANNELS,
     Contacts,
     Customer,
+    CustomerState,
     PhonePlace,
     Preferences,
     Profile,
     QuietHours,
 )
 from prefcenter.domain.phones import place_of
-from prefcenter.store.base import ApiKey
+from prefcenter.store.base import ApiKey, GateInputs, Reservation
+
+log = structlog.get_logger("prefcenter.store")
 
 json_encode = msgspec.json.encode
 json_decode = msgspec.json.decode
@@ -139,3 +144,98 @@ def places_from_contacts(contacts: str | None) -> dict[str, PhonePlace]:
     """A row without ``phone_places``: the places of its phone contacts (a JSON object), computed now."""
     numbers: dict[str, str] = json_decode(contacts) if contacts else {}
     return {channel: place_of(number) for channel, number in numbers.items()}
+
+
+# ---------------------------------------------------------------------------------------------------
+# the gate's rows to the engine's inputs (both adapters' gate queries return these columns)
+
+_EMPTY: frozenset[Any] = frozenset()
+_PAUSED_FOREVER = datetime.max.replace(tzinfo=UTC)
+_NO_PLACES: dict[str, PhonePlace] = {}
+
+
+def gate_inputs_from_rows(rows: Iterable[Any], reserved: Iterable[Any]) -> tuple[GateInputs, list[str]]:
+    """The engine's inputs from the gate's two queries: ``rows`` (id, timezone, country, channel,
+    quiet_start, quiet_end, max_per_week, paused_until, contact_channels, suppressed_channels, subscribed,
+    marketing_suppressed_channels, phone_places, phone contacts as a JSON object when phone_places is
+    NULL) and ``reserved`` (customer_id, campaign_id, at_us, channel, marketing). Stored values are
+    read fail-closed: an unreadable pause is a pause without end, and the ids whose stored places are
+    unreadable come back beside the inputs (placed nowhere yet), for the caller to place from their
+    contacts with :func:`places_from_contacts`. Few distinct channel lists, places and quiet hours
+    recur over thousands of customers: each is built once."""
+    held: dict[str, dict[str, Reservation]] = {}
+    for cid, camp, at_us, channel, marketing in reserved:
+        mine = held.get(cid)
+        if mine is None:
+            mine = held[cid] = {}
+        mine[camp] = Reservation(at_us, channel, marketing == 1)
+    states: dict[str, CustomerState] = {}
+    unplaced: list[str] = []
+    parse = parse_time
+    sets: dict[str, frozenset[Any]] = {"": _EMPTY}  # few distinct channel lists: one frozenset each
+    placed: dict[str, dict[str, PhonePlace]] = {"": _NO_PLACES}  # and few distinct places: decoded once
+    quiets: dict[tuple[str, str], tuple[str, str]] = {}
+    State = CustomerState
+    for (
+        cid,
+        zone,
+        country,
+        channel,
+        qs,
+        qe,
+        cap,
+        paused,
+        addresses,
+        suppressed,
+        subscribed,
+        marketing_only,
+        places_stored,
+        phones,
+    ) in rows:
+        a = sets.get(addresses)
+        if a is None:
+            a = sets[addresses] = frozenset(addresses.split(","))
+        s = sets.get(suppressed)
+        if s is None:
+            s = sets[suppressed] = frozenset(suppressed.split(","))
+        m = sets.get(marketing_only)
+        if m is None:
+            m = sets[marketing_only] = frozenset(marketing_only.split(","))
+        if places_stored is None:
+            places = places_from_contacts(phones)
+        elif (known := placed.get(places_stored)) is not None:
+            places = known
+        else:
+            try:
+                places = placed[places_stored] = places_from_text(places_stored)
+            except msgspec.DecodeError:  # fail closed: the zones come from the numbers themselves
+                log.warning("unreadable phone_places in a stored customer row; placed from its contacts")
+                places = _NO_PLACES
+                unplaced.append(cid)
+        quiet = None
+        if qs is not None:
+            quiet = quiets.get((qs, qe))
+            if quiet is None:
+                quiet = quiets[(qs, qe)] = (qs, qe)
+        pause = None
+        if paused:
+            try:
+                pause = parse(paused)
+            except ValueError:  # fail closed: an unreadable pause is a pause without end
+                log.warning("unreadable paused_until in a stored customer row; treated as paused")
+                pause = _PAUSED_FOREVER
+        states[cid] = State(
+            cid,
+            zone,
+            country,
+            channel,
+            a,
+            s,
+            bool(subscribed),
+            quiet,
+            cap,
+            pause,
+            marketing_suppressed=m,
+            places=places,
+        )
+    return GateInputs(states=states, held=held), unplaced

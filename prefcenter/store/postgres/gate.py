@@ -10,16 +10,15 @@ one round trip each, where ``executemany`` pays one statement execution per row.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import msgspec
 import structlog
 
 from prefcenter.domain.ledger import format_at
-from prefcenter.domain.model import CampaignView, CustomerState, PhonePlace
+from prefcenter.domain.model import CampaignView
 from prefcenter.store.base import DecisionRow, GateDecide, GateInputs, QueueRow, Reservation
-from prefcenter.store.codec import json_decode, parse_time, places_from_contacts, places_from_text
+from prefcenter.store.codec import gate_inputs_from_rows, json_decode, parse_time, places_from_contacts
 
 if TYPE_CHECKING:
     from prefcenter.store.postgres.rows import Conn
@@ -51,9 +50,6 @@ _PHONE_CONTACTS_SQL = (
     "SELECT json_object_agg(channel, address)::text FROM contacts WHERE customer_id = $1 "
     "AND channel IN ('sms', 'voice', 'whatsapp')"
 )
-_EMPTY: frozenset[Any] = frozenset()
-_PAUSED_FOREVER = datetime.max.replace(tzinfo=UTC)
-_NO_PLACES: dict[str, PhonePlace] = {}
 
 
 async def lock_customers(conn: Conn, ids: Iterable[str]) -> None:
@@ -69,80 +65,13 @@ async def gate_inputs(conn: Conn, ids: list[str], topic: str, campaign_id: str) 
     they see: after :func:`lock_customers`, the latest committed state of those customers)."""
     rows = await conn.fetch(_GATE_STATES_SQL, topic, ids)
     reserved = await conn.fetch(_GATE_RESERVATIONS_SQL, ids, campaign_id)
-    held: dict[str, dict[str, Reservation]] = {}
-    for cid, camp, at_us, channel, marketing in reserved:
-        mine = held.get(cid)
-        if mine is None:
-            mine = held[cid] = {}
-        mine[camp] = Reservation(at_us, channel, marketing == 1)
-    states: dict[str, CustomerState] = {}
-    parse = parse_time
-    sets: dict[str, frozenset[Any]] = {"": _EMPTY}  # few distinct channel lists: one frozenset each
-    placed: dict[str, dict[str, PhonePlace]] = {"": _NO_PLACES}  # and few distinct places: decoded once
-    quiets: dict[tuple[str, str], tuple[str, str]] = {}
-    State = CustomerState
-    for (
-        cid,
-        zone,
-        country,
-        channel,
-        qs,
-        qe,
-        cap,
-        paused,
-        addresses,
-        suppressed,
-        subscribed,
-        marketing_only,
-        places_stored,
-        phones,
-    ) in rows:
-        a = sets.get(addresses)
-        if a is None:
-            a = sets[addresses] = frozenset(addresses.split(","))
-        s = sets.get(suppressed)
-        if s is None:
-            s = sets[suppressed] = frozenset(suppressed.split(","))
-        m = sets.get(marketing_only)
-        if m is None:
-            m = sets[marketing_only] = frozenset(marketing_only.split(","))
-        if places_stored is None:
-            places = places_from_contacts(phones)
-        elif (known := placed.get(places_stored)) is not None:
-            places = known
-        else:
-            try:
-                places = placed[places_stored] = places_from_text(places_stored)
-            except msgspec.DecodeError:  # fail closed: the zones come from the numbers themselves
-                log.warning("unreadable phone_places in a stored customer row; placed from its contacts")
-                places = places_from_contacts(await conn.fetchval(_PHONE_CONTACTS_SQL, cid))
-        quiet = None
-        if qs is not None:
-            quiet = quiets.get((qs, qe))
-            if quiet is None:
-                quiet = quiets[(qs, qe)] = (qs, qe)
-        pause = None
-        if paused:
-            try:
-                pause = parse(paused)
-            except ValueError:  # fail closed: an unreadable pause is a pause without end
-                log.warning("unreadable paused_until in a stored customer row; treated as paused")
-                pause = _PAUSED_FOREVER
-        states[cid] = State(
-            cid,
-            zone,
-            country,
-            channel,
-            a,
-            s,
-            subscribed is True,
-            quiet,
-            cap,
-            pause,
-            marketing_suppressed=m,
-            places=places,
+    inputs, unplaced = gate_inputs_from_rows(rows, reserved)
+    for cid in unplaced:
+        contacts = await conn.fetchval(_PHONE_CONTACTS_SQL, cid)
+        inputs.states[cid] = msgspec.structs.replace(
+            inputs.states[cid], places=places_from_contacts(contacts)
         )
-    return GateInputs(states=states, held=held)
+    return inputs
 
 
 _CAMPAIGN_VIEWS_SQL = (

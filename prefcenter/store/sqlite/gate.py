@@ -6,16 +6,15 @@ the gate decided, and :func:`gate_sync`, one whole gate transaction."""
 from __future__ import annotations
 
 import sqlite3
-from datetime import UTC, datetime
-from typing import Any, TypeVar, cast
+from typing import TypeVar, cast
 
 import msgspec
 import structlog
 
 from prefcenter.domain.ledger import format_at
-from prefcenter.domain.model import CampaignView, CustomerState, PhonePlace
+from prefcenter.domain.model import CampaignView
 from prefcenter.store.base import DecisionRow, GateDecide, GateInputs, QueueRow, Reservation
-from prefcenter.store.codec import places_from_contacts, places_from_text
+from prefcenter.store.codec import gate_inputs_from_rows, places_from_contacts
 from prefcenter.store.sqlite.rows import json_decode, json_encode, parse_time
 
 log = structlog.get_logger("prefcenter.store")
@@ -38,9 +37,6 @@ SELECT r.customer_id, r.campaign_id, r.at_us, r.channel, r.marketing
 FROM json_each(?) j JOIN reservations r ON r.customer_id = j.value
 WHERE r.marketing = 1 OR r.campaign_id = ?
 """
-_EMPTY: frozenset[Any] = frozenset()
-_PAUSED_FOREVER = datetime.max.replace(tzinfo=UTC)
-_NO_PLACES: dict[str, PhonePlace] = {}
 
 
 def _phone_contacts_sync(conn: sqlite3.Connection, customer_id: str) -> str | None:
@@ -66,80 +62,13 @@ def gate_inputs_sync(
     finally:
         if snapshot:
             conn.execute("COMMIT")
-    held: dict[str, dict[str, Reservation]] = {}
-    for cid, camp, at_us, channel, marketing in reserved:
-        mine = held.get(cid)
-        if mine is None:
-            mine = held[cid] = {}
-        mine[camp] = Reservation(at_us, channel, marketing == 1)
-    states: dict[str, CustomerState] = {}
-    parse = parse_time
-    sets: dict[str, frozenset[Any]] = {"": _EMPTY}  # few distinct channel lists: one frozenset each
-    placed: dict[str, dict[str, PhonePlace]] = {"": _NO_PLACES}  # and few distinct places: decoded once
-    quiets: dict[tuple[str, str], tuple[str, str]] = {}
-    State = CustomerState
-    for (
-        cid,
-        zone,
-        country,
-        channel,
-        qs,
-        qe,
-        cap,
-        paused,
-        addresses,
-        suppressed,
-        subscribed,
-        marketing_only,
-        places_stored,
-        phones,
-    ) in rows:
-        a = sets.get(addresses)
-        if a is None:
-            a = sets[addresses] = frozenset(addresses.split(","))
-        s = sets.get(suppressed)
-        if s is None:
-            s = sets[suppressed] = frozenset(suppressed.split(","))
-        m = sets.get(marketing_only)
-        if m is None:
-            m = sets[marketing_only] = frozenset(marketing_only.split(","))
-        if places_stored is None:
-            places = places_from_contacts(phones)
-        elif (known := placed.get(places_stored)) is not None:
-            places = known
-        else:
-            try:
-                places = placed[places_stored] = places_from_text(places_stored)
-            except msgspec.DecodeError:  # fail closed: the zones come from the numbers themselves
-                log.warning("unreadable phone_places in a stored customer row; placed from its contacts")
-                places = places_from_contacts(_phone_contacts_sync(conn, cid))
-        quiet = None
-        if qs is not None:
-            quiet = quiets.get((qs, qe))
-            if quiet is None:
-                quiet = quiets[(qs, qe)] = (qs, qe)
-        pause = None
-        if paused:
-            try:
-                pause = parse(paused)
-            except ValueError:  # fail closed: an unreadable pause is a pause without end
-                log.warning("unreadable paused_until in a stored customer row; treated as paused")
-                pause = _PAUSED_FOREVER
-        states[cid] = State(
-            cid,
-            zone,
-            country,
-            channel,
-            a,
-            s,
-            subscribed == 1,
-            quiet,
-            cap,
-            pause,
-            marketing_suppressed=m,
-            places=places,
+    inputs, unplaced = gate_inputs_from_rows(rows, reserved)
+    for cid in unplaced:
+        state = inputs.states[cid]
+        inputs.states[cid] = msgspec.structs.replace(
+            state, places=places_from_contacts(_phone_contacts_sync(conn, cid))
         )
-    return GateInputs(states=states, held=held)
+    return inputs
 
 
 _CAMPAIGN_VIEWS_SQL = (
