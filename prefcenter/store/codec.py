@@ -14,6 +14,7 @@ import msgspec
 import phonenumbers
 import structlog
 
+from prefcenter.domain.campaigns import Campaign
 from prefcenter.domain.ledger import EVENT_FIELDS, EVENT_SHAPE, ConsentEvent, Notice, shaped
 from prefcenter.domain.model import (
     PHONE_CHANNELS,
@@ -24,6 +25,7 @@ from prefcenter.domain.model import (
     Preferences,
     Profile,
     QuietHours,
+    Topic,
 )
 from prefcenter.domain.phones import place_of
 from prefcenter.store.base import ApiKey, GateInputs, Reservation
@@ -100,6 +102,19 @@ def notice_from_row(row: Any) -> Notice:
         texts=json_decode(row[1]),
         sha256=json_decode(row[2]),
         registered_at=parse_time(row[3]),
+    )
+
+
+def topic_from_row(row: Any) -> Topic:
+    """(category, names, descriptions)."""
+    return Topic(category=row[0], names=json_decode(row[1]), descriptions=json_decode(row[2]))
+
+
+def campaign_from_row(row: Any) -> Campaign:
+    """(topic, channels, send_by, content)."""
+    return msgspec.convert(
+        {"topic": row[0], "channels": json_decode(row[1]), "send_by": row[2], "content": json_decode(row[3])},
+        Campaign,
     )
 
 

@@ -9,19 +9,18 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, TypeAlias
 
-import msgspec
-
 from prefcenter.domain.campaigns import Campaign
 from prefcenter.domain.ledger import Notice
 from prefcenter.domain.model import Customer, Topic
 from prefcenter.store.codec import (
     EVENT_COLUMN_COUNT,
     EVENT_COLUMNS,
+    campaign_from_row,
     customer_from_row,
     event_from_row,
     event_row,
-    json_decode,
     notice_from_row,
+    topic_from_row,
 )
 
 if TYPE_CHECKING:  # the stubs' generics are not subscriptable at run time
@@ -87,21 +86,9 @@ async def get_customers(conn: Source, ids: list[str]) -> dict[str, Customer]:
 
 async def get_topic(conn: Source, topic_id: str) -> Topic | None:
     row = await conn.fetchrow(_TOPIC_SQL, topic_id)
-    if row is None:
-        return None
-    return Topic(category=row[0], names=json_decode(row[1]), descriptions=json_decode(row[2]))
+    return None if row is None else topic_from_row(row)
 
 
 async def get_campaign(conn: Source, campaign_id: str) -> Campaign | None:
     row = await conn.fetchrow(_CAMPAIGN_SQL, campaign_id)
-    if row is None:
-        return None
-    return msgspec.convert(
-        {
-            "topic": row[0],
-            "channels": json_decode(row[1]),
-            "send_by": row[2],
-            "content": json_decode(row[3]),
-        },
-        Campaign,
-    )
+    return None if row is None else campaign_from_row(row)

@@ -4,7 +4,6 @@ to a Customer, an event or a key, and the lookups both connections make."""
 from __future__ import annotations
 
 import aiosqlite
-import msgspec
 
 from prefcenter.domain.campaigns import Campaign
 from prefcenter.domain.ledger import Notice
@@ -12,6 +11,7 @@ from prefcenter.domain.model import Customer, Topic
 from prefcenter.store.codec import (
     EVENT_COLUMN_COUNT,
     EVENT_COLUMNS,
+    campaign_from_row,
     customer_from_row,
     event_from_row,
     event_row,
@@ -20,6 +20,7 @@ from prefcenter.store.codec import (
     key_from_row,
     notice_from_row,
     parse_time,
+    topic_from_row,
 )
 from prefcenter.store.sqlite.thread import SqliteThread
 
@@ -77,9 +78,7 @@ async def get_topic(conn: Conn, topic_id: str) -> Topic | None:
         "SELECT category, names, descriptions FROM topics WHERE id = ?", (topic_id,)
     ) as cur:
         row = await cur.fetchone()
-    if row is None:
-        return None
-    return Topic(category=row[0], names=json_decode(row[1]), descriptions=json_decode(row[2]))
+    return None if row is None else topic_from_row(row)
 
 
 async def get_campaign(conn: Conn, campaign_id: str) -> Campaign | None:
@@ -87,14 +86,4 @@ async def get_campaign(conn: Conn, campaign_id: str) -> Campaign | None:
         "SELECT topic, channels, send_by, content FROM campaigns WHERE id = ?", (campaign_id,)
     ) as cur:
         row = await cur.fetchone()
-    if row is None:
-        return None
-    return msgspec.convert(
-        {
-            "topic": row[0],
-            "channels": json_decode(row[1]),
-            "send_by": row[2],
-            "content": json_decode(row[3]),
-        },
-        Campaign,
-    )
+    return None if row is None else campaign_from_row(row)
