@@ -6,10 +6,12 @@ A round, per channel (never holding a transaction open while a transport is wait
    about two seconds' worth of the channel's rate, by setting a lease, and commit;
 2. then, a chunk at a time: take the chunk's tokens from the channel's bucket (``policy.rates``, burst
    one second's worth), and only then **re-gate** the chunk in one short transaction, so the re-gate is
-   right before the hand-off. A deny (a withdrawal or suppression that landed meanwhile, ``expired``)
-   stops the message (``withdrawn``, or ``suppressed`` when the reason is ``suppressed``) and releases
-   its reservation; a defer moves ``not_before``; an allow reserves at that instant when the message has
-   no reservation yet (a deferred one). Re-gate decisions that change something go to the decision log.
+   right before the hand-off (a re-gate that had to wait longer than ``stale_tokens_seconds`` takes the
+   chunk's tokens again, so a stall never bunches more than rate + burst into a second). A deny (a
+   withdrawal or suppression that landed meanwhile, ``expired``) stops the message (``withdrawn``, or
+   ``suppressed`` when the reason is ``suppressed``) and releases its reservation; a defer moves
+   ``not_before``; an allow reserves at that instant when the message has no reservation yet (a
+   deferred one). Re-gate decisions that change something go to the decision log.
    Each hand-off is counted (``attempts``) in the same commit;
 3. hand each message to the transport (bounded concurrency per transport, and a bound on messages
    re-gated but not yet handed off);
@@ -35,6 +37,7 @@ import asyncio
 import contextlib
 import math
 import random
+import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -102,6 +105,7 @@ class Dispatcher:
     chunk_size: int = 50  # re-gated together, right before they leave
     max_in_flight: int = 100  # re-gated but not yet answered for, per channel
     flush_seconds: float = 0.05  # how long an outcome may wait for its mark
+    stale_tokens_seconds: float = 0.1  # a re-gate slower than this takes its chunk's tokens again
     lease: timedelta = timedelta(minutes=5)
     max_attempts: int = 8
     backoff_base: timedelta = timedelta(seconds=30)
@@ -226,10 +230,16 @@ class Dispatcher:
             for _ in chunk:
                 await slots.acquire()
             await bucket.acquire(len(chunk))  # tokens first: the re-gate is then right before the hand-off
+            taken = time.monotonic()
             try:
                 ready = await self._regate(chunk)
             except Exception as exc:
                 ready = await self._regate_one_by_one(chunk, exc)
+            if ready and time.monotonic() - taken > self.stale_tokens_seconds:
+                # The re-gate waited (row locks behind busy gates): meanwhile the bucket refilled as if
+                # these had gone, so sending now would put more than rate + burst into one second at the
+                # receiver. Take their tokens again; they leave once the rate allows.
+                await bucket.acquire(len(ready))
             for _ in range(len(chunk) - len(ready)):
                 slots.release()
             tasks.extend(asyncio.create_task(self._deliver(item, message, slots)) for item, message in ready)
