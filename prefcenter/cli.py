@@ -58,7 +58,7 @@ def _settings(*, secret: bool = True, **overrides: Any) -> Settings:
 
 def _configure_logging(settings: Settings, secret_key: str | None) -> None:
     """Logging as the settings ask, never printing ``secret_key`` or the other secrets among them."""
-    hidden = secret_values(secret_key, settings.link_keys, settings.smtp_password)
+    hidden = secret_values(secret_key, settings.link_keys, settings.smtp_password, *settings.database_secrets)
     configure_logging(production=settings.production, level=settings.log_level, secrets=hidden)
 
 

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from email.utils import formataddr
 from pathlib import Path
 from typing import Annotated, Literal
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 import msgspec
 import structlog
@@ -105,9 +105,21 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
         password."""
         if self.engine == "sqlite":
             return str(self.sqlite_path)
-        scheme, _, rest = self.database_url.partition("://")
-        userinfo, at, host = rest.rpartition("@")
-        return f"{scheme}://{userinfo.split(':', 1)[0]}{at}{host}"
+        url = urlsplit(self.database_url)
+        host = url.hostname or ""
+        if ":" in host:
+            host = f"[{host}]"
+        port = f":{url.port}" if url.port else ""
+        user = f"{url.username}@" if url.username else ""
+        return f"{url.scheme}://{user}{host}{port}{url.path}"  # no password, no query (it may hold one)
+
+    @property
+    def database_secrets(self) -> tuple[str, ...]:
+        """The passwords the database URL holds (in its userinfo or query), for the log redaction."""
+        url = urlsplit(self.database_url)
+        found = [url.password or ""]
+        found += [v for k, v in parse_qsl(url.query) if k in ("password", "sslpassword")]
+        return tuple(v for v in found if v)
 
     @property
     def sqlite_path(self) -> Path:

@@ -207,7 +207,8 @@ class GateBatcher:
                     results = [exc] * len(batch)
                 else:
                     results = await self._isolate(batch, exc)
-            except BaseException as exc:  # cancelled: the transaction rolled back, nothing was decided
+            except BaseException as exc:  # cancelled: the asks fail; a gate already on the writer's
+                # thread (SQLite) or committing (PostgreSQL) may still commit what it decided
                 for ask in batch:
                     if not ask.done.done():
                         ask.done.set_exception(exc)

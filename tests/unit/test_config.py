@@ -60,8 +60,18 @@ def test_unsupported_database_url_is_a_clear_error() -> None:
 def test_postgresql_needs_a_shared_secret_key() -> None:
     with pytest.raises(ConfigError, match="PREFCENTER_SECRET_KEY: required with PostgreSQL"):
         load_settings({"PREFCENTER_DATABASE_URL": "postgresql://u:pw@db:5432/p"})
-    s = load_settings({"PREFCENTER_DATABASE_URL": "postgresql://u:pw@db:5432/p", "PREFCENTER_SECRET_KEY": "k" * 16})
+    s = load_settings(
+        {"PREFCENTER_DATABASE_URL": "postgresql://u:pw@db:5432/p", "PREFCENTER_SECRET_KEY": "k" * 16}
+    )
     assert s.engine == "postgres" and s.database_label == "postgresql://u@db:5432/p"  # no password
+    assert s.database_secrets == ("pw",)
+    q = load_settings(
+        {
+            "PREFCENTER_DATABASE_URL": "postgresql:///p?user=u&password=qw&sslpassword=sq",
+            "PREFCENTER_SECRET_KEY": "k" * 16,
+        }
+    )
+    assert q.database_label == "postgresql:///p" and q.database_secrets == ("qw", "sq")
     with pytest.raises(ConfigError, match="names PostgreSQL, not a SQLite file"):
         _ = s.sqlite_path
 

@@ -103,6 +103,7 @@ class PostgresStore(PgReads):
         # Why the last write failed for want of the database (None: the last write went through).
         self.write_failure: str | None = None
         self.maintenance = PgMaintenance(self)
+        self._write_lock = asyncio.Lock()
 
     # -- the pool ---------------------------------------------------------------------------------
 
@@ -161,7 +162,10 @@ class PostgresStore(PgReads):
         """One writing transaction on a pooled connection, serialised deployment-wide by a
         transaction-level advisory lock (guarantee 3); commits on clean exit, rolls back on an
         exception."""
-        async with self._connection() as conn, conn.transaction():
+        # One writer per process queues here, before taking a pooled connection: writers waiting on the
+        # advisory lock would otherwise hold every connection of the pool, and the gate, readiness and
+        # the rate buckets would wait for one.
+        async with self._write_lock, self._connection() as conn, conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock($1)", self._write_key)
             yield PgWriteTx(cast("asyncpg.Connection[asyncpg.Record]", conn), self._new_id)
 
@@ -215,7 +219,6 @@ class PgMaintenance:
 
     def __init__(self, store: PostgresStore) -> None:
         self.store = store
-        self._warned: set[str] = set()
 
     def rate_bucket(self, channel: str, rate: float) -> RateBucket | None:
         """The deployment-wide bucket: one ``rate_buckets`` row per channel on the server's clock, so

@@ -21,7 +21,6 @@ from prefcenter.store.base import (
     NotificationUpdate,
     OutboxItem,
     OutboxUpdate,
-    QueueRow,
     Reservation,
     ReviewText,
 )
@@ -168,6 +167,9 @@ class PgWriteTx:
             )
 
     async def erase_customer(self, customer_id: str) -> None:
+        # First the row lock a gate holds while it decides about this customer: its decision rows and
+        # reservations (no foreign key waits for them) are committed before anything here is deleted.
+        await gate.lock_customers(self.conn, [customer_id])
         await self.conn.execute(
             "UPDATE consent_events SET customer_id = NULL WHERE customer_id = $1", customer_id
         )
@@ -292,6 +294,9 @@ class PgWriteTx:
     ) -> None:
         """Reservations made ((customer, campaign, reservation)) and released ((customer, campaign)),
         and the decision log rows."""
+        # Guarantee 1: a release (or a reservation) only with its customers locked, in id order, so it
+        # never lands between a gate's load and its commit.
+        await gate.lock_customers(self.conn, [cid for cid, _ in delete] + [cid for cid, _, _ in upsert])
         if upsert or delete or decisions:
             await gate.record_gate(self.conn, upsert, delete, decisions)
 
@@ -315,14 +320,6 @@ class PgWriteTx:
         return _count(status) > 0
 
     # -- outbox ---------------------------------------------------------------------------------
-
-    async def queue_messages(self, rows: list[QueueRow], at: datetime) -> int:
-        """Queue messages; a pair already queued or sent is left alone (a deferred one becomes queued
-        when it is now allowed; a withdrawn, failed or suppressed one is queued again). Returns the rows
-        queued or re-queued."""
-        if not rows:
-            return 0
-        return await gate.queue_messages(self.conn, rows, format_at(at))
 
     async def claim_due(self, channel: str, now_us: int, lease_until_us: int, limit: int) -> list[OutboxItem]:
         """Lease up to ``limit`` due messages of one channel, earliest first; a row another dispatcher
@@ -356,7 +353,9 @@ class PgWriteTx:
         )
 
     async def get_customers(self, customer_ids: list[str]) -> dict[str, Customer]:
-        """Many customers in one query (the dispatcher renders a batch at once)."""
+        """Many customers in one query (the dispatcher renders a batch at once), locked for this
+        transaction in id order first (every multi-customer write locks in the gate's order)."""
+        await gate.lock_customers(self.conn, customer_ids)
         return await get_customers(self.conn, customer_ids)
 
     # -- notifications (migration 0015; store/postgres/notifications.py) ----------------------------

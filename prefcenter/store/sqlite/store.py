@@ -130,9 +130,12 @@ class SqliteStore(SqliteReads):
             await self.checkpoint()
             await self._checkpointer.close()
             self._checkpointer = None
-        for conn in (self._reader, self._gate_reader, self._writer):
+        for conn in (self._reader, self._gate_reader):
             if conn is not None:
                 await conn.close()
+        async with self._write_lock:  # a write still in hand finishes (or rolls back) first
+            if self._writer is not None:
+                await self._writer.close()
         self._reader = self._gate_reader = self._writer = None
 
     async def checkpoint(self) -> tuple[int, int]:
@@ -212,12 +215,13 @@ class SqliteStore(SqliteReads):
         """One writing transaction: ``BEGIN IMMEDIATE`` on the one writer, so writers queue (guarantee
         3 of store.base; and 1, 2 and 4 follow from it)."""
         async with self._writing() as conn:
-            await conn.run(begin_sync)
             try:
+                await conn.run(begin_sync)
                 yield SqliteWriteTx(conn, self._new_id)
             except BaseException:
-                if conn.in_transaction:
-                    await conn.run(_rollback_sync)
+                # On the writer's thread, after whatever is queued there (a BEGIN whose caller was
+                # cancelled still runs): shielded, so a second cancel cannot drop the rollback.
+                await asyncio.shield(conn.run(_rollback_sync))
                 raise
             await conn.run(commit_sync)
 

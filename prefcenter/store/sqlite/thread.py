@@ -121,4 +121,4 @@ class SqliteThread:
         if self._conn is not None:
             await self.run(sqlite3.Connection.close)
             self._conn = None
-        self._pool.shutdown(wait=True)
+        self._pool.shutdown(wait=False)  # its one call, the close, has run: nothing to wait for

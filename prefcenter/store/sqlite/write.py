@@ -28,7 +28,6 @@ from prefcenter.store.base import (
     NotificationUpdate,
     OutboxItem,
     OutboxUpdate,
-    QueueRow,
     Reservation,
     ReviewText,
 )
@@ -37,7 +36,6 @@ from prefcenter.store.sqlite import notifications
 from prefcenter.store.sqlite.gate import (
     campaign_views_sync,
     gate_inputs_sync,
-    queue_sync,
     record_gate_sync,
 )
 from prefcenter.store.sqlite.rows import (
@@ -306,11 +304,6 @@ class SqliteWriteTx:
         return cur.rowcount > 0
 
     # -- outbox ---------------------------------------------------------------------------------
-
-    async def queue_messages(self, rows: list[QueueRow], at: datetime) -> int:
-        """Queue messages; a pair already queued or sent is left alone (a deferred one becomes queued
-        when it is now allowed; a withdrawn, failed or suppressed one is queued again)."""
-        return await self.conn.run(queue_sync, rows, format_at(at)) if rows else 0
 
     async def claim_due(self, channel: str, now_us: int, lease_until_us: int, limit: int) -> list[OutboxItem]:
         """Lease up to ``limit`` due messages of one channel, earliest first."""
