@@ -1,6 +1,9 @@
 """The benchmark scripts still run: each at its --smoke size, checking only the shape of its JSON.
 
-Benchmarks print figures; these are not timed tests (DESIGN.md: a smoke run on tiny sizes in CI).
+Benchmarks print figures; these are not timed tests (DESIGN.md: a smoke run on tiny sizes in CI). The
+PostgreSQL smokes (``@pytest.mark.postgres``) run the same scripts with ``--engine postgres`` in a schema
+of their own (created and dropped by the script) on the suite's PostgreSQL (tests/engines.py); they skip
+when it cannot be reached, except under CI=true, where that fails.
 """
 
 from __future__ import annotations
@@ -17,9 +20,9 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def run(script: str) -> dict[str, object]:
+def run(script: str, *args: str) -> dict[str, object]:
     out = subprocess.run(
-        [sys.executable, f"tests/benchmarks/{script}", "--smoke"],
+        [sys.executable, f"tests/benchmarks/{script}", "--smoke", *args],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -29,6 +32,27 @@ def run(script: str) -> dict[str, object]:
     start = out.stdout.index("{")
     report: dict[str, object] = json.loads(out.stdout[start:])
     return report
+
+
+@pytest.fixture
+def postgres_url() -> str:
+    """The PostgreSQL the suite uses (tests/engines.py); unreachable, the test skips, except under
+    CI=true, where it fails."""
+    from tests import engines
+
+    url = engines.postgres_url()
+    problem = engines.reachable(url)
+    if problem is not None:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"PostgreSQL at {url} cannot be reached (CI=true): {problem}")
+        pytest.skip(f"PostgreSQL at {url} cannot be reached: {problem}")
+    return url
+
+
+needs_wrk = pytest.mark.skipif(
+    shutil.which("wrk") is None and not os.environ.get("CI"),
+    reason="wrk is not installed (.ci/run installs it; in CI its absence fails this test)",
+)
 
 
 def test_engine_benchmark_runs() -> None:
@@ -42,20 +66,54 @@ def test_ledger_benchmark_runs() -> None:
     assert {"export_jsonl", "export_csv", "verify"} <= report.keys()
 
 
-@pytest.mark.skipif(
-    shutil.which("wrk") is None and not os.environ.get("CI"),
-    reason="wrk is not installed (.ci/run installs it; in CI its absence fails this test)",
-)
+def check_approvals(report: dict[str, object], labels: list[str]) -> None:
+    configs = report["configs"]
+    assert isinstance(configs, dict) and sorted(configs) == sorted(labels), configs
+    batch = report["batch"]
+    assert isinstance(batch, int)
+    for label in labels:
+        figures = configs[label]
+        k = figures["processes"]
+        b = figures["b_approvals_10k"]
+        assert b["real_decisions_per_s"]["median"] > 0 and b["dry_run_decisions_per_s"]["median"] > 0
+        for call in b["runs"]:
+            decided = sum(call["summary"].get(v, 0) for v in ("allow", "deny", "defer"))
+            assert decided == k * batch, call  # every id of every concurrent call decided
+        assert figures["c_single_id_approvals"]["non_2xx"] == 0, figures
+        assert str(k) in report["c_bare_litestar"] and label in report["c_ratio"]  # type: ignore[operator]
+
+
+@needs_wrk
 def test_approvals_benchmark_runs() -> None:
-    report = run("bench_approvals.py")
-    assert "b_approvals_10k" in report and "c_single_id_approvals" in report and "c_bare_litestar" in report
-    assert report["c_single_id_approvals"]["non_2xx"] == 0  # type: ignore[index]
+    check_approvals(run("bench_approvals.py"), ["sqlite_1"])
+
+
+@pytest.mark.postgres
+@needs_wrk
+def test_approvals_benchmark_runs_on_postgres(postgres_url: str) -> None:
+    report = run("bench_approvals.py", "--engine", "postgres", "--postgres-url", postgres_url)
+    check_approvals(report, ["postgres_1", "postgres_3"])
+    sessions = report["configs"]["postgres_3"]["b_approvals_10k"]["cpu"]  # type: ignore[index]
+    assert len(sessions["api_processes_cpu_s"]) == 3 and "postgres_sessions" in sessions
+
+
+def check_dispatch(runs: object, labels: list[str]) -> None:
+    assert isinstance(runs, dict) and sorted(runs) == sorted(labels), runs
+    for label in labels:
+        figures = runs[label]
+        assert figures["delivered"] == figures["recipients"] and figures["duplicates"] == 0, figures
+        assert figures["outbox"] == {"sent": figures["recipients"]}
+        assert len(figures["dispatcher_cpu_s"]) == figures["dispatchers"]
+    limited = next(runs[label] for label in labels if label.startswith("limited"))
+    assert limited["no_second_over_rate_plus_burst"], limited
 
 
 def test_dispatch_benchmark_runs() -> None:
     report = run("bench_dispatch.py")
-    for run_ in ("ceiling", "limited"):
-        figures = report[run_]
-        assert isinstance(figures, dict)
-        assert figures["delivered"] == figures["recipients"] and figures["duplicates"] == 0, figures
-        assert figures["outbox"] == {"sent": figures["recipients"]}
+    check_dispatch(report["sqlite"], ["ceiling_1", "limited_1"])
+
+
+@pytest.mark.postgres
+def test_dispatch_benchmark_runs_on_postgres(postgres_url: str) -> None:
+    report = run("bench_dispatch.py", "--engine", "postgres", "--postgres-url", postgres_url)
+    check_dispatch(report["postgres"], ["ceiling_1", "ceiling_2", "limited_2"])

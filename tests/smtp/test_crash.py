@@ -49,7 +49,7 @@ def test_kill_9_mid_campaign_loses_nothing_and_duplicates_only_in_the_window(tmp
     policy.write_text(policy.read_text().replace("email = 50", f"email = {RATE}"))
     db = tmp_path / "crash.db"
     port = free_port()
-    env = env_for(tmp_path, db, policies, port)
+    env = env_for({"PREFCENTER_DATABASE_URL": f"sqlite:///{db}"}, policies, port)
     env.pop("PREFCENTER_ENV")  # development logging, readable in the log file on failure
     seed(db, env, N)
     queue(env, N)

@@ -46,7 +46,7 @@ def test_dispatch_command_refuses_a_second_and_takes_over_after_kill_9(tmp_path:
     policies = tmp_path / "policies"
     shutil.copytree(ROOT / "policies", policies)
     db = tmp_path / "lock.db"
-    env = env_for(tmp_path, db, policies, free_port())
+    env = env_for({"PREFCENTER_DATABASE_URL": f"sqlite:///{db}"}, policies, free_port())
     seed(db, env, 1)
     command = [sys.executable, "-m", "prefcenter.cli", "dispatch"]
 
