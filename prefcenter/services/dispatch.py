@@ -279,7 +279,15 @@ class Dispatcher:
                 async with self.rt.store.write() as tx:
                     await tx.record_gate([], [(item.customer_id, item.campaign_id)], [])
                     await tx.update_outbox(
-                        [OutboxUpdate(item.campaign_id, item.customer_id, "failed", last_error=reason)],
+                        [
+                            OutboxUpdate(
+                                item.campaign_id,
+                                item.customer_id,
+                                "failed",
+                                last_error=reason,
+                                lease_until_us=item.lease_until_us,
+                            )
+                        ],
                         self.rt.now(),
                     )
             except Exception:
@@ -345,13 +353,25 @@ class Dispatcher:
                         if held:
                             result.deletes.append((item.customer_id, camp))
                         result.updates.append(
-                            OutboxUpdate(camp, item.customer_id, "failed", last_error=f"render: {exc}"[:300])
+                            OutboxUpdate(
+                                camp,
+                                item.customer_id,
+                                "failed",
+                                last_error=f"render: {exc}"[:300],
+                                lease_until_us=item.lease_until_us,
+                            )
                         )
                         result.outcomes.append("failed")
                         continue
                     result.updates.append(
                         OutboxUpdate(
-                            camp, item.customer_id, "queued", channel=channel, attempted=True, keep_lease=True
+                            camp,
+                            item.customer_id,
+                            "queued",
+                            channel=channel,
+                            attempted=True,
+                            keep_lease=True,
+                            lease_until_us=item.lease_until_us,
                         )
                     )
                     result.ready.append((item, message))
@@ -387,7 +407,9 @@ class Dispatcher:
             if held:
                 result.deletes.append((cid, camp))
             status = "suppressed" if d.reason == "suppressed" else "withdrawn"
-            result.updates.append(OutboxUpdate(camp, cid, status, last_error=d.reason))
+            result.updates.append(
+                OutboxUpdate(camp, cid, status, last_error=d.reason, lease_until_us=item.lease_until_us)
+            )
             result.outcomes.append(status)
             log.info(
                 "message stopped at re-gate",
@@ -400,7 +422,14 @@ class Dispatcher:
             # deferred whether or not it holds a reservation (migration 0006: "no reservation yet unless a
             # retry made one"); a held one keeps it, and its allow at not_before reserves nothing more
             result.updates.append(
-                OutboxUpdate(camp, cid, "deferred", not_before_us=to_us(d.not_before), last_error=d.reason)
+                OutboxUpdate(
+                    camp,
+                    cid,
+                    "deferred",
+                    not_before_us=to_us(d.not_before),
+                    last_error=d.reason,
+                    lease_until_us=item.lease_until_us,
+                )
             )
             result.outcomes.append("deferred")
         elif not held:  # a deferred message now allowed reserves at this instant
@@ -437,16 +466,23 @@ class Dispatcher:
         try:
             async with rt.store.write() as tx:
                 for h in handed:
-                    camp, cid = h.item.campaign_id, h.item.customer_id
+                    camp, cid, lease = h.item.campaign_id, h.item.customer_id, h.item.lease_until_us
                     kind: str = h.outcome.kind
                     detail = h.outcome.detail
                     attempts = h.item.attempts + 1
                     if kind == "sent":
-                        updates.append(OutboxUpdate(camp, cid, "sent", sent=True))
+                        updates.append(OutboxUpdate(camp, cid, "sent", sent=True, lease_until_us=lease))
                     elif kind == "retry" and attempts < self.max_attempts:
                         when = to_us(now + self._backoff(attempts))
                         updates.append(
-                            OutboxUpdate(camp, cid, "queued", not_before_us=when, last_error=detail)
+                            OutboxUpdate(
+                                camp,
+                                cid,
+                                "queued",
+                                not_before_us=when,
+                                last_error=detail,
+                                lease_until_us=lease,
+                            )
                         )
                         kind = "retried"
                     elif kind == "bounce":
@@ -454,11 +490,15 @@ class Dispatcher:
                         evidence = {"campaign_id": camp, "smtp": detail}
                         await suppress(tx, rt, h.message.channel, ref, "bounce", "bounce", evidence)
                         releases.append((cid, camp))
-                        updates.append(OutboxUpdate(camp, cid, "suppressed", last_error=detail))
+                        updates.append(
+                            OutboxUpdate(camp, cid, "suppressed", last_error=detail, lease_until_us=lease)
+                        )
                         kind = "bounced"
                     else:
                         releases.append((cid, camp))
-                        updates.append(OutboxUpdate(camp, cid, "failed", last_error=detail))
+                        updates.append(
+                            OutboxUpdate(camp, cid, "failed", last_error=detail, lease_until_us=lease)
+                        )
                         kind = "failed"
                     kinds.append((h.message.channel, kind))
                     if kind != "sent":

@@ -93,6 +93,7 @@ class OutboxItem(msgspec.Struct, frozen=True):
     status: str  # queued | deferred
     not_before_us: int
     attempts: int
+    lease_until_us: int | None = None  # the lease this claim holds (its marks carry it back)
 
 
 # (campaign_id, customer_id, channel, status queued|deferred, not_before_us)
@@ -123,7 +124,8 @@ GateDecide = Callable[[dict[str, CampaignView], dict[str, GateInputs]], tuple[T,
 
 class OutboxUpdate(msgspec.Struct, frozen=True):
     """A new state for one outbox row. ``None`` keeps the channel / not_before; ``attempted`` counts a
-    hand-off to a transport; ``sent`` stamps sent_at; ``keep_lease`` keeps the claim (else released)."""
+    hand-off to a transport; ``sent`` stamps sent_at; ``keep_lease`` keeps the claim (else released);
+    ``lease_until_us`` is the claim's lease, which the row must still hold (guarantee 4)."""
 
     campaign_id: str
     customer_id: str
@@ -134,6 +136,9 @@ class OutboxUpdate(msgspec.Struct, frozen=True):
     attempted: bool = False
     sent: bool = False
     keep_lease: bool = False
+    # The claim's lease: the row is marked only while it still holds that lease (a mark that comes after
+    # the lease ran out and another dispatcher claimed the row changes nothing). None: whatever it holds.
+    lease_until_us: int | None = None
 
 
 class NotificationItem(msgspec.Struct, frozen=True):

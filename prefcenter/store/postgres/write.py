@@ -85,7 +85,7 @@ _UPDATE_OUTBOX_SQL = (
     "not_before_us = coalesce($3, not_before_us), last_error = $4, attempts = attempts + $5, "
     "sent_at = CASE WHEN $6 THEN $7 ELSE sent_at END, "
     "lease_until_us = CASE WHEN $8 THEN lease_until_us ELSE NULL END, updated_at = $7 "
-    "WHERE campaign_id = $9 AND customer_id = $10"
+    "WHERE campaign_id = $9 AND customer_id = $10 AND ($11::bigint IS NULL OR lease_until_us = $11)"
 )
 
 
@@ -327,7 +327,8 @@ class PgWriteTx:
         found = await self.conn.fetch(
             _CLAIM_DUE_SQL, now_us, channel, lease_until_us, limit if limit >= 0 else None
         )
-        return sorted((OutboxItem(*row) for row in found), key=_outbox_order)  # RETURNING keeps no order
+        items = (OutboxItem(r[0], r[1], r[2], r[3], r[4], r[5], lease_until_us) for r in found)
+        return sorted(items, key=_outbox_order)  # RETURNING keeps no order
 
     async def update_outbox(self, updates: list[OutboxUpdate], at: datetime) -> None:
         if not updates:
@@ -347,6 +348,7 @@ class PgWriteTx:
                     u.keep_lease,
                     u.campaign_id,
                     u.customer_id,
+                    u.lease_until_us,
                 )
                 for u in updates
             ],

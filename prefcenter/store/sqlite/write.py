@@ -314,7 +314,7 @@ class SqliteWriteTx:
             (now_us, channel, now_us, limit),
         ) as cur:
             rows = await cur.fetchall()
-        items = [OutboxItem(*row) for row in rows]
+        items = [OutboxItem(r[0], r[1], r[2], r[3], r[4], r[5], lease_until_us) for r in rows]
         if items:
             await self.conn.executemany(
                 "UPDATE outbox SET lease_until_us = ? WHERE campaign_id = ? AND customer_id = ?",
@@ -331,7 +331,7 @@ class SqliteWriteTx:
             "not_before_us = coalesce(?, not_before_us), last_error = ?, attempts = attempts + ?, "
             "sent_at = CASE WHEN ? THEN ? ELSE sent_at END, "
             "lease_until_us = CASE WHEN ? THEN lease_until_us ELSE NULL END, updated_at = ? "
-            "WHERE campaign_id = ? AND customer_id = ?",
+            "WHERE campaign_id = ? AND customer_id = ? AND (? IS NULL OR lease_until_us = ?)",
             [
                 (
                     u.status,
@@ -345,6 +345,8 @@ class SqliteWriteTx:
                     stamp,
                     u.campaign_id,
                     u.customer_id,
+                    u.lease_until_us,
+                    u.lease_until_us,
                 )
                 for u in updates
             ],
