@@ -24,9 +24,10 @@ import threading
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, NoReturn, TypeVar
 
 import asyncpg
+import pytest
 
 from prefcenter.store.postgres import PostgresStore
 
@@ -123,6 +124,18 @@ def drop_schema(dsn: str, schema: str) -> None:
             await conn.close()
 
     run_sync(run)
+
+
+#: What asyncpg raises when it cannot reach the server at all (not a failure of the code under test).
+UNREACHABLE = (OSError, TimeoutError, asyncpg.CannotConnectNowError)
+
+
+def postgres_unavailable(reason: str) -> NoReturn:
+    """A test that needs PostgreSQL and cannot have it here: skipped with ``reason``, except under
+    ``CI=true``, where PostgreSQL is provisioned and its absence is a failure."""
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{reason} (CI=true)")
+    pytest.skip(reason)
 
 
 def reachable(dsn: str) -> str | None:

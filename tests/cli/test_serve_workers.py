@@ -21,11 +21,12 @@ import pytest
 from click.testing import CliRunner
 
 from prefcenter.cli import main
+from tests import engines
 from tests.conftest import SECRET
 from tests.live import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
-PG_DSN = os.environ.get("PREFCENTER_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/test")
+PG_DSN = engines.postgres_url()
 START_SECONDS = 45.0  # N spawned interpreters importing the app, on a busy machine
 STOP_SECONDS = 15.0  # from the one SIGTERM to the parent's exit
 WORKERS = 2
@@ -61,10 +62,8 @@ def _pg(sql: str) -> None:
 def _pg_reachable() -> None:
     try:
         _pg("SELECT 1")
-    except (OSError, TimeoutError, asyncpg.CannotConnectNowError) as exc:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"PostgreSQL at {PG_DSN} is unreachable (CI=true): {exc!r}")
-        pytest.skip(f"PostgreSQL at {PG_DSN} is unreachable: {exc!r}")
+    except engines.UNREACHABLE as exc:
+        engines.postgres_unavailable(f"PostgreSQL at {PG_DSN} is unreachable: {exc!r}")
 
 
 def _workers_of(parent: int) -> list[int]:

@@ -54,6 +54,7 @@ from prefcenter.config import Settings
 from prefcenter.domain.pseudonyms import Pseudonymizer
 from prefcenter.messaging.email import message_id, sender_domain
 from prefcenter.services.dispatch import Dispatcher
+from tests import engines
 from tests.engines import postgres_url
 from tests.live import free_port
 
@@ -82,9 +83,7 @@ def postgres_reachable() -> None:
     try:
         asyncio.run(probe())
     except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"PostgreSQL at {PG_DSN} is unreachable (CI=true): {exc!r}")
-        pytest.skip(f"PostgreSQL at {PG_DSN} is unreachable: {exc!r}")
+        engines.postgres_unavailable(f"PostgreSQL at {PG_DSN} is unreachable: {exc!r}")
 
 
 # -- the SMTP server process ----------------------------------------------------------------------

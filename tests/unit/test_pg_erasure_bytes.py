@@ -29,7 +29,6 @@ and the file system's free blocks are outside what it can check.
 from __future__ import annotations
 
 import asyncio
-import os
 import struct
 import time
 import uuid
@@ -37,7 +36,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING
 
 import asyncpg
 import msgspec
@@ -106,14 +105,10 @@ FROM pg_stats WHERE schemaname = $1
 """
 
 
-def quote_ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
+quote_ident = engines.quote_ident
 
 
-def unavailable(reason: str) -> NoReturn:
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"{reason} (CI=true)")
-    pytest.skip(reason)
+unavailable = engines.postgres_unavailable
 
 
 @dataclass(frozen=True)
@@ -188,7 +183,7 @@ async def admin_connection() -> Connection:
         conn: Connection = await asyncpg.connect(
             PG_DSN, timeout=5, server_settings={"statement_timeout": "15s", "lock_timeout": "10s"}
         )
-    except (OSError, TimeoutError, asyncpg.CannotConnectNowError) as exc:
+    except engines.UNREACHABLE as exc:
         unavailable(f"PostgreSQL at {PG_DSN} is unreachable: {exc!r}")
     return conn
 

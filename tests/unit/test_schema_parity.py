@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import os
 import re
 import sqlite3
 import time
@@ -38,8 +37,9 @@ from prefcenter.store.postgres.schema import (
 )
 from prefcenter.store.sqlite import SqliteStore
 from prefcenter.store.sqlite import default_migrations_dir as sqlite_migrations_dir
+from tests import engines
 
-PG_DSN = os.environ.get("PREFCENTER_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/test")
+PG_DSN = engines.postgres_url()
 
 # -- fixtures ---------------------------------------------------------------------------------------
 
@@ -51,10 +51,8 @@ async def _connect(schema: str) -> asyncpg.Connection:
         return await asyncpg.connect(
             PG_DSN, timeout=5, server_settings={"search_path": schema, "synchronous_commit": "off"}
         )
-    except (OSError, TimeoutError, asyncpg.CannotConnectNowError) as exc:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"PostgreSQL at {PG_DSN} is unreachable (CI=true): {exc!r}")
-        pytest.skip(f"PostgreSQL at {PG_DSN} is unreachable: {exc!r}")
+    except engines.UNREACHABLE as exc:
+        engines.postgres_unavailable(f"PostgreSQL at {PG_DSN} is unreachable: {exc!r}")
 
 
 @asynccontextmanager

@@ -12,7 +12,6 @@ skip, except under ``CI=true``, where they fail.
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -22,27 +21,25 @@ import pytest
 
 from prefcenter.store.postgres.buckets import SharedBucket
 from prefcenter.store.postgres.schema import default_migrations_dir
+from tests import engines
 
 pytestmark = pytest.mark.postgres
 
-PG_DSN = os.environ.get("PREFCENTER_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/test")
+PG_DSN = engines.postgres_url()
 RATE = 200.0
 CHUNK = 10
 RUN_SECONDS = 1.5
 TAKERS = 4
 
 
-def quote_ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
+quote_ident = engines.quote_ident
 
 
 async def _connect() -> asyncpg.Connection:
     try:
         return await asyncpg.connect(PG_DSN, timeout=5)
-    except (OSError, TimeoutError, asyncpg.CannotConnectNowError) as exc:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"PostgreSQL at {PG_DSN} is unreachable (CI=true): {exc!r}")
-        pytest.skip(f"PostgreSQL at {PG_DSN} is unreachable: {exc!r}")
+    except engines.UNREACHABLE as exc:
+        engines.postgres_unavailable(f"PostgreSQL at {PG_DSN} is unreachable: {exc!r}")
 
 
 @pytest.fixture

@@ -104,6 +104,15 @@ class PgWriteTx:
     def __init__(self, conn: Conn, new_id: Callable[[], str]) -> None:
         self.conn = conn
         self._new_id = new_id
+        self._locked: set[str] = set()  # customers this transaction holds locked (until its end)
+
+    async def _lock(self, ids: Iterable[str]) -> None:
+        """Lock these customers' rows in id order, once per transaction (the dispatcher's re-gate reads,
+        loads and writes the same chunk: one lock query, not three)."""
+        new = set(ids) - self._locked
+        if new:
+            await gate.lock_customers(self.conn, new)
+            self._locked |= new
 
     async def get_customer(self, customer_id: str) -> Customer | None:
         return await get_customer(self.conn, customer_id)
@@ -169,7 +178,7 @@ class PgWriteTx:
     async def erase_customer(self, customer_id: str) -> None:
         # First the row lock a gate holds while it decides about this customer: its decision rows and
         # reservations (no foreign key waits for them) are committed before anything here is deleted.
-        await gate.lock_customers(self.conn, [customer_id])
+        await self._lock([customer_id])
         await self.conn.execute(
             "UPDATE consent_events SET customer_id = NULL WHERE customer_id = $1", customer_id
         )
@@ -279,7 +288,7 @@ class PgWriteTx:
     async def gate_inputs(self, ids: list[str], topic: str, campaign_id: str) -> GateInputs:
         """The gate inputs of ``ids``, loaded after their ``customers`` rows are locked (in id order), so
         they stay locked for this transaction (guarantee 1)."""
-        await gate.lock_customers(self.conn, ids)
+        await self._lock(ids)
         return await gate.gate_inputs(self.conn, ids, topic, campaign_id)
 
     async def campaign_views(self, campaign_ids: list[str]) -> dict[str, CampaignView]:
@@ -296,7 +305,7 @@ class PgWriteTx:
         and the decision log rows."""
         # Guarantee 1: a release (or a reservation) only with its customers locked, in id order, so it
         # never lands between a gate's load and its commit.
-        await gate.lock_customers(self.conn, [cid for cid, _ in delete] + [cid for cid, _, _ in upsert])
+        await self._lock([cid for cid, _ in delete] + [cid for cid, _, _ in upsert])
         if upsert or delete or decisions:
             await gate.record_gate(self.conn, upsert, delete, decisions)
 
@@ -357,7 +366,7 @@ class PgWriteTx:
     async def get_customers(self, customer_ids: list[str]) -> dict[str, Customer]:
         """Many customers in one query (the dispatcher renders a batch at once), locked for this
         transaction in id order first (every multi-customer write locks in the gate's order)."""
-        await gate.lock_customers(self.conn, customer_ids)
+        await self._lock(customer_ids)
         return await get_customers(self.conn, customer_ids)
 
     # -- notifications (migration 0015; store/postgres/notifications.py) ----------------------------
