@@ -372,19 +372,51 @@ def _serve_worker(settings: Settings, sock: socket.socket, run_dispatcher: bool,
         return
 
 
+async def _start_dispatch_metrics(rt: Runtime) -> Any:
+    """The dispatcher's own ``/metrics`` and ``/healthz`` on PREFCENTER_METRICS_HOST:PORT (None when
+    the port is 0). A port that cannot be bound (e.g. a second dispatcher on the host) is logged as an
+    error and the dispatcher runs on without it: sending does not wait for observability."""
+    from prefcenter.services.dispatch_metrics import MetricsServer
+
+    if rt.settings.metrics_port == 0:
+        return None
+    server = MetricsServer(rt, rt.settings.metrics_host, rt.settings.metrics_port)
+    try:
+        await server.start()
+    except OSError as exc:
+        structlog.get_logger("prefcenter.cli").error(
+            "dispatcher metrics not served: set PREFCENTER_METRICS_PORT (0: off)",
+            host=rt.settings.metrics_host,
+            port=rt.settings.metrics_port,
+            error=exc.strerror or type(exc).__name__,
+        )
+        return None
+    return server
+
+
 @main.command()
-def dispatch() -> None:
-    """Run the dispatcher alone until SIGINT/SIGTERM (with SQLite: one dispatcher per deployment)."""
+@click.option("--metrics-host", default=None, help="Address of /metrics (PREFCENTER_METRICS_HOST).")
+@click.option(
+    "--metrics-port",
+    default=None,
+    type=click.IntRange(0, 65535),
+    help="Port of /metrics, 0: off (PREFCENTER_METRICS_PORT).",
+)
+def dispatch(metrics_host: str | None, metrics_port: int | None) -> None:
+    """Run the dispatcher alone until SIGINT/SIGTERM (with SQLite: one dispatcher per deployment),
+    serving its Prometheus metrics on 127.0.0.1:9464 unless told otherwise."""
     import signal
 
     from prefcenter.services.dispatch import Dispatcher, default_transports
     from prefcenter.services.policies import load_active_policy
+    from prefcenter.services.webhooks import WebhookDeliverer
 
-    settings = _settings()
+    settings = _settings(metrics_host=metrics_host, metrics_port=metrics_port)
     _warn_settings(settings)
 
     async def work(rt: Runtime) -> bool:
         rt.policy = load_active_policy(settings)
+        metrics = await _start_dispatch_metrics(rt)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -392,10 +424,15 @@ def dispatch() -> None:
         dispatcher = Dispatcher(
             rt, default_transports(rt), lease=timedelta(seconds=settings.dispatch_lease_seconds)
         )
+        hooks = WebhookDeliverer(rt)  # the webhook outbox goes where the dispatcher runs
+        hooks.start()
         try:
             return await dispatcher.run(stop)
         finally:
+            await hooks.stop()
             await dispatcher.close()
+            if metrics is not None:
+                await metrics.stop()
 
     click.echo("prefcenter dispatcher running (Ctrl-C stops it after the batch in hand)", err=True)
     if not _with_runtime(settings, work):
@@ -566,6 +603,44 @@ def consent_export(
         return size
 
     _with_runtime(settings, work)
+
+
+@main.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, allow_dash=True, path_type=Path))
+def import_file(file: Path) -> None:
+    """Import customers from an NDJSON FILE (``-``: standard input), as POST /v1/customers/import does
+    (with an admin's rights); the answer object is the last line printed. Exit 1 when a line was rejected."""
+    import msgspec
+
+    from prefcenter.services.imports import ImportResult, import_ndjson
+
+    settings = _settings()
+    tty = sys.stderr.isatty()
+
+    def progress(result: ImportResult) -> None:
+        if tty:
+            r = result
+            click.echo(
+                f"\r{r.lines} lines: {r.created} created, {r.updated} updated, {r.unchanged} unchanged, "
+                f"{r.rejected} rejected",
+                err=True,
+                nl=False,
+            )
+
+    async def work(rt: Runtime) -> ImportResult:
+        async def blocks() -> Any:
+            with click.open_file(str(file), "rb") as fh:
+                while block := fh.read(1 << 20):
+                    yield block
+
+        return await import_ndjson(rt, blocks(), caller_role="admin", progress=progress)
+
+    result = _with_runtime(settings, work)
+    if tty:
+        click.echo("", err=True)
+    click.echo(msgspec.json.encode(result).decode())
+    if result.rejected:
+        sys.exit(1)
 
 
 class _UsageError(click.ClickException):

@@ -86,6 +86,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     # How long a dispatcher's claim on a message lasts: after a crash, that long until another dispatcher
     # (or the restarted one, on PostgreSQL) sends it. Longer than a transport may take to answer.
     dispatch_lease_seconds: Annotated[float, msgspec.Meta(ge=5, le=3600)] = 300.0
+    # Where `prefcenter dispatch` serves GET /metrics and /healthz (`serve` has its own); port 0: off.
+    metrics_host: str = "127.0.0.1"
+    metrics_port: Annotated[int, msgspec.Meta(ge=0, le=65535)] = 9464
+    # A webhook delivery still failing this long after its event is given up (failed, and the customer's
+    # later events go on).
+    webhook_give_up_seconds: Annotated[float, msgspec.Meta(ge=60, le=30 * 86400)] = 86400.0
 
     @property
     def engine(self) -> Literal["sqlite", "postgres"]:

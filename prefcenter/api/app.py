@@ -31,14 +31,17 @@ from prefcenter.api.consent import ConsentController
 from prefcenter.api.customers import CustomerController
 from prefcenter.api.docs import BundledSwaggerUI
 from prefcenter.api.headers import no_store
+from prefcenter.api.imports import IMPORT_HANDLERS
 from prefcenter.api.inbound import INBOUND_HANDLERS
 from prefcenter.api.links import LinkController
+from prefcenter.api.lists import HANDLERS as LIST_HANDLERS
 from prefcenter.api.notices import NoticeController
 from prefcenter.api.openapi import complete_document
 from prefcenter.api.ops import healthz, metrics, readyz
 from prefcenter.api.problems import EXCEPTION_HANDLERS
 from prefcenter.api.sends import send_campaign
 from prefcenter.api.topics import TopicController
+from prefcenter.api.webhooks import WebhookController
 from prefcenter.services import refs_upgrade
 from prefcenter.services.approvals import GateBatcher
 from prefcenter.services.dispatch import Dispatcher, default_transports
@@ -46,6 +49,7 @@ from prefcenter.services.keys import KeyCache
 from prefcenter.services.notices import register_page_notice
 from prefcenter.services.policies import load_active_policy
 from prefcenter.services.runtime import Runtime
+from prefcenter.services.webhooks import WebhookDeliverer
 from prefcenter.web.notice import page_notice
 from prefcenter.web.pages import PAGE_HANDLERS
 
@@ -176,6 +180,7 @@ class PrefcenterPlugin(InitPlugin):
         app_config.route_handlers.extend(
             [
                 CustomerController,
+                *IMPORT_HANDLERS,
                 TopicController,
                 ConsentController,
                 CampaignController,
@@ -187,7 +192,9 @@ class PrefcenterPlugin(InitPlugin):
                 metrics,
                 LinkController,
                 NoticeController,
+                WebhookController,
                 *PAGE_HANDLERS,
+                *LIST_HANDLERS,
             ]
         )
         app_config.exception_handlers.update(EXCEPTION_HANDLERS)
@@ -261,6 +268,9 @@ class PrefcenterPlugin(InitPlugin):
             Dispatcher(runtime, default_transports(runtime), lease=lease) if self.run_dispatcher else None
         )
         sender = asyncio.create_task(dispatcher.run(stop)) if dispatcher else None
+        hooks = WebhookDeliverer(runtime) if self.run_dispatcher else None  # its own start/stop
+        if hooks is not None:
+            hooks.start()
         # Everything built so far (modules, the app, the policy) lives as long as the process: keep it
         # out of the cyclic collector, whose full passes over it were 50-60 ms pauses under load.
         gc.freeze()
@@ -274,6 +284,8 @@ class PrefcenterPlugin(InitPlugin):
                 except TimeoutError:  # cancelled: those messages stay queued and go at the next start
                     log.warning("the transport did not answer in time; messages in flight go again at start")
                 await dispatcher.close()
+            if hooks is not None:
+                await hooks.stop()
             checkpointer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await checkpointer

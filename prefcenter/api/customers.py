@@ -10,10 +10,11 @@ from litestar.params import FromPath, HeaderParameter, JSONBody, QueryParameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
 from prefcenter.api.auth import ALL, READ_AUDIT, WRITE, access, current_key
+from prefcenter.api.lists import After, Limit
 from prefcenter.api.openapi import created
 from prefcenter.api.problems import AUTH_ERRORS, BODY_ERRORS, errors, json_body
 from prefcenter.domain.model import Preferences, PreferencesWrite, Profile, check_customer_id
-from prefcenter.services import approvals, consent, customers
+from prefcenter.services import approvals, consent, customers, lists
 from prefcenter.services.runtime import Runtime
 
 
@@ -119,11 +120,23 @@ class CustomerController(Controller):
         self,
         rt: NamedDependency[Runtime],
         customer_id: FromPath[str],
+        request: Request[Any, Any, Any],
         campaign_id: Annotated[str | None, QueryParameter(required=False)] = None,
-    ) -> dict[str, Any]:
-        """The decision log: every real gate decision for this customer, with the policy version."""
+        limit: Limit = None,
+        after: After = None,
+    ) -> Response[dict[str, Any]]:
+        """The decision log: every real gate decision for this customer, with the policy version. With
+        ``limit`` (1-1000) a page, the next one in a ``Link: <...>; rel="next"`` header (absent on the
+        last page); without it, the whole log."""
         check_customer_id(customer_id)
-        return {"decisions": await approvals.decision_log(rt, customer_id, campaign_id)}
+        n = lists.parse_limit(limit, default=None)
+        if n is None and after is None:
+            return Response({"decisions": await approvals.decision_log(rt, customer_id, campaign_id)})
+        items, nxt = await lists.decisions_page(
+            rt, customer_id, campaign_id, limit=n or lists.DEFAULT_LIMIT, after=after
+        )
+        link = lists.next_link(request.url.path, list(request.query_params.multi_items()), nxt)
+        return Response({"decisions": items}, headers=link)
 
     @get(
         "/consent-receipt",

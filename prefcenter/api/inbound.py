@@ -10,9 +10,10 @@ from litestar.params import FromPath, JSONBody, QueryParameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
 from prefcenter.api.auth import READ_AUDIT, WRITE, access, current_key
+from prefcenter.api.lists import After, Limit
 from prefcenter.api.openapi import created
 from prefcenter.api.problems import AUTH_ERRORS, BODY_ERRORS, errors, json_body
-from prefcenter.services import inbound, suppressions
+from prefcenter.services import inbound, lists, suppressions
 from prefcenter.services.errors import NotFound
 from prefcenter.services.runtime import Runtime
 
@@ -60,11 +61,21 @@ async def inbound_email_event(
 )
 async def list_suppressions(
     rt: NamedDependency[Runtime],
+    request: Request[Any, Any, Any],
     channel: Annotated[str | None, QueryParameter(description="only this channel", required=False)] = None,
-) -> suppressions.SuppressionList:
+    limit: Limit = None,
+    after: After = None,
+) -> Response[suppressions.SuppressionList]:
     """Suppressed addresses (as keyed hashes), optionally of one channel, with their reason and scope
-    (``marketing``: an address-level unsubscribe, marketing denied and transactional still sent)."""
-    return suppressions.SuppressionList(await suppressions.list_suppressions(rt, channel))
+    (``marketing``: an address-level unsubscribe, marketing denied and transactional still sent).
+    With ``limit`` (1-1000) a page in (channel, address_ref) order, the next one in a
+    ``Link: <...>; rel="next"`` header (absent on the last page); without it, every one."""
+    n = lists.parse_limit(limit, default=None)
+    if n is None and after is None:
+        return Response(suppressions.SuppressionList(await suppressions.list_suppressions(rt, channel)))
+    items, nxt = await lists.suppressions_page(rt, channel, limit=n or lists.DEFAULT_LIMIT, after=after)
+    link = lists.next_link(request.url.path, list(request.query_params.multi_items()), nxt)
+    return Response(suppressions.SuppressionList(items), headers=link)
 
 
 @put(

@@ -40,12 +40,14 @@ from litestar.openapi.spec import (
     OpenAPIType,
     Operation,
     Parameter,
+    RequestBody,
     Schema,
 )
 from litestar.routes import HTTPRoute
 
 from prefcenter.domain.model import CHANNELS, CUSTOMER_ID_RE, TOPIC_ID_RE
 from prefcenter.services.approvals import MAX_IDS
+from prefcenter.services.lists import MAX_LIMIT, MESSAGE_STATUSES
 from prefcenter.services.notices import NOTICE_VERSION_RE
 
 REF_TEMPLATE = "#/components/schemas/{name}"
@@ -116,6 +118,27 @@ RETRY_AFTER_HEADER = OpenAPIHeader(
 )
 #: Operations whose 200/201 carry an ETag.
 ETAG_OPERATIONS = frozenset({"getCustomer", "putCustomer", "getPreferences", "putPreferences"})
+#: The lists' query parameters (API.md "Lists", "Message status"), by (operation id, name): they win
+#: over QUERY_PARAMETERS (``channel=none`` lists the customers without a channel).
+LIST_LIMIT: dict[str, Any] = {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": 100}
+LIST_PARAMETERS: dict[tuple[str, str], dict[str, Any]] = {
+    **{
+        (op, "limit"): LIST_LIMIT
+        for op in ("listCustomers", "listCampaigns", "listCampaignMessages", "listCustomerMessages")
+    },
+    ("listCustomers", "topic"): TOPIC_ID,
+    ("listCustomers", "channel"): {"type": "string", "enum": [*CHANNELS, "none"]},
+    ("listCustomers", "updated_since"): INSTANT,
+    ("listCampaignMessages", "status"): {"type": "string", "enum": list(MESSAGE_STATUSES)},
+    ("getDecisions", "limit"): {k: v for k, v in LIST_LIMIT.items() if k != "default"},
+    ("listSuppressions", "limit"): {k: v for k, v in LIST_LIMIT.items() if k != "default"},
+}
+NEXT_LINK_HEADER = OpenAPIHeader(
+    schema=Schema(type=OpenAPIType.STRING),
+    description='RFC 8288 `<...>; rel="next"`: the next page (only with `limit`; absent on the last page)',
+    required=False,
+)
+NEXT_LINK_OPERATIONS = frozenset({"getDecisions", "listSuppressions"})
 
 
 def _links(*pairs: tuple[str, dict[str, str]]) -> dict[str, Link]:
@@ -208,9 +231,12 @@ def _operations(app: Litestar) -> dict[str, Operation]:
     return ops
 
 
-def _parameters(op: Operation) -> None:
+def _parameters(op: Operation, operation_id: str) -> None:
     for param in op.parameters or []:
         if not isinstance(param, Parameter):
+            continue
+        if param.param_in == "query" and (raw := LIST_PARAMETERS.get((operation_id, param.name))):
+            param.schema = RawSchema(raw=raw)
             continue
         table = PATH_PARAMETERS if param.param_in == "path" else QUERY_PARAMETERS
         if param.param_in in ("path", "query") and param.name in table:
@@ -233,7 +259,9 @@ def complete_document(app: Litestar) -> None:
     for operation_id, op in _operations(app).items():
         if op.responses is not None:
             op.responses = dict(sorted(op.responses.items()))
-        _parameters(op)
+        _parameters(op, operation_id)
+        if operation_id in NEXT_LINK_OPERATIONS and (listed := _response(op, "200")) is not None:
+            listed.headers = {**(listed.headers or {}), "Link": NEXT_LINK_HEADER}
         if operation_id in ETAG_OPERATIONS:
             for status in ("200", "201"):
                 if (response := _response(op, status)) is not None:
@@ -250,6 +278,16 @@ def complete_document(app: Litestar) -> None:
                 "application/x-ndjson": OpenAPIMediaType(schema=text),
                 "text/csv": OpenAPIMediaType(schema=text),
             }
+        if operation_id == "importCustomers":
+            # streamed, so litestar cannot see a body type: one JSON object a line (API.md "Bulk import")
+            op.request_body = RequestBody(
+                required=True,
+                description="One JSON object a line: customer_id, profile, and optionally preferences "
+                "with provenance. A bad line is answered in `errors`, never as a 400 of the whole body.",
+                content={
+                    "application/x-ndjson": OpenAPIMediaType(schema=Schema())
+                },  # any text: lines judged one by one
+            )
         if operation_id == "createLinks" and op.request_body is not None:
             op.request_body.required = False  # type: ignore[union-attr]
 

@@ -5,17 +5,21 @@
   unsubscribe link is scoped to the campaign's topic) substituted linearly — text parts as they are, HTML
   parts HTML-escaped; nothing is evaluated. Content stored before the language was enforced that is not
   that language (Jinja statements, filters, ...) fails its message with a ``ValueError``.
-- Email: multipart/alternative text + HTML, with a footer in the customer's language in both parts
-  (:func:`footer_text`, :func:`footer_html`). Every email's footer links the preference page and names
-  the sender and its postal address (``PREFCENTER_CONTROLLER_NAME``, ``PREFCENTER_POSTAL_ADDRESS``);
-  marketing email's footer also has a visible "Unsubscribe" link (the one-click URL), the right to
-  object to direct marketing at any time (GDPR Art. 21(2)-(4)) and the privacy notice link
-  (COMPLIANCE 8, 18, 27). Marketing email also carries ``List-Unsubscribe: <{public_url}/u/{token}>``
-  and ``List-Unsubscribe-Post: List-Unsubscribe=One-Click`` (RFC 8058). DKIM signing is the relay's
-  job and must cover both List-Unsubscribe headers.
+- The body is the campaign's translation for the customer's locale (exact tag, then its language), else
+  its ``content`` (written in the campaign's ``locale``, default ``en``); the footer and the SMS STOP line
+  are in the language of the body chosen (English where prefcenter has no footer for that language), so
+  a body and its footer never differ in language.
+- Email: multipart/alternative text + HTML, or, for content without ``html``, a single ``text/plain``
+  part; the footer in the body's language in each part (:func:`footer_text`, :func:`footer_html`). Every
+  email's footer links the preference page and names the sender and its postal address
+  (``PREFCENTER_CONTROLLER_NAME``, ``PREFCENTER_POSTAL_ADDRESS``); marketing email's footer also has a
+  visible "Unsubscribe" link (the one-click URL), the right to object to direct marketing at any time
+  (GDPR Art. 21(2)-(4)) and the privacy notice link (COMPLIANCE 8, 18, 27). Marketing email also carries
+  ``List-Unsubscribe: <{public_url}/u/{token}>`` and ``List-Unsubscribe-Post: List-Unsubscribe=One-Click``
+  (RFC 8058). DKIM signing is the relay's job and must cover both List-Unsubscribe headers.
 - ``Message-ID`` is the same for every attempt at one (campaign, customer): a duplicate delivery after a
   crash is recognisable as one.
-- Marketing SMS gets "Reply STOP to opt out" in the customer's language.
+- Marketing SMS gets "Reply STOP to opt out" in the language of the body chosen.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ import msgspec
 from markupsafe import escape
 
 from prefcenter.config import Controller
-from prefcenter.domain.campaigns import Campaign
+from prefcenter.domain.campaigns import Campaign, select_content
 from prefcenter.domain.model import RTL_LANGUAGES, Customer
 from prefcenter.domain.placeholders import PlaceholderError, parse
 
@@ -207,7 +211,8 @@ def render(
     address = getattr(customer.profile.contacts, channel, None)
     if not address:
         raise ValueError(f"customer has no {channel} contact")
-    lang = language(customer.profile.locale)
+    tag, prefix, chosen = select_content(campaign, customer.profile.locale)
+    lang = language(tag)
     mid = message_id(campaign_id, customer.customer_ref, sender_domain(from_address))
     base = {
         "campaign_id": campaign_id,
@@ -218,14 +223,16 @@ def render(
         "marketing": marketing,
     }
     if channel == "email":
-        content = campaign.content.email
+        content = chosen.email
         if content is None:
-            raise ValueError("the campaign has no email content")
-        text = _substitute("content.email.text", content.text, values)
-        html = _substitute("content.email.html", content.html, values, html=True)
+            raise ValueError(f"the campaign has no email content in {prefix}")
+        text = _substitute(f"{prefix}.email.text", content.text, values)
         text = f"{text.rstrip()}\n\n{footer_text(lang, controller, manage_url, unsubscribe_url, marketing)}"
-        html = f"{html}\n{footer_html(lang, controller, manage_url, unsubscribe_url, marketing)}"
-        subject = _substitute("content.email.subject", content.subject, values)
+        html = None
+        if content.html is not None:
+            html = _substitute(f"{prefix}.email.html", content.html, values, html=True)
+            html = f"{html}\n{footer_html(lang, controller, manage_url, unsubscribe_url, marketing)}"
+        subject = _substitute(f"{prefix}.email.subject", content.subject, values)
         subject = subject.replace("\r", " ").replace("\n", " ")
         return Rendered(
             **base,
@@ -235,10 +242,10 @@ def render(
             unsubscribe_url=unsubscribe_url if marketing else None,
             manage_url=manage_url,
         )
-    part = getattr(campaign.content, channel)
+    part = getattr(chosen, channel)
     if part is None:
-        raise ValueError(f"the campaign has no {channel} content")
-    text = _substitute(f"content.{channel}.text", part.text, values)
+        raise ValueError(f"the campaign has no {channel} content in {prefix}")
+    text = _substitute(f"{prefix}.{channel}.text", part.text, values)
     if marketing and channel == "sms":
         text = f"{text.rstrip()}\n{STOP_LINE[lang]}"
     return Rendered(**base, text=text, manage_url=manage_url)

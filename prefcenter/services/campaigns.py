@@ -47,14 +47,15 @@ async def get_campaign(rt: Runtime, campaign_id: str) -> Campaign:
     return campaign
 
 
+#: The outbox statuses, as campaign counts and the message lists (API.md "Message status") name them.
+OUTBOX_STATUSES = ("queued", "deferred", "sent", "failed", "suppressed", "withdrawn")
+
+
 async def campaign_with_counts(rt: Runtime, campaign_id: str) -> dict[str, Any]:
     campaign = await get_campaign(rt, campaign_id)
     body: dict[str, Any] = msgspec.to_builtins(campaign)
     outbox = await rt.store.outbox_counts(campaign_id)
-    counts: dict[str, Any] = {
-        status: outbox.get(status, 0)
-        for status in ("queued", "deferred", "sent", "failed", "suppressed", "withdrawn")
-    }
+    counts: dict[str, Any] = {status: outbox.get(status, 0) for status in OUTBOX_STATUSES}
     counts["denied"] = await rt.store.decision_counts(campaign_id)
     body["counts"] = counts
     return body

@@ -66,6 +66,22 @@ class Metrics:
             ["source", "action"],
             registry=self.registry,
         )
+        self.webhook_deliveries = Counter(
+            "prefcenter_webhook_deliveries",
+            "Webhook delivery attempts by outcome: delivered, retried, failed",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self.webhook_pending = Gauge(
+            "prefcenter_webhook_pending",
+            "Webhook deliveries pending (read by the deliverer)",
+            registry=self.registry,
+        )
+        self.webhook_failed = Gauge(
+            "prefcenter_webhook_failed",
+            "Webhook deliveries failed (read by the deliverer)",
+            registry=self.registry,
+        )
 
 
 @dataclass

@@ -47,6 +47,7 @@ import msgspec
 from prefcenter.domain.campaigns import Campaign
 from prefcenter.domain.ledger import Attribution, Change, ConsentEvent, Notice
 from prefcenter.domain.model import CampaignView, Customer, CustomerState, Preferences, Role, Topic
+from prefcenter.store.webhooks import WebhookStore
 
 
 class ApiKey(msgspec.Struct, frozen=True):
@@ -183,6 +184,17 @@ class ReviewText(msgspec.Struct, frozen=True):
     resolved_by: str | None = None
 
 
+class ImportWrites(msgspec.Struct):
+    """One bulk-import chunk's writes (services/imports.py), written by ``WriteTx.write_import`` in
+    this order: customers (customer, address refs, created) with their contacts, then preferences
+    (customer id, preferences, at), then consent events (already chained after the locked head: the
+    head becomes the last one's). At most one entry per customer in each list."""
+
+    customers: list[tuple[Customer, dict[str, str], bool]] = msgspec.field(default_factory=list)
+    preferences: list[tuple[str, Preferences, datetime]] = msgspec.field(default_factory=list)
+    events: list[ConsentEvent] = msgspec.field(default_factory=list)
+
+
 class StoreUnavailable(Exception):
     """The store cannot write now (disk full, I/O error, read-only file): nobody's input is at fault,
     so it is answered as 503 with Retry-After, and the dispatcher leaves its work to be tried again."""
@@ -269,6 +281,17 @@ class WriteTx(Protocol):
     async def rekey_contacts(self, rows: list[tuple[str, str, str]]) -> None: ...
     async def move_suppressions(self, channel: str, refs: dict[str, str]) -> int: ...
     async def fill_phone_places(self) -> int: ...
+    # -- bulk import (services/imports.py): batched reads and writes, one hop each --
+    async def lock_ledger_head(self) -> tuple[int, str, Callable[[], str]]:
+        """The ledger head (seq, hash), locked for this transaction, and the store's event id maker:
+        the caller chains events after it (``chain_events``) and writes them with ``write_import``."""
+        ...
+
+    async def suppressed_addresses(self, pairs: list[tuple[str, str]]) -> set[tuple[str, str]]:
+        """Those (channel, address_ref) pairs that have a suppression of any kind."""
+        ...
+
+    async def write_import(self, writes: ImportWrites) -> None: ...
 
 
 class RateBucket(Protocol):
@@ -313,7 +336,7 @@ class Maintenance(Protocol):
         ...
 
 
-class Store(Protocol):
+class Store(WebhookStore, Protocol):
     @property
     def maintenance(self) -> Maintenance: ...
 
@@ -345,6 +368,33 @@ class Store(Protocol):
     async def find_key(self, key_hash: str) -> ApiKey | None: ...
     async def outbox_counts(self, campaign_id: str) -> dict[str, int]: ...
     async def outbox_due_count(self) -> int: ...
+    # Lists (API.md "Lists", "Message status"): keyset pages in the order of an immutable key
+    # (customer id, campaign id), items after ``after``; built in store/listing.py for both engines.
+    async def list_customers(
+        self,
+        *,
+        topic: str | None,
+        channel: str | None,
+        updated_since: str | None,
+        after: str | None,
+        limit: int,
+    ) -> list[dict[str, Any]]: ...
+    async def list_campaigns(self, *, after: str | None, limit: int) -> list[dict[str, Any]]: ...
+    async def list_messages(
+        self,
+        *,
+        campaign_id: str | None,
+        customer_id: str | None,
+        status: str | None,
+        after: str | None,
+        limit: int,
+    ) -> list[dict[str, Any]]: ...
+    async def decision_page(
+        self, customer_id: str, campaign_id: str | None, *, after: int | None, limit: int
+    ) -> list[tuple[int, DecisionRow]]: ...  # (decision id, row), in id order after ``after``
+    async def suppression_page(
+        self, channel: str | None, *, after: tuple[str, str] | None, limit: int
+    ) -> list[Suppression]: ...  # in (channel, address_ref) order after ``after``
     async def list_suppressions(self, channel: str | None) -> list[Suppression]: ...
     async def inbound_for_review(self, since: str | None, resolved: bool = False) -> list[ReviewText]: ...
     async def inbound_open_before(self, before: str) -> int: ...

@@ -14,7 +14,7 @@ import msgspec
 import phonenumbers
 import structlog
 
-from prefcenter.domain.campaigns import Campaign
+from prefcenter.domain.campaigns import Campaign, campaign_columns
 from prefcenter.domain.ledger import EVENT_FIELDS, EVENT_SHAPE, ConsentEvent, Notice, shaped
 from prefcenter.domain.model import (
     PHONE_CHANNELS,
@@ -111,10 +111,11 @@ def topic_from_row(row: Any) -> Topic:
 
 
 def campaign_from_row(row: Any) -> Campaign:
-    """(topic, channels, send_by, content)."""
+    """(topic, channels, send_by, content); ``content`` also holds ``locale`` and ``translations``
+    when the campaign has them (``content_column``)."""
+    columns = campaign_columns(json_decode(row[3]))
     return msgspec.convert(
-        {"topic": row[0], "channels": json_decode(row[1]), "send_by": row[2], "content": json_decode(row[3])},
-        Campaign,
+        {"topic": row[0], "channels": json_decode(row[1]), "send_by": row[2], **columns}, Campaign
     )
 
 

@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -64,6 +65,37 @@ def test_ledger_benchmark_runs() -> None:
     report = run("bench_ledger.py")
     assert report["events"] == 2000
     assert {"export_jsonl", "export_csv", "verify"} <= report.keys()
+
+
+def test_import_benchmark_runs() -> None:
+    report = run("bench_import.py")
+    assert report["customers"] == 2000
+    keys = {"cli_customers_per_s", "cli_peak_rss_mb", "http_customers_per_s", "http_server_peak_rss_mb"}
+    assert keys <= report.keys()
+
+
+def test_webhooks_benchmark_runs() -> None:
+    report: dict[str, Any] = run("bench_webhooks.py")
+    backlog, live = report["backlog"], report["live"]
+    assert backlog["events"] > 0 and backlog["left_pending"] == 0 and backlog["events_per_s"] > 0
+    for phase in (backlog, live):
+        figures = phase["receiver"]
+        assert figures["bad_signatures"] == 0 and figures["distinct"] == backlog["events"], figures
+
+
+def test_lists_benchmark_runs() -> None:
+    report: dict[str, Any] = run("bench_lists.py")
+    assert report["customers"] == 2000
+    figures = report["sqlite"]
+    assert figures["all_first_page_items"] == 100 and figures["topic_rare_first_page_items"] == 20
+    assert all("SCAN" not in step for plan in figures["plans"].values() for step in plan), figures["plans"]
+
+
+@pytest.mark.postgres
+def test_lists_benchmark_runs_on_postgres(postgres_url: str) -> None:
+    report: dict[str, Any] = run("bench_lists.py", "--engine", "postgres", "--postgres-url", postgres_url)
+    figures = report["postgres"]
+    assert figures["all_middle_page_items"] == 100 and figures["channel_none_first_page_items"] == 100
 
 
 def check_approvals(report: dict[str, object], labels: list[str]) -> None:

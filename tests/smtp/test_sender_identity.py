@@ -90,7 +90,7 @@ async def test_compliance_27_marketing_footer_names_sender_address_and_unsubscri
     List-Unsubscribe, beside the preference link, in both parts and in the customer's language; the
     HTML footer is marked with its language and direction (Persian: rtl) and escapes the settings."""
     with_identity(api)
-    await campaign(api, channels=["email"])
+    await campaign(api, channels=["email"], locale=PEOPLE[lang]["locale"])  # the footer follows the body
     await customer(api, f"c-{lang}", PEOPLE[lang])
     (msg,) = await deliver(api, sink, "black-friday", [f"c-{lang}"])
     t = FOOTER_TEXTS[lang]
@@ -125,8 +125,8 @@ async def test_compliance_18_every_marketing_email_states_the_right_to_object(
     stated explicitly, as a paragraph of its own, in both parts of every marketing email, in the
     customer's language; a transactional email does not carry it."""
     with_identity(api)
-    await campaign(api, channels=["email"])
-    await campaign(api, "receipt", topic="order-updates", channels=["email"])
+    await campaign(api, channels=["email"], locale=PEOPLE[lang]["locale"])  # the footer follows the body
+    await campaign(api, "receipt", topic="order-updates", channels=["email"], locale=PEOPLE[lang]["locale"])
     await customer(api, f"c-{lang}", PEOPLE[lang])
     (marketing,) = await deliver(api, sink, "black-friday", [f"c-{lang}"])
     sink[0].messages.clear()
@@ -145,7 +145,7 @@ async def test_compliance_27_transactional_footer_names_sender_without_opt_out(
     """COMPLIANCE item 27 / B12: a transactional email keeps the preference link and names the sender
     and postal address, with no Unsubscribe link, no objection line and no List-Unsubscribe headers."""
     with_identity(api)
-    await campaign(api, "receipt", topic="order-updates", channels=["email"])
+    await campaign(api, "receipt", topic="order-updates", channels=["email"], locale="pl")
     await customer(api, "c1", channel=None, topics=[])
     (msg,) = await deliver(api, sink, "receipt", ["c1"])
     assert msg["List-Unsubscribe"] is None and msg["List-Unsubscribe-Post"] is None

@@ -15,6 +15,7 @@ from asyncpg import exceptions as pgerr
 from prefcenter.domain.campaigns import Campaign
 from prefcenter.domain.ledger import Notice
 from prefcenter.domain.model import Customer, Topic
+from prefcenter.store import listing
 from prefcenter.store.base import (
     ApiKey,
     DecisionRow,
@@ -116,6 +117,14 @@ _DECISION_COUNTS_SQL = (
 _KEY_COLUMNS = "SELECT id, name, role, key_prefix, created_at, revoked_at FROM api_keys"
 
 
+# The customer's topics as a JSON array, per row of GET /v1/customers (store/listing.py).
+TOPICS_EXPR = "SELECT json_agg(k.topic_id)::text FROM customer_topics k WHERE k.customer_id = c.id"
+
+
+def _ph(n: int) -> str:
+    return f"${n}"
+
+
 class PgReads:
     """The reads of :class:`prefcenter.store.base.Store`; :class:`PostgresStore` opens the pool."""
 
@@ -193,6 +202,68 @@ class PgReads:
                 "SELECT status, count(*) FROM outbox WHERE campaign_id = $1 GROUP BY status", campaign_id
             )
         return {row[0]: row[1] for row in rows}
+
+    async def list_customers(
+        self,
+        *,
+        topic: str | None,
+        channel: str | None,
+        updated_since: str | None,
+        after: str | None,
+        limit: int,
+    ) -> list[dict[str, Any]]:
+        sql, params = listing.customers_sql(
+            _ph,
+            TOPICS_EXPR,
+            topic=topic,
+            channel=channel,
+            updated_since=updated_since,
+            after=after,
+            limit=limit,
+        )
+        with reading():
+            rows = await self.db.fetch(sql, *params)
+        return [listing.customer_item(row) for row in rows]
+
+    async def list_campaigns(self, *, after: str | None, limit: int) -> list[dict[str, Any]]:
+        sql, params = listing.campaigns_sql(_ph, after=after, limit=limit)
+        with reading():
+            rows = await self.db.fetch(sql, *params)
+        return [listing.campaign_item(row) for row in rows]
+
+    async def list_messages(
+        self,
+        *,
+        campaign_id: str | None,
+        customer_id: str | None,
+        status: str | None,
+        after: str | None,
+        limit: int,
+    ) -> list[dict[str, Any]]:
+        sql, params = listing.messages_sql(
+            _ph, campaign_id=campaign_id, customer_id=customer_id, status=status, after=after, limit=limit
+        )
+        with reading():
+            rows = await self.db.fetch(sql, *params)
+        return [listing.message_item(row) for row in rows]
+
+    async def decision_page(
+        self, customer_id: str, campaign_id: str | None, *, after: int | None, limit: int
+    ) -> list[tuple[int, DecisionRow]]:
+        sql, params = listing.decisions_sql(
+            _ph, customer_id=customer_id, campaign_id=campaign_id, after=after, limit=limit
+        )
+        with reading():
+            rows = await self.db.fetch(sql, *params)
+        return [(row[0], (row[1], row[2], row[3], row[4], row[5], row[6], row[7], row[8])) for row in rows]
+
+    async def suppression_page(
+        self, channel: str | None, *, after: tuple[str, str] | None, limit: int
+    ) -> list[Suppression]:
+        sql, params = listing.suppressions_sql(_ph, channel=channel, after=after, limit=limit)
+        with reading():
+            rows = await self.db.fetch(sql, *params)
+        return [Suppression(row[0], row[1], row[2], row[3], row[4]) for row in rows]
 
     async def outbox_due_count(self) -> int:
         with reading():

@@ -38,6 +38,7 @@ from prefcenter.store.postgres import gate as pg_gate
 from prefcenter.store.postgres.buckets import SharedBucket
 from prefcenter.store.postgres.reads import PgReads, describe, unavailable
 from prefcenter.store.postgres.schema import default_migrations_dir, migrate_locked, pending_locked
+from prefcenter.store.postgres.webhooks import PgWebhooks
 from prefcenter.store.postgres.write import PgWriteTx
 
 if TYPE_CHECKING:
@@ -79,7 +80,7 @@ def write_lock_key(schema: str) -> int:
     return int.from_bytes(digest[:8], "big", signed=True)
 
 
-class PostgresStore(PgReads):
+class PostgresStore(PgWebhooks, PgReads):
     """The asyncpg adapter of :class:`prefcenter.store.base.Store`."""
 
     def __init__(

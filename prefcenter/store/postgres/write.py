@@ -10,13 +10,14 @@ from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from prefcenter.domain.campaigns import Campaign
+from prefcenter.domain.campaigns import Campaign, content_column
 from prefcenter.domain.ledger import Attribution, Change, ConsentEvent, Notice, chain_events, format_at
 from prefcenter.domain.model import PHONE_CHANNELS, CampaignView, Customer, Preferences, Role, Topic
 from prefcenter.store.base import (
     ApiKey,
     DecisionRow,
     GateInputs,
+    ImportWrites,
     NotificationItem,
     NotificationUpdate,
     OutboxItem,
@@ -280,7 +281,7 @@ class PgWriteTx:
             campaign.topic,
             json_encode(campaign.channels).decode(),
             format_at(campaign.send_by) if campaign.send_by else None,
-            json_encode(campaign.content).decode(),
+            json_encode(content_column(campaign)).decode(),
             format_at(at),
         )
         return created
@@ -362,6 +363,109 @@ class PgWriteTx:
                 for u in updates
             ],
         )
+
+    async def lock_ledger_head(self) -> tuple[int, str, Callable[[], str]]:
+        head = await self.conn.fetchrow("SELECT seq, hash FROM ledger_head WHERE id = 1 FOR UPDATE")
+        assert head is not None, "ledger_head row missing: migration 0001 not applied"
+        return int(head[0]), str(head[1]), self._new_id
+
+    async def suppressed_addresses(self, pairs: list[tuple[str, str]]) -> set[tuple[str, str]]:
+        if not pairs:
+            return set()
+        rows = await self.conn.fetch(
+            "SELECT s.channel, s.address_ref FROM suppressions s "
+            "JOIN unnest($1::text[], $2::text[]) AS p(channel, address_ref) "
+            "ON s.channel = p.channel AND s.address_ref = p.address_ref",
+            [c for c, _ in pairs],
+            [r for _, r in pairs],
+        )
+        return {(row[0], row[1]) for row in rows}
+
+    async def write_import(self, writes: ImportWrites) -> None:
+        """A bulk-import chunk (services/imports.py): one executemany per statement."""
+        created = [c for c, _, new in writes.customers if new]
+        replaced = [c for c, _, new in writes.customers if not new]
+        await self._lock([c.customer_id for c in replaced] + [cid for cid, _, _ in writes.preferences])
+        if created:
+            await self.conn.executemany(
+                "INSERT INTO customers (id, ref, timezone, locale, country, created_at, updated_at, "
+                "link_gen, phone_places) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                [
+                    (
+                        c.customer_id,
+                        c.customer_ref,
+                        c.profile.timezone,
+                        c.profile.locale,
+                        c.profile.country,
+                        format_at(c.created_at),
+                        format_at(c.updated_at),
+                        c.link_gen,
+                        places_text(c.profile.contacts.items()),
+                    )
+                    for c in created
+                ],
+            )
+        if replaced:
+            await self.conn.executemany(
+                "UPDATE customers SET timezone = $1, locale = $2, country = $3, updated_at = $4, "
+                "phone_places = $5 WHERE id = $6",
+                [
+                    (
+                        c.profile.timezone,
+                        c.profile.locale,
+                        c.profile.country,
+                        format_at(c.updated_at),
+                        places_text(c.profile.contacts.items()),
+                        c.customer_id,
+                    )
+                    for c in replaced
+                ],
+            )
+            await self.conn.execute(
+                "DELETE FROM contacts WHERE customer_id = ANY($1::text[])", [c.customer_id for c in replaced]
+            )
+        contacts = [
+            (c.customer_id, ch, addr, refs[ch])
+            for c, refs, _ in writes.customers
+            for ch, addr in c.profile.contacts.items()
+        ]
+        if contacts:
+            await self.conn.executemany(
+                "INSERT INTO contacts (customer_id, channel, address, address_ref) VALUES ($1, $2, $3, $4)",
+                contacts,
+            )
+        if writes.preferences:
+            await self.conn.executemany(
+                "UPDATE customers SET channel = $1, quiet_start = $2, quiet_end = $3, max_per_week = $4, "
+                "paused_until = $5, updated_at = $6 WHERE id = $7",
+                [
+                    (
+                        p.channel,
+                        p.quiet_hours.start if p.quiet_hours else None,
+                        p.quiet_hours.end if p.quiet_hours else None,
+                        p.max_per_week,
+                        format_at(p.paused_until) if p.paused_until else None,
+                        format_at(at),
+                        cid,
+                    )
+                    for cid, p, at in writes.preferences
+                ],
+            )
+            await self.conn.execute(
+                "DELETE FROM customer_topics WHERE customer_id = ANY($1::text[])",
+                [cid for cid, _, _ in writes.preferences],
+            )
+            topics = [(cid, t) for cid, p, _ in writes.preferences for t in p.topics]
+            if topics:
+                await self.conn.executemany(
+                    "INSERT INTO customer_topics (customer_id, topic_id) VALUES ($1, $2)", topics
+                )
+        if writes.events:
+            await self.conn.executemany(INSERT_EVENT_SQL, [event_row(e) for e in writes.events])
+            last = writes.events[-1]
+            await self.conn.execute(
+                "UPDATE ledger_head SET seq = $1, hash = $2 WHERE id = 1", last.seq, last.hash
+            )
 
     async def get_customers(self, customer_ids: list[str]) -> dict[str, Customer]:
         """Many customers in one query (the dispatcher renders a batch at once), locked for this

@@ -10,6 +10,7 @@ import aiosqlite
 from prefcenter.domain.campaigns import Campaign
 from prefcenter.domain.ledger import Notice
 from prefcenter.domain.model import Customer, Topic
+from prefcenter.store import listing
 from prefcenter.store.base import ApiKey, DecisionRow, EventFilter, GateInputs, ReviewText, Suppression
 from prefcenter.store.sqlite.gate import gate_inputs_sync
 from prefcenter.store.sqlite.rows import (
@@ -25,6 +26,13 @@ from prefcenter.store.sqlite.rows import (
     key_from_row,
 )
 from prefcenter.store.sqlite.thread import SqliteThread
+
+# The customer's topics as a JSON array, per row of GET /v1/customers (store/listing.py).
+TOPICS_EXPR = "SELECT json_group_array(topic_id) FROM customer_topics WHERE customer_id = c.id"
+
+
+def _ph(_: int) -> str:
+    return "?"
 
 
 def _event_where(flt: EventFilter) -> tuple[str, list[Any]]:
@@ -118,6 +126,63 @@ class SqliteReads:
             "SELECT status, count(*) FROM outbox WHERE campaign_id = ? GROUP BY status", (campaign_id,)
         ) as cur:
             return {row[0]: row[1] for row in await cur.fetchall()}
+
+    async def list_customers(
+        self,
+        *,
+        topic: str | None,
+        channel: str | None,
+        updated_since: str | None,
+        after: str | None,
+        limit: int,
+    ) -> list[dict[str, Any]]:
+        sql, params = listing.customers_sql(
+            _ph,
+            TOPICS_EXPR,
+            topic=topic,
+            channel=channel,
+            updated_since=updated_since,
+            after=after,
+            limit=limit,
+        )
+        async with self.reader.execute(sql, params) as cur:
+            return [listing.customer_item(row) for row in await cur.fetchall()]
+
+    async def list_campaigns(self, *, after: str | None, limit: int) -> list[dict[str, Any]]:
+        sql, params = listing.campaigns_sql(_ph, after=after, limit=limit)
+        async with self.reader.execute(sql, params) as cur:
+            return [listing.campaign_item(row) for row in await cur.fetchall()]
+
+    async def list_messages(
+        self,
+        *,
+        campaign_id: str | None,
+        customer_id: str | None,
+        status: str | None,
+        after: str | None,
+        limit: int,
+    ) -> list[dict[str, Any]]:
+        sql, params = listing.messages_sql(
+            _ph, campaign_id=campaign_id, customer_id=customer_id, status=status, after=after, limit=limit
+        )
+        async with self.reader.execute(sql, params) as cur:
+            return [listing.message_item(row) for row in await cur.fetchall()]
+
+    async def decision_page(
+        self, customer_id: str, campaign_id: str | None, *, after: int | None, limit: int
+    ) -> list[tuple[int, DecisionRow]]:
+        sql, params = listing.decisions_sql(
+            _ph, customer_id=customer_id, campaign_id=campaign_id, after=after, limit=limit
+        )
+        async with self.reader.execute(sql, params) as cur:
+            return [(row[0], tuple(row[1:])) for row in await cur.fetchall()]
+
+    async def suppression_page(
+        self, channel: str | None, *, after: tuple[str, str] | None, limit: int
+    ) -> list[Suppression]:
+        sql, params = listing.suppressions_sql(_ph, channel=channel, after=after, limit=limit)
+        async with self.reader.execute(sql, params) as cur:
+            return [Suppression(*row) for row in await cur.fetchall()]
 
     async def outbox_due_count(self) -> int:
         async with self.reader.execute(

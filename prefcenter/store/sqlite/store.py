@@ -27,6 +27,7 @@ from prefcenter.store.sqlite.gate import begin_sync, gate_sync
 from prefcenter.store.sqlite.reads import SqliteReads
 from prefcenter.store.sqlite.schema import SqliteMigrations, default_migrations_dir
 from prefcenter.store.sqlite.thread import SqliteThread
+from prefcenter.store.sqlite.webhooks import SqliteWebhooks
 from prefcenter.store.sqlite.write import SqliteWriteTx, commit_sync
 
 T = TypeVar("T")
@@ -60,7 +61,7 @@ def _connect_sync(path: Path, busy_timeout_ms: int) -> sqlite3.Connection:
     return conn
 
 
-class SqliteStore(SqliteReads):
+class SqliteStore(SqliteWebhooks, SqliteReads):
     """The aiosqlite adapter of :class:`prefcenter.store.base.Store`."""
 
     def __init__(

@@ -4,13 +4,13 @@ inside one transaction on the writer's thread (the store begins and commits it).
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any
 
 import structlog
 
-from prefcenter.domain.campaigns import Campaign
+from prefcenter.domain.campaigns import Campaign, content_column
 from prefcenter.domain.ledger import (
     Attribution,
     Change,
@@ -24,6 +24,7 @@ from prefcenter.store.base import (
     ApiKey,
     DecisionRow,
     GateInputs,
+    ImportWrites,
     NotificationItem,
     NotificationUpdate,
     OutboxItem,
@@ -74,6 +75,81 @@ _ADD_SUPPRESSION_SQL = (
     "since = excluded.since, scope = excluded.scope "
     "WHERE suppressions.scope = 'marketing' AND excluded.scope = 'all'"
 )
+
+
+def write_import_sync(conn: sqlite3.Connection, writes: ImportWrites) -> None:
+    """A bulk-import chunk (services/imports.py) in one hop: executemany per statement."""
+    created = [c for c, _, new in writes.customers if new]
+    replaced = [c for c, _, new in writes.customers if not new]
+    conn.executemany(
+        "INSERT INTO customers (id, ref, timezone, locale, country, created_at, updated_at, "
+        "link_gen, phone_places) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            (
+                c.customer_id,
+                c.customer_ref,
+                c.profile.timezone,
+                c.profile.locale,
+                c.profile.country,
+                format_at(c.created_at),
+                format_at(c.updated_at),
+                c.link_gen,
+                places_text(c.profile.contacts.items()),
+            )
+            for c in created
+        ],
+    )
+    conn.executemany(
+        "UPDATE customers SET timezone = ?, locale = ?, country = ?, updated_at = ?, "
+        "phone_places = ? WHERE id = ?",
+        [
+            (
+                c.profile.timezone,
+                c.profile.locale,
+                c.profile.country,
+                format_at(c.updated_at),
+                places_text(c.profile.contacts.items()),
+                c.customer_id,
+            )
+            for c in replaced
+        ],
+    )
+    conn.executemany("DELETE FROM contacts WHERE customer_id = ?", [(c.customer_id,) for c in replaced])
+    conn.executemany(
+        "INSERT INTO contacts (customer_id, channel, address, address_ref) VALUES (?, ?, ?, ?)",
+        [
+            (c.customer_id, ch, addr, refs[ch])
+            for c, refs, _ in writes.customers
+            for ch, addr in c.profile.contacts.items()
+        ],
+    )
+    conn.executemany(
+        "UPDATE customers SET channel = ?, quiet_start = ?, quiet_end = ?, max_per_week = ?, "
+        "paused_until = ?, updated_at = ? WHERE id = ?",
+        [
+            (
+                p.channel,
+                p.quiet_hours.start if p.quiet_hours else None,
+                p.quiet_hours.end if p.quiet_hours else None,
+                p.max_per_week,
+                format_at(p.paused_until) if p.paused_until else None,
+                format_at(at),
+                cid,
+            )
+            for cid, p, at in writes.preferences
+        ],
+    )
+    conn.executemany(
+        "DELETE FROM customer_topics WHERE customer_id = ?", [(cid,) for cid, _, _ in writes.preferences]
+    )
+    conn.executemany(
+        "INSERT INTO customer_topics (customer_id, topic_id) VALUES (?, ?)",
+        [(cid, t) for cid, p, _ in writes.preferences for t in p.topics],
+    )
+    if writes.events:
+        conn.executemany(INSERT_EVENT_SQL, [event_row(e) for e in writes.events])
+        last = writes.events[-1]
+        conn.execute("UPDATE ledger_head SET seq = ?, hash = ? WHERE id = 1", (last.seq, last.hash))
 
 
 class SqliteWriteTx:
@@ -261,7 +337,7 @@ class SqliteWriteTx:
                 campaign.topic,
                 json_encode(campaign.channels).decode(),
                 format_at(campaign.send_by) if campaign.send_by else None,
-                json_encode(campaign.content).decode(),
+                json_encode(content_column(campaign)).decode(),
                 stamp,
                 stamp,
             ),
@@ -351,6 +427,25 @@ class SqliteWriteTx:
                 for u in updates
             ],
         )
+
+    async def lock_ledger_head(self) -> tuple[int, str, Callable[[], str]]:
+        async with self.conn.execute("SELECT seq, hash FROM ledger_head WHERE id = 1") as cur:
+            head = await cur.fetchone()
+        assert head is not None, "ledger_head row missing: migration 0001 not applied"
+        return int(head[0]), str(head[1]), self._new_id
+
+    async def suppressed_addresses(self, pairs: list[tuple[str, str]]) -> set[tuple[str, str]]:
+        if not pairs:
+            return set()
+        async with self.conn.execute(
+            "SELECT s.channel, s.address_ref FROM suppressions s JOIN json_each(?) j "
+            "ON s.channel = json_extract(j.value, '$[0]') AND s.address_ref = json_extract(j.value, '$[1]')",
+            (json_encode([list(p) for p in pairs]).decode(),),
+        ) as cur:
+            return {(row[0], row[1]) for row in await cur.fetchall()}
+
+    async def write_import(self, writes: ImportWrites) -> None:
+        await self.conn.run(write_import_sync, writes)
 
     async def get_customers(self, customer_ids: list[str]) -> dict[str, Customer]:
         """Many customers in one query (the dispatcher renders a batch at once)."""
