@@ -48,6 +48,7 @@ import structlog
 from prefcenter.domain.ledger import format_instant
 from prefcenter.domain.model import CHANNELS, CampaignView, Decision
 from prefcenter.domain.timewindows import to_us
+from prefcenter.logging import Redactor
 from prefcenter.messaging.email import Rendered, render
 from prefcenter.messaging.ratelimit import TokenBucket
 from prefcenter.messaging.transports import Outcome, Transport
@@ -69,6 +70,10 @@ from prefcenter.store.base import (
 )
 
 log = structlog.get_logger("prefcenter.dispatcher")
+#: A server's reply often echoes the recipient (``550 5.1.1 <ola@example.pl>: no such user``). It is kept
+#: as the message's last_error and as a bounce's ledger evidence (which outlives an erasure and goes to
+#: webhook receivers), so addresses and phone numbers are redacted from it first.
+_redact_reply = Redactor().redact
 
 
 def default_transports(rt: Runtime) -> dict[str, Transport]:
@@ -468,7 +473,7 @@ class Dispatcher:
                 for h in handed:
                     camp, cid, lease = h.item.campaign_id, h.item.customer_id, h.item.lease_until_us
                     kind: str = h.outcome.kind
-                    detail = h.outcome.detail
+                    detail = _redact_reply(h.outcome.detail)
                     attempts = h.item.attempts + 1
                     if kind == "sent":
                         updates.append(OutboxUpdate(camp, cid, "sent", sent=True, lease_until_us=lease))

@@ -173,7 +173,7 @@ async def decisions_page(
     rows = await rt.store.decision_page(
         customer_id, campaign_id, after=None if key is None else int(key), limit=limit + 1
     )
-    if not rows and after is None and await rt.store.get_customer(customer_id) is None:
+    if not rows and await rt.store.get_customer(customer_id) is None:
         raise NotFound(f"no customer {customer_id!r}")
     keys = ("campaign_id", "at", "verdict", "reason", "channel", "not_before", "policy_version")
     items: list[dict[str, object]] = [dict(zip(keys, row[1:], strict=True)) for _, row in rows[:limit]]

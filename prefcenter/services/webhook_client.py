@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import ssl
 from urllib.parse import urlsplit
 
 MAX_HEAD = 64 * 1024
 MAX_BODY = 1024 * 1024
+_HEX = re.compile(rb"[0-9A-Fa-f]{1,8}")  # a chunk size (at most 4 GiB - 1; MAX_BODY bounds it anyway)
 
 
 class HttpTimeout(Exception):
@@ -150,7 +152,7 @@ class WebhookClient:
                 if 100 <= status < 200:
                     continue  # informational: the answer follows
                 break
-            keep = await _drain_body(conn.reader, headers) and version == "HTTP/1.1"
+            keep = await _drain_body(conn.reader, headers, status) and version == "HTTP/1.1"
             keep = keep and "close" not in headers.get("connection", "").lower()
             return status, headers
         except ConnectionError as exc:
@@ -181,13 +183,18 @@ def _parse_head(head: bytes) -> tuple[int, str, dict[str, str]]:
     return int(code), version, headers
 
 
-async def _drain_body(reader: asyncio.StreamReader, headers: dict[str, str]) -> bool:
+async def _drain_body(reader: asyncio.StreamReader, headers: dict[str, str], status: int) -> bool:
     """Read and drop the body; True when it was read whole (the connection may be kept)."""
+    if status in (204, 304):
+        return True  # no body by definition (RFC 9112 6.3)
     if "chunked" in headers.get("transfer-encoding", "").lower():
         total = 0
         while True:
             size_line = await reader.readuntil(b"\r\n")
-            size = int(size_line.split(b";", 1)[0].strip() or b"0", 16)
+            digits = size_line.split(b";", 1)[0].strip()
+            if not _HEX.fullmatch(digits):
+                return False  # not a chunk size: the connection is not kept
+            size = int(digits, 16)
             if size == 0:
                 while await reader.readuntil(b"\r\n") != b"\r\n":  # trailers
                     pass
@@ -195,7 +202,8 @@ async def _drain_body(reader: asyncio.StreamReader, headers: dict[str, str]) -> 
             total += size
             if total > MAX_BODY:
                 return False
-            await reader.readexactly(size + 2)
+            if (await reader.readexactly(size + 2))[-2:] != b"\r\n":
+                return False
     length = headers.get("content-length")
     if length is None:
         return False  # delimited by the close: not kept

@@ -109,6 +109,10 @@ def check_webhook_id(webhook_id: str) -> None:
 def _check_url(url: str) -> list[FieldError]:
     if any(ch.isspace() or ord(ch) < 0x20 or ord(ch) == 0x7F for ch in url):
         return [FieldError("url", "must not contain spaces, line breaks or control characters")]
+    if not url.isascii():
+        return [
+            FieldError("url", "must be ASCII: give the host in its IDNA form and percent-encode the path")
+        ]
     try:
         parts = urlsplit(url)
         host = parts.hostname
@@ -269,7 +273,7 @@ def retry_after_seconds(value: str | None, now: datetime) -> float | None:
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
+    if value.isascii() and value.isdigit():
         return float(value)
     try:
         moment = parsedate_to_datetime(value)
@@ -310,7 +314,10 @@ class WebhookDeliverer:
         self.wall = wall
         self.concurrency = concurrency
         self.batch = batch
-        self.lease = lease
+        # A claim must outlive the slowest round it can be part of (every claim of one subscription
+        # behind `concurrency` slots, each attempt up to `timeout`): else another deliverer re-claims a
+        # head still being sent and sends that customer's next event before it.
+        self.lease = max(lease, timedelta(seconds=-(-batch // concurrency) * timeout + 30))
         self.idle_seconds = idle_seconds
         self.backoff_base = backoff_base
         self.backoff_max = backoff_max
@@ -437,6 +444,14 @@ class WebhookDeliverer:
                 return self._retry(claim, event, None, "timeout", None)
             except HttpError as exc:
                 return self._retry(claim, event, None, f"network: {exc}", None)
+            except Exception as exc:  # a fault of this one attempt never loses the round's other records
+                log.error(
+                    "webhook attempt failed",
+                    webhook_id=claim.webhook_id,
+                    seq=claim.event_seq,
+                    error=type(exc).__name__,
+                )
+                return self._retry(claim, event, None, f"client: {type(exc).__name__}", None)
         if 200 <= code < 300:
             return DeliveryUpdate(claim.webhook_id, claim.event_seq, "delivered", last_status=code)
         if code in (408, 429) or code >= 500:

@@ -10,6 +10,7 @@ gate's phone places (migration 0012) are stored with the contacts.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -547,7 +548,12 @@ def test_edge_13_email_identity_is_case_insensitive_with_the_domain_as_idna() ->
     p = Pseudonymizer(SECRET)
     same = ["Same.User@Example.COM", "same.user@example.com", " SAME.USER@example.com "]
     assert len({p.address_ref("email", a) for a in same}) == 1
-    idn = ["user@bücher.example", "user@bu\u0308cher.example", "USER@BÜCHER.EXAMPLE", "user@XN--BCHER-KVA.example"]
+    idn = [
+        "user@bücher.example",
+        "user@bu\u0308cher.example",
+        "USER@BÜCHER.EXAMPLE",
+        "user@XN--BCHER-KVA.example",
+    ]
     assert len({p.address_ref("email", a) for a in idn}) == 1
     assert p.address_ref("email", "user@bücher.example") != p.address_ref("email", "user@bucher.example")
     assert p.address_ref("email", "other@bücher.example") != p.address_ref("email", "user@bücher.example")
@@ -557,3 +563,33 @@ def test_edge_13_email_identity_is_case_insensitive_with_the_domain_as_idna() ->
     assert p.pre_idna_address_ref("email", "Same.User@Example.COM") == p.address_ref("email", same[1])
     assert p.pre_idna_address_ref("email", idn[0]) != p.address_ref("email", idn[0])
     assert p.address_ref("sms", "+48600100200") == p.address_ref("voice", "+48600100200")
+
+
+async def test_compliance_27_an_imported_fresh_choice_lifts_the_unsubscribe_as_a_put_does(
+    api: Api, client: Roles
+) -> None:
+    """The bulk import runs the same rule: a new customer imported with the unsubscribed address and the
+    channel chosen lifts the unsubscribe, with the lift's event recorded under that customer too (the
+    import used to ask the database who holds the address before its chunk was written, and missed them)."""
+    await setup(client, {"id1": ID1_EMAIL})
+    await one_click(client, await unsubscribe_path(client, "id1"))
+    provenance = {**PROVENANCE, "source": "api"}
+    body = prefs(channel="email", topics=["promotions"])
+    body.pop("provenance")
+    line = {
+        "customer_id": "id3",
+        "profile": profile(ID2_EMAIL),
+        "preferences": body,
+        "provenance": provenance,
+    }
+    r = await api.client.post(
+        "/v1/customers/import",
+        content=json.dumps(line).encode() + b"\n",
+        headers={**api.as_("marketing"), "Content-Type": "application/x-ndjson"},
+    )
+    assert r.status_code == 200 and r.json()["created"] == 1, r.text
+    assert await suppressions(client) == []
+    ref = api.rt.pseudonyms.address_ref("email", ID1_EMAIL)
+    lifted = {"suppressed": False, "address_ref": ref, "reason": "opt_in", "scope": "marketing"}
+    assert suppression_events(await ledger(client, "id3"))[-1] == ("api", "system", lifted)
+    assert suppression_events(await ledger(client, "id1"))[-1] == ("api", "system", lifted)

@@ -7,13 +7,20 @@ from __future__ import annotations
 import asyncio
 import base64
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
 import pytest
 from structlog.testing import capture_logs
 
-from prefcenter.services.webhooks import WebhookDeliverer, decode_cursor, encode_cursor, secret_bytes
+from prefcenter.services.webhooks import (
+    WebhookDeliverer,
+    decode_cursor,
+    encode_cursor,
+    retry_after_seconds,
+    secret_bytes,
+)
 from tests.api.test_approvals import customer
 from tests.api.test_inbound import sms
 from tests.conftest import Api, query
@@ -119,6 +126,8 @@ async def test_put_get_delete_roles_and_the_secret_stays_hidden(api: Api) -> Non
         ({"url": "https://crm.example/a\nb"}, "url"),
         ({"url": "https://crm.example/a b"}, "url"),
         ({"url": "https://crm.example:99999/"}, "url"),
+        ({"url": "https://例え.jp/hooks"}, "url"),  # non-ASCII: the client could not send it (review B1)
+        ({"url": "https://crm.example/€"}, "url"),
         ({"url": "https://crm.example/" + "a" * 2100}, "url"),
         ({"secret": "whsec_" + base64.b64encode(b"short-key").decode()}, "secret"),
         ({"secret": base64.b64encode(bytes(32)).decode()}, "secret"),
@@ -471,3 +480,36 @@ async def test_plain_http_is_accepted_and_warned_about_in_production(api: Api) -
     warned = [e for e in logs if e["log_level"] == "warning" and "plain http" in e["event"]]
     assert [e["webhook_id"] for e in warned] == ["crm"]
     assert SECRET not in repr(logs) and "/hooks" not in repr(logs)  # neither the secret nor the path
+
+
+def test_a_malformed_retry_after_is_ignored() -> None:
+    """'²' passes str.isdigit() but not float(): it raised inside the round (review B2)."""
+    now = datetime(2026, 12, 2, tzinfo=UTC)
+    assert retry_after_seconds("²", now) is None
+    assert retry_after_seconds("١٢", now) is None  # Arabic-Indic digits
+    assert retry_after_seconds("12", now) == 12.0
+
+
+async def test_a_fault_in_one_attempt_loses_no_other_record(api: Api, receiver: Receiver) -> None:
+    """An unexpected error in one subscription's attempt retries that delivery only: the round still
+    records every other subscription's deliveries (it used to escape gather and record nothing)."""
+    await subscribe(api, receiver.url)
+    await subscribe(api, "http://127.0.0.1:9/broken", "broken")
+    await customer(api, "g1")
+    d = WebhookDeliverer(api.rt)
+    real_post = d.client.post
+
+    async def post(url: str, body: bytes, headers: dict[str, str]) -> Any:
+        if "broken" in url:
+            raise UnicodeEncodeError("latin-1", "€", 0, 1, "a client fault")
+        return await real_post(url, body, headers)
+
+    d.client.post = post  # type: ignore[method-assign]
+    try:
+        await pump(d)
+    finally:
+        await d.close()
+    ok = (await deliveries(api, "crm", limit=1000))["deliveries"]
+    broken = (await deliveries(api, "broken", limit=1000))["deliveries"]
+    assert ok and all(x["status"] == "delivered" for x in ok)
+    assert broken[0]["status"] == "pending" and broken[0]["attempts"] == 1

@@ -229,9 +229,15 @@ async def test_permanent_rcpt_rejection_suppresses_the_address(api: Api, sink: t
     """5xx at RCPT: the address is suppressed (ledger source bounce), the message counted suppressed, the
     reservation released; the next send is denied suppressed."""
     handler, port = sink
-    handler.rcpt_replies = ["550 5.1.1 no such user"]
+    # the reply echoes the address, as many servers' do: it is kept (ledger evidence, which outlives an
+    # erasure and goes to webhook receivers; the message's last_error) only with the address redacted
+    handler.rcpt_replies = ["550 5.1.1 <Ola.Nowak@example.pl>: no such user +48600100200"]
     await send_c1_and_dispatch(api, port)
     assert handler.messages == []
+    kept = str(query(api, "SELECT evidence FROM consent_events")) + str(
+        query(api, "SELECT last_error FROM outbox")
+    )
+    assert "[redacted]" in kept and "example.pl" not in kept.lower() and "600100200" not in kept
     assert (await counts(api))["suppressed"] == 1
     r = await api.client.get("/v1/suppressions?channel=email", headers=api.as_("auditor"))
     (row,) = r.json()["suppressions"]

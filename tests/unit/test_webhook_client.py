@@ -122,3 +122,27 @@ async def test_malformed_refused_and_slow(scripted: Scripted) -> None:
             await client.post("http://127.0.0.1:9/nobody", b"{}", {})
     finally:
         await client.aclose()
+
+
+async def test_a_204_without_length_keeps_the_connection(scripted: Scripted) -> None:
+    """204/304 have no body (RFC 9112 6.3): without Content-Length it is not close-delimited (review C1)."""
+    scripted.answers = [b"HTTP/1.1 204 No Content\r\n\r\n", OK]
+    client = WebhookClient(timeout=2)
+    try:
+        assert (await client.post(scripted.url, b"{}", {}))[0] == 204
+        assert (await client.post(scripted.url, b"{}", {}))[0] == 200
+        assert scripted.connections == 1
+    finally:
+        await client.aclose()
+
+
+async def test_a_bad_chunk_size_is_not_kept(scripted: Scripted) -> None:
+    """A negative or prefixed chunk size is not a chunk size: answered, but the connection is dropped."""
+    scripted.answers = [b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n-5\r\n", OK]
+    client = WebhookClient(timeout=2)
+    try:
+        assert (await client.post(scripted.url, b"{}", {}))[0] == 200
+        assert (await client.post(scripted.url, b"{}", {}))[0] == 200
+        assert scripted.connections == 2
+    finally:
+        await client.aclose()
