@@ -296,11 +296,12 @@ class GateBatcher:
             inputs = GateInputs(states=loaded[camp].states, held=held)
             ids = first.ids if len(group) == 1 else [cid for ask in group for cid in ask.ids]
             decisions = decide_recipients(rt, view, ids, first.at, inputs)
-            self._note(view, first.at, decisions, held, changed, rows, version)
             start = 0
             for ask in group:
                 own = decisions if len(group) == 1 else decisions[start : start + len(ask.ids)]
                 start += len(ask.ids)
+                kind = "approval" if ask.on_decided is None else "send"
+                self._note(view, ask.at, own, held, changed, rows, version, kind)
                 if ask.on_decided is not None:
                     queue.extend(ask.on_decided(view, ask.at, own))
                 results.append((view, own))
@@ -322,6 +323,7 @@ class GateBatcher:
         changed: dict[tuple[str, str], Reservation | None],
         rows: list[DecisionRow],
         version: str,
+        kind: str,
     ) -> None:
         """The reservations these decisions make or release (also in ``held``, for the asks decided
         after them in this transaction) and their decision-log rows."""
@@ -345,14 +347,14 @@ class GateBatcher:
                     else:
                         mine[camp] = reservation
                     changed[(cid, camp)] = reservation
-                append((cid, camp, at_text, verdict, d.reason, d.channel, None, version))
+                append((cid, camp, at_text, verdict, d.reason, d.channel, None, version, kind, None))
                 continue
             if verdict == "deny":
                 mine = held.get(cid)
                 if mine is not None and camp in mine:  # a retry now denied releases its reservation
                     del mine[camp]
                     changed[(cid, camp)] = None
-                append((cid, camp, at_text, verdict, d.reason, d.channel, None, version))
+                append((cid, camp, at_text, verdict, d.reason, d.channel, None, version, kind, None))
                 continue
             nb = d.not_before
             nb_text = None
@@ -360,7 +362,7 @@ class GateBatcher:
                 nb_text = not_before.get(nb)
                 if nb_text is None:
                     nb_text = not_before[nb] = format_instant(nb)
-            append((cid, camp, at_text, verdict, d.reason, d.channel, nb_text, version))
+            append((cid, camp, at_text, verdict, d.reason, d.channel, nb_text, version, kind, None))
 
 
 def _groups(batch: list[_Ask]) -> list[list[_Ask]]:
@@ -421,5 +423,15 @@ async def decision_log(rt: Runtime, customer_id: str, campaign_id: str | None) -
     rows = await rt.store.decision_log(customer_id, campaign_id)
     if not rows and await rt.store.get_customer(customer_id) is None:
         raise NotFound(f"no customer {customer_id!r}")
-    keys = ("campaign_id", "at", "verdict", "reason", "channel", "not_before", "policy_version")
-    return [dict(zip(keys, row[1:], strict=True)) for row in rows]
+    return [log_entry(row) for row in rows]
+
+
+_LOG_KEYS = ("campaign_id", "at", "verdict", "reason", "channel", "not_before", "policy_version")
+
+
+def log_entry(row: DecisionRow) -> dict[str, object]:
+    """A decision-log row as the API lists it: API.md's fields and the ``explain`` kept with it."""
+    entry: dict[str, object] = dict(zip(_LOG_KEYS, row[1:8], strict=True))
+    text = row[9]
+    entry["explain"] = {"rule": row[4]} if text is None else msgspec.json.decode(text)
+    return entry

@@ -181,9 +181,19 @@ async def erase_customer(rt: Runtime, customer_id: str, *, api_key_id: int) -> N
         if customer is None:
             raise NotFound(f"no customer {customer_id!r}")
         prefs = customer.preferences
-        # The person's consents end with them: record the withdrawals, pseudonymously.
+        # The person's consents and settings end with them: record the withdrawals and resets,
+        # pseudonymously, so the ledger alone says that nothing was in force afterwards.
         changes = preference_changes(
-            prefs.channel, prefs.topics, None, None, None, None, [], None, None, None
+            prefs.channel,
+            prefs.topics,
+            prefs.quiet_hours,
+            prefs.max_per_week,
+            prefs.paused_until,
+            None,
+            [],
+            None,
+            None,
+            None,
         )
         await append_events(
             tx,

@@ -406,6 +406,8 @@ class Dispatcher:
                     d.channel,
                     format_instant(d.not_before) if d.not_before else None,
                     self.rt.policy.version,
+                    "regate",
+                    None,
                 )
             )
         if d.verdict == "deny":

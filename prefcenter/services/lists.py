@@ -24,6 +24,7 @@ from prefcenter.domain.model import (
     check_customer_id,
     check_topic_id,
 )
+from prefcenter.services.approvals import log_entry
 from prefcenter.services.campaigns import OUTBOX_STATUSES, check_campaign_id
 from prefcenter.services.errors import NotFound
 from prefcenter.services.runtime import Runtime
@@ -175,8 +176,7 @@ async def decisions_page(
     )
     if not rows and await rt.store.get_customer(customer_id) is None:
         raise NotFound(f"no customer {customer_id!r}")
-    keys = ("campaign_id", "at", "verdict", "reason", "channel", "not_before", "policy_version")
-    items: list[dict[str, object]] = [dict(zip(keys, row[1:], strict=True)) for _, row in rows[:limit]]
+    items = [log_entry(row) for _, row in rows[:limit]]
     nxt = encode_cursor("decisions", str(rows[limit - 1][0])) if len(rows) > limit else None
     return items, nxt
 

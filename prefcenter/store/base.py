@@ -81,8 +81,10 @@ class GateInputs(msgspec.Struct):
     held: dict[str, dict[str, Reservation]]  # customer -> campaign -> reservation
 
 
-# (customer_id, campaign_id, at, verdict, reason, channel, not_before, policy_version)
-DecisionRow = tuple[str, str, str, str, str, str | None, str | None, str]
+# (customer_id, campaign_id, at, verdict, reason, channel, not_before, policy_version, kind, explain):
+# kind is approval | send | regate; explain is the JSON text of API.md's ``explain`` object, or None
+# when it is the reason itself (``{"rule": reason}``; read back by :func:`services.approvals.log_entry`).
+DecisionRow = tuple[str, str, str, str, str, str | None, str | None, str, str, str | None]
 
 
 class OutboxItem(msgspec.Struct, frozen=True):

@@ -144,7 +144,7 @@ def message_item(row: Any) -> dict[str, Any]:
 
 
 DECISION_PAGE_COLUMNS = (
-    "id, customer_id, campaign_id, at, verdict, reason, channel, not_before, policy_version"
+    "id, customer_id, campaign_id, at, verdict, reason, channel, not_before, policy_version, kind, explain"
 )
 
 

@@ -104,8 +104,8 @@ async def test_a_gate_whose_writes_fail_rolls_back_everything(api: Api) -> None:
     await campaign(api, "a")
     await customer(api, "c1")
     store = api.rt.store
-    good = ("c1", "a", "2026-11-22T12:00:00Z", "allow", "allowed", "email", None, "v")
-    bad = ("c1", "a", None, "allow", "allowed", "email", None, "v")
+    good = ("c1", "a", "2026-11-22T12:00:00Z", "allow", "allowed", "email", None, "v", "approval", None)
+    bad = ("c1", "a", None, "allow", "allowed", "email", None, "v", "approval", None)
     seen: list[set[str]] = []
 
     def decide(views: dict[str, CampaignView], inputs: dict[str, GateInputs]) -> tuple[None, GateWrites]:

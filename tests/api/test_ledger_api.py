@@ -83,7 +83,8 @@ async def test_jsonl_export_recomputes_the_chain_and_csv_has_the_same_fields(api
     assert tuple(rows[0]) == EVENT_FIELDS and len(rows) == 5
     by_name = dict(zip(rows[0], rows[3], strict=True))
     assert (
-        by_name["value"] == '{"start":"21:00","end":"08:00"}' and json.loads(by_name["evidence"]) == CRM_EVIDENCE
+        by_name["value"] == '{"start":"21:00","end":"08:00"}'
+        and json.loads(by_name["evidence"]) == CRM_EVIDENCE
     )
     assert dict(zip(rows[0], rows[1], strict=True))["value"] == "null"
     r = await api.client.get("/v1/consent-events/export?format=xml", headers=api.as_("auditor"))
@@ -200,6 +201,8 @@ async def test_erasure_leaves_no_personal_data_in_the_files_and_the_ledger_verif
     assert [(e["action"], e["subject"], e["source"]) for e in mine if e["source"] == "erasure"] == [
         ("withdraw", "channel:email", "erasure"),
         ("withdraw", "topic:promotions", "erasure"),
+        ("update", "quiet_hours", "erasure"),  # every setting's end is on the chain too
+        ("update", "max_per_week", "erasure"),
     ]
     assert (await api.client.delete(f"/v1/customers/{cid}", headers=api.as_("admin"))).status_code == 404
 

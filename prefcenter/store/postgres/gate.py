@@ -116,6 +116,8 @@ _DECISION_COLUMNS = (
     "channel",
     "not_before",
     "policy_version",
+    "kind",
+    "explain",
 )
 
 

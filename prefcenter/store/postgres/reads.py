@@ -104,8 +104,8 @@ def _limit(limit: int) -> int | None:
 
 
 _DECISION_LOG_SQL = (
-    "SELECT customer_id, campaign_id, at, verdict, reason, channel, not_before, policy_version "
-    "FROM decisions WHERE customer_id = $1"
+    "SELECT customer_id, campaign_id, at, verdict, reason, channel, not_before, policy_version, kind, "
+    "explain FROM decisions WHERE customer_id = $1"
 )
 _DECISION_COUNTS_SQL = (
     "SELECT reason, count(*) FROM decisions d WHERE campaign_id = $1 AND verdict = 'deny' "
@@ -184,7 +184,7 @@ class PgReads:
         with reading():
             rows = await self.db.fetch(sql + " ORDER BY id", *params)
         return [
-            (row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7])  # a DecisionRow
+            (row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7], row[8], row[9])  # a DecisionRow
             for row in rows
         ]
 
@@ -255,7 +255,7 @@ class PgReads:
         )
         with reading():
             rows = await self.db.fetch(sql, *params)
-        return [(row[0], (row[1], row[2], row[3], row[4], row[5], row[6], row[7], row[8])) for row in rows]
+        return [(row[0], tuple(row[1:])) for row in rows]
 
     async def suppression_page(
         self, channel: str | None, *, after: tuple[str, str] | None, limit: int

@@ -111,7 +111,7 @@ _UPSERT_RESERVATION_SQL = (
 )
 _INSERT_DECISION_SQL = (
     "INSERT INTO decisions (customer_id, campaign_id, at, verdict, reason, channel, not_before, "
-    "policy_version) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+    "policy_version, kind, explain) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 
 

@@ -97,8 +97,8 @@ class SqliteReads:
 
     async def decision_log(self, customer_id: str, campaign_id: str | None) -> list[DecisionRow]:
         sql = (
-            "SELECT customer_id, campaign_id, at, verdict, reason, channel, not_before, policy_version "
-            "FROM decisions WHERE customer_id = ?"
+            "SELECT customer_id, campaign_id, at, verdict, reason, channel, not_before, policy_version, "
+            "kind, explain FROM decisions WHERE customer_id = ?"
         )
         params: tuple[str, ...] = (customer_id,)
         if campaign_id is not None:
