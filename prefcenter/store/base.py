@@ -47,6 +47,9 @@ import msgspec
 from prefcenter.domain.campaigns import Campaign
 from prefcenter.domain.ledger import Attribution, Change, ConsentEvent, Notice
 from prefcenter.domain.model import CampaignView, Customer, CustomerState, Preferences, Role, Topic
+from prefcenter.store.history import HistoryStore
+from prefcenter.store.replay import ReplayStore
+from prefcenter.store.trace import TraceStore
 from prefcenter.store.webhooks import WebhookStore
 
 
@@ -338,7 +341,7 @@ class Maintenance(Protocol):
         ...
 
 
-class Store(WebhookStore, Protocol):
+class Store(WebhookStore, HistoryStore, TraceStore, ReplayStore, Protocol):
     @property
     def maintenance(self) -> Maintenance: ...
 

@@ -36,8 +36,11 @@ from asyncpg import exceptions as pgerr
 from prefcenter.store.base import GateDecide, RateBucket, StoreUnavailable
 from prefcenter.store.postgres import gate as pg_gate
 from prefcenter.store.postgres.buckets import SharedBucket
+from prefcenter.store.postgres.history import PgHistory
 from prefcenter.store.postgres.reads import PgReads, describe, unavailable
+from prefcenter.store.postgres.replay import PgReplay
 from prefcenter.store.postgres.schema import default_migrations_dir, migrate_locked, pending_locked
+from prefcenter.store.postgres.trace import PgTrace
 from prefcenter.store.postgres.webhooks import PgWebhooks
 from prefcenter.store.postgres.write import PgWriteTx
 
@@ -80,7 +83,7 @@ def write_lock_key(schema: str) -> int:
     return int.from_bytes(digest[:8], "big", signed=True)
 
 
-class PostgresStore(PgWebhooks, PgReads):
+class PostgresStore(PgWebhooks, PgHistory, PgTrace, PgReplay, PgReads):
     """The asyncpg adapter of :class:`prefcenter.store.base.Store`."""
 
     def __init__(

@@ -24,9 +24,12 @@ import structlog
 from prefcenter.store import migrations
 from prefcenter.store.base import GateDecide, StoreUnavailable
 from prefcenter.store.sqlite.gate import begin_sync, gate_sync
+from prefcenter.store.sqlite.history import SqliteHistory
 from prefcenter.store.sqlite.reads import SqliteReads
+from prefcenter.store.sqlite.replay import SqliteReplay
 from prefcenter.store.sqlite.schema import SqliteMigrations, default_migrations_dir
 from prefcenter.store.sqlite.thread import SqliteThread
+from prefcenter.store.sqlite.trace import SqliteTrace
 from prefcenter.store.sqlite.webhooks import SqliteWebhooks
 from prefcenter.store.sqlite.write import SqliteWriteTx, commit_sync
 
@@ -61,7 +64,7 @@ def _connect_sync(path: Path, busy_timeout_ms: int) -> sqlite3.Connection:
     return conn
 
 
-class SqliteStore(SqliteWebhooks, SqliteReads):
+class SqliteStore(SqliteWebhooks, SqliteHistory, SqliteTrace, SqliteReplay, SqliteReads):
     """The aiosqlite adapter of :class:`prefcenter.store.base.Store`."""
 
     def __init__(
