@@ -563,6 +563,53 @@ def policy_test(file: Path | None, cases: Path | None) -> None:
         sys.exit(1)
 
 
+@policy.command("replay")
+@click.option(
+    "--policy",
+    "file",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="The candidate policy file (validated as `policy check` does).",
+)
+@click.option("--since", default=None, help="RFC 3339 with offset, inclusive (decision instants).")
+@click.option("--until", default=None, help="RFC 3339 with offset, exclusive.")
+@click.option("--json", "as_json", is_flag=True, help="Also print the answer as JSON, as the last line.")
+def policy_replay(file: Path, since: str | None, until: str | None, as_json: bool) -> None:
+    """Re-decide every logged decision in [since, until) with the candidate policy, against the consent
+    state and reservations in force at each decision's instant, and print how many would change, by
+    (old reason -> new reason), with a sample of customers (pseudonyms). Writes nothing."""
+    import msgspec
+
+    from prefcenter.api.params import parse_instant
+    from prefcenter.domain.model import InvalidInput
+    from prefcenter.domain.policy import PolicyError
+    from prefcenter.services.policies import load_policy_file
+    from prefcenter.services.replay import ReplayResult, format_summary, replay
+
+    try:
+        candidate = load_policy_file(file)
+    except PolicyError as exc:
+        raise click.ClickException(str(exc)) from None
+    except OSError as exc:
+        raise click.ClickException(f"cannot read the policy {file}: {exc}") from None
+    try:
+        start, end = parse_instant(since, "since"), parse_instant(until, "until")
+    except InvalidInput as exc:
+        raise click.ClickException("; ".join(f"{e.field}: {e.message}" for e in exc.errors)) from None
+    if start is not None and end is not None and end <= start:
+        raise click.ClickException("until: must be later than since")
+    settings = _settings()
+
+    async def work(rt: Runtime) -> ReplayResult:
+        return await replay(rt, candidate, start, end)
+
+    result = _with_runtime(settings, work, migrate=False)  # reads only: not even a migration
+    for line in format_summary(result, str(file)):
+        click.echo(line)
+    if as_json:
+        click.echo(msgspec.json.encode(result.as_json()).decode())
+
+
 @main.group()
 def consent() -> None:
     """The auditor's export and verification, offline."""
@@ -713,6 +760,62 @@ def consent_verify(head: str | None, file: Path | None) -> None:
         sys.exit(1)
 
 
+@consent.command("state")
+@click.option(
+    "--file",
+    "file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    required=True,
+    help="A JSONL export (consent export, or /v1/consent-events/export?format=jsonl).",
+)
+@click.option("--customer-ref", default=None, help="The customer's pseudonym (erased customers too).")
+@click.option(
+    "--customer-id", default=None, help="The customer id (needs PREFCENTER_SECRET_KEY: the refs' key)."
+)
+@click.option("--at", default=None, help="RFC 3339 with offset; default: now.")
+def consent_state(file: Path, customer_ref: str | None, customer_id: str | None, at: str | None) -> None:
+    """Print one customer's consent state in force at --at, rebuilt from a JSONL export, with its proof:
+    the same JSON document as GET /v1/customers/{id}/consent-state (head: the file's last event)."""
+    from datetime import UTC, datetime
+
+    import msgspec
+
+    from prefcenter.api.params import parse_instant
+    from prefcenter.domain.model import InvalidInput, check_customer_id
+    from prefcenter.domain.pseudonyms import Pseudonymizer
+    from prefcenter.services import consent_state as states
+
+    if (customer_ref is None) == (customer_id is None):
+        raise click.UsageError("give one of --customer-ref REF and --customer-id ID")
+    settings = _settings(secret=False)
+    try:
+        moment = parse_instant(at, "at") or datetime.now(UTC)
+        if customer_id is not None:
+            check_customer_id(customer_id)
+    except InvalidInput as exc:
+        raise _UsageError("; ".join(f"{e.field}: {e.message}" for e in exc.errors)) from None
+    if customer_id is not None:
+        key = settings.secret_key
+        dev_key = (
+            settings.engine == "sqlite"
+            and settings.sqlite_path.with_name(settings.sqlite_path.name + ".key").exists()
+        )
+        if key is None and not dev_key:  # a key generated now would give a ref no event has
+            raise _UsageError(
+                "--customer-id needs PREFCENTER_SECRET_KEY (the ledger's key); or --customer-ref"
+            )
+        customer_ref = Pseudonymizer(key or resolve_secret_key(settings)).customer_ref(customer_id)
+    assert customer_ref is not None
+    try:
+        states.check_customer_ref(customer_ref)
+        answer = states.state_from_file(file, customer_ref, moment, customer_id=customer_id)
+    except states.ExportError as exc:
+        raise click.ClickException(f"{file}: {exc} (is it a JSONL export?)") from None
+    except ValueError as exc:
+        raise _UsageError(f"--customer-ref: {exc}") from None
+    click.echo(msgspec.json.encode(answer).decode())
+
+
 @main.group()
 def inbound() -> None:
     """Inbound messages."""
@@ -762,6 +865,33 @@ def inbound_review(
         raise click.ClickException(exc.detail) from None
     for row in rows:
         click.echo(msgspec.json.encode(row).decode())
+
+
+@main.command("trace")
+@click.argument("campaign_id")
+@click.argument("customer_id")
+def trace_command(campaign_id: str, customer_id: str) -> None:
+    """Print the trace of CAMPAIGN_ID's message to CUSTOMER_ID as JSON, as GET
+    /v1/campaigns/{campaign_id}/trace/{customer_id} answers it (decisions, message history, consent,
+    inbound)."""
+    import msgspec
+
+    from prefcenter.domain.model import InvalidInput
+    from prefcenter.services.errors import ServiceError
+    from prefcenter.services.trace import Trace, trace
+
+    settings = _settings()
+
+    async def work(rt: Runtime) -> Trace:
+        try:
+            return await trace(rt, campaign_id, customer_id)
+        except InvalidInput as exc:
+            raise click.ClickException("; ".join(f"{e.field}: {e.message}" for e in exc.errors)) from None
+        except ServiceError as exc:
+            raise click.ClickException(exc.detail) from None
+
+    answer = _with_runtime(settings, work, migrate=False)  # reads only: not even a migration
+    click.echo(msgspec.json.encode(answer).decode())
 
 
 @main.command()

@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 from litestar.testing import AsyncTestClient
 
@@ -222,7 +223,21 @@ async def database_at(
     await rt.store.open()
     try:
         await rt.store.migrate()
-        yield rt, await keys_and_topics(rt)
+        headers = {}
+        for role in ("admin", "marketing", "auditor"):
+            _, key = await keys.create_key(rt, role, f"test-{role}")
+            headers[role] = {"Authorization": f"Bearer {key}"}
+        # the topics with the columns of migration 0001 (today's put_topic writes later ones too)
+        with sqlite3.connect(db) as conn:
+            conn.executemany(
+                "INSERT INTO topics (id, category, names, descriptions, created_at, updated_at) "
+                "VALUES (?, ?, ?, ?, '2026-11-01T00:00:00.000000Z', '2026-11-01T00:00:00.000000Z')",
+                [
+                    (tid, t.category, msgspec.json.encode(t.names).decode(), msgspec.json.encode(t.descriptions).decode())
+                    for tid, t in TOPICS.items()
+                ],
+            )
+        yield rt, headers
     finally:
         await rt.store.close()
 

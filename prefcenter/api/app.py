@@ -50,6 +50,7 @@ from prefcenter.services.notices import register_page_notice
 from prefcenter.services.policies import load_active_policy
 from prefcenter.services.runtime import Runtime
 from prefcenter.services.webhooks import WebhookDeliverer
+from prefcenter.web.confirm import CONFIRM_HANDLERS
 from prefcenter.web.notice import page_notice
 from prefcenter.web.pages import PAGE_HANDLERS
 
@@ -194,6 +195,7 @@ class PrefcenterPlugin(InitPlugin):
                 NoticeController,
                 WebhookController,
                 *PAGE_HANDLERS,
+                *CONFIRM_HANDLERS,
                 *LIST_HANDLERS,
             ]
         )

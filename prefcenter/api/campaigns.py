@@ -6,14 +6,15 @@ from typing import Any
 
 from litestar import Controller, Response, get, post, put
 from litestar.di import NamedDependency
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, JSONBody
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 
-from prefcenter.api.auth import ALL, WRITE, access
+from prefcenter.api.auth import ALL, READ_AUDIT, WRITE, access
 from prefcenter.api.openapi import created
 from prefcenter.api.problems import AUTH_ERRORS, BODY_ERRORS, errors, json_body
 from prefcenter.domain.campaigns import Campaign
-from prefcenter.services import approvals, campaigns
+from prefcenter.services import approvals, campaigns, trace
 from prefcenter.services.approvals import GateBatcher
 from prefcenter.services.runtime import Runtime
 
@@ -50,6 +51,23 @@ class CampaignController(Controller):
         under ``denied`` by the reason of its latest decision."""
         return await campaigns.campaign_with_counts(rt, campaign_id)
 
+    @get(
+        "/{campaign_id:str}/trace/{customer_id:str}",
+        operation_id="getTrace",
+        responses=errors(400, *AUTH_ERRORS, 404),
+        **access(*READ_AUDIT),
+    )
+    async def get_trace(
+        self, rt: NamedDependency[Runtime], campaign_id: FromPath[str], customer_id: FromPath[str]
+    ) -> trace.Trace:
+        """Everything about this campaign's message to this customer: the decisions (approval, send,
+        re-gate, with explain), the message's status, attempts and history (queued, hand-offs, the
+        server's answers with the redacted reply, sent / failed / withdrawn / suppressed / deferred), the
+        customer's ledger events up to the last decision, and the bounces, complaints and STOPs that
+        touched the customer's addresses. Roles: admin, auditor. Unknown campaign, or a customer with no
+        record, decision or message: 404."""
+        return await trace.trace(rt, campaign_id, customer_id)
+
 
 @post(
     "/v1/approvals",
@@ -57,7 +75,12 @@ class CampaignController(Controller):
     status_code=HTTP_200_OK,
     tags=["gate"],
     before_request=json_body,
-    responses=errors(*AUTH_ERRORS, *BODY_ERRORS, 404, 503),
+    responses={  # the answer as documented: with `explain` per decision when asked
+        200: ResponseSpec(
+            data_container=approvals.GateAnswer, generate_examples=False, description="Decided"
+        ),
+        **errors(*AUTH_ERRORS, *BODY_ERRORS, 404, 503),
+    },
     **access(*WRITE),
 )
 async def approve(

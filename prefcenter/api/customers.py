@@ -12,9 +12,11 @@ from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CON
 from prefcenter.api.auth import ALL, READ_AUDIT, WRITE, access, current_key
 from prefcenter.api.lists import After, Limit
 from prefcenter.api.openapi import created
+from prefcenter.api.params import parse_instant
 from prefcenter.api.problems import AUTH_ERRORS, BODY_ERRORS, errors, json_body
 from prefcenter.domain.model import Preferences, PreferencesWrite, Profile, check_customer_id
 from prefcenter.services import approvals, consent, customers, lists
+from prefcenter.services.consent_state import ConsentStateAnswer, consent_state
 from prefcenter.services.runtime import Runtime
 
 
@@ -149,3 +151,24 @@ class CustomerController(Controller):
     ) -> dict[str, Any]:
         """The customer's current consents, each with when and how it was given (ISO/IEC TS 27560 fields)."""
         return await consent.consent_receipt(rt, customer_id)
+
+    @get(
+        "/consent-state",
+        operation_id="getConsentState",
+        responses=errors(400, *AUTH_ERRORS, 404),
+        **access(*ALL),
+    )
+    async def get_consent_state(
+        self,
+        rt: NamedDependency[Runtime],
+        customer_id: FromPath[str],
+        at: Annotated[
+            str | None, QueryParameter(required=False, description="RFC 3339 with an offset; default: now")
+        ] = None,
+    ) -> ConsentStateAnswer:
+        """The consent state in force at ``at`` (default: now), rebuilt from the ledger alone: the
+        channel, topics, quiet hours, own cap and pause, with the latest event per subject at or before
+        ``at`` (seq, hash) and the ledger head read with them (it verifies with
+        ``/v1/consent-events/verify?head=``). An erased customer still answers, by id (the ledger keeps
+        its pseudonym); an id with no customer and no ledger event: 404."""
+        return await consent_state(rt, customer_id, parse_instant(at, "at"))

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from litestar import post
 from litestar.di import NamedDependency
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, JSONBody
 from litestar.status_codes import HTTP_202_ACCEPTED
 
 from prefcenter.api.auth import WRITE, access
 from prefcenter.api.problems import AUTH_ERRORS, BODY_ERRORS, errors, json_body
 from prefcenter.services import sends
-from prefcenter.services.approvals import ApprovalAnswer, GateBatcher
+from prefcenter.services.approvals import ApprovalAnswer, GateAnswer, GateBatcher
 from prefcenter.services.campaigns import check_campaign_id
 from prefcenter.services.runtime import Runtime
 
@@ -21,7 +22,10 @@ from prefcenter.services.runtime import Runtime
     status_code=HTTP_202_ACCEPTED,
     tags=["sending"],
     before_request=json_body,
-    responses=errors(*AUTH_ERRORS, *BODY_ERRORS, 404, 503),
+    responses={  # the answer as documented: with `explain` per decision when asked
+        202: ResponseSpec(data_container=GateAnswer, generate_examples=False, description="Gated and queued"),
+        **errors(*AUTH_ERRORS, *BODY_ERRORS, 404, 503),
+    },
     **access(*WRITE),
 )
 async def send_campaign(

@@ -6,9 +6,11 @@ subject the latest event about it (the proof: API.md's ``events``, ``{"seq", "ha
 latest per subject). Before any event the state is no channel and no topics.
 
 Subjects (API.md "Consent ledger"): ``channel:X`` (grant sets the channel, its withdraw clears it when it
-is the channel in force), ``topic:T`` (grant adds, withdraw removes), ``quiet_hours``, ``max_per_week``
-and ``pause`` (``update``: the value is the new setting). Other subjects (``suppression:...`` and any
-added later) do not change these five fields; :attr:`StateFold.other` keeps the latest event of each.
+is the channel in force), ``topic:T`` (grant adds, withdraw removes; an ``update``, the double opt-in's
+confirmation ``{"confirmed": true}``, leaves the topics as they are and becomes the subject's latest
+event), ``quiet_hours``, ``max_per_week`` and ``pause`` (``update``: the value is the new setting).
+Other subjects (``suppression:...`` and any added later) do not change these five fields;
+:attr:`StateFold.other` keeps the latest event of each.
 
 Erasure: an event whose source is ``erasure`` ends the person. Everything set before it is dropped (a
 ledger written before erasure recorded every reset still answers "nothing": the person no longer

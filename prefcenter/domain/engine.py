@@ -14,6 +14,8 @@ decision deny ``expired`` before any rule runs):
 4. ``channel_not_offered`` deny — the chosen channel is not among the campaign's channels;
 5. ``no_address`` deny — no contact for that channel;
 6. ``topic_not_subscribed`` deny — marketing topic not in the customer's topics;
+6b. ``not_confirmed`` deny — marketing, the topic is a double opt-in one and the customer has not
+   confirmed it yet (``CustomerState.confirmed`` false);
 7. ``paused`` defer/deny — ``at < paused_until``;
 8. ``quiet_hours`` defer/deny — local time at ``at`` is in the customer's quiet hours or outside the
    policy's window for the channel (after the overrides that apply, see :mod:`prefcenter.domain.policy`;
@@ -30,7 +32,7 @@ transactional topics the chosen one if offered with an unsuppressed contact, els
 channel with an unsuppressed contact. A transactional ``suppressed`` deny names the channel whose
 (suppressed) address would have been used: the chosen one if offered with a contact, else the first
 offered one with a contact; a transactional ``no_address`` and ``unknown_customer``/``expired`` name none.
-Transactional topics skip rules 3, 4, 6, 7 and 9; rule 8 applies as the policy's ``[transactional]`` says.
+Transactional topics skip rules 3, 4, 6, 6b, 7 and 9; rule 8 applies as the policy's ``[transactional]`` says.
 
 Deferral: when 7, 8 or 9 fails at ``at``, ``not_before`` is the earliest instant >= ``at`` at which 7, 8
 and 9 all pass, found by alternating the constraints (the pause, rule 8 in each zone, each group of
@@ -451,6 +453,8 @@ def decide(
             return Decision(cid, "deny", "no_address", channel, None)
         if not customer.subscribed:  # rule 6
             return Decision(cid, "deny", "topic_not_subscribed", channel, None)
+        if not customer.confirmed:  # rule 6b (double opt-in)
+            return Decision(cid, "deny", "not_confirmed", channel, None)
     else:
         picked, failure = _transactional_channel(customer, campaign.channels)  # rules 2 and 5
         if failure is not None or picked is None:
@@ -569,6 +573,8 @@ def decide_batch(
             append(D(cid, "deny", "no_address", channel, None))
         elif not customer.subscribed:
             append(D(cid, "deny", "topic_not_subscribed", channel, None))
+        elif not customer.confirmed:
+            append(D(cid, "deny", "not_confirmed", channel, None))
         else:
             mark = len(out)
             try:

@@ -37,6 +37,9 @@ Reason = Literal[
     "frequency_cap",
     "allowed",
     "expired",
+    # double opt-in (issue 13): listed after the original codes; in the rule order it is 6b, right
+    # after topic_not_subscribed
+    "not_confirmed",
 ]
 VERDICTS: Final[tuple[Verdict, ...]] = get_args(Verdict)
 REASONS: Final[tuple[Reason, ...]] = get_args(Reason)
@@ -198,6 +201,16 @@ class Topic(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         dict[LocaleTag, ShortText], msgspec.Meta(min_length=1, max_length=50, examples=[{"en": "Offers"}])
     ]
     descriptions: Annotated[dict[LocaleTag, LongText], msgspec.Meta(max_length=50)] = {}
+    # A customer who gains this topic must confirm it by email before marketing on it reaches them
+    # (issue 13's double opt-in; the gate answers ``not_confirmed`` until then).
+    double_opt_in: Annotated[
+        bool,
+        msgspec.Meta(
+            description="A customer who gains this topic is sent a confirmation link by email; until they "
+            "confirm it the gate denies its marketing with reason not_confirmed. Turning it on later "
+            "un-confirms no existing subscriber."
+        ),
+    ] = False
 
 
 class Customer(msgspec.Struct, frozen=True):
@@ -247,6 +260,8 @@ class CustomerState(msgspec.Struct, frozen=True):
     marketing_suppressed: frozenset[Channel] = frozenset()
     # for sms, voice and whatsapp contacts: where the number is registered (channel -> place)
     places: dict[str, PhonePlace] = msgspec.field(default_factory=dict)
+    # the campaign's topic is not awaiting a double opt-in confirmation (rule 6b: ``not_confirmed``)
+    confirmed: bool = True
 
 
 class CampaignView(msgspec.Struct, frozen=True):

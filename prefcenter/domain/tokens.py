@@ -14,14 +14,19 @@ A token is signed elsewhere (``services/links.py``, itsdangerous); this module o
   generations existed have ``''``; their links are minted, as before, as 3-element arrays, and a token
   without the element claims ``''``.
 
-The purpose (``manage`` or ``unsubscribe``) is not in the payload: it is the signature's salt, so a
-token minted for one purpose never verifies as the other.
+The purpose (``manage``, ``unsubscribe`` or ``confirm``) is not in the payload: it is the signature's
+salt, so a token minted for one purpose never verifies as another.
 
 Lifetimes (API.md "Customer pages", COMPLIANCE C27/F27/F28): manage links expire after 30 days (an
 expired one whose signature is valid still lets the customer ask for a fresh one by email);
 unsubscribe links must keep working at least 60 days (CASL) and at least 30 days after the send
 (CAN-SPAM). Messages are often read months later, so unsubscribe links live 400 days: a little more than
 a year, so a yearly newsletter's link still works.
+
+Confirm links (double opt-in, issue 13) are always scoped to the one topic they confirm and live 30 days
+(:data:`CONFIRM_LIFETIME`): a confirmation is asked for now, and a grant left unconfirmed for a month is
+confirmed only by granting it again (a new mail). They carry the link generation as the others do, so
+they die with the person.
 """
 
 from __future__ import annotations
@@ -32,13 +37,18 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
-Purpose = Literal["manage", "unsubscribe"]
-PURPOSES: tuple[Purpose, ...] = ("manage", "unsubscribe")
+Purpose = Literal["manage", "unsubscribe", "confirm"]
+PURPOSES: tuple[Purpose, ...] = ("manage", "unsubscribe", "confirm")
 ALL_SCOPE = "*"
 
 MANAGE_LIFETIME = timedelta(days=30)
 UNSUBSCRIBE_LIFETIME = timedelta(days=400)
-LIFETIMES: dict[str, timedelta] = {"manage": MANAGE_LIFETIME, "unsubscribe": UNSUBSCRIBE_LIFETIME}
+CONFIRM_LIFETIME = timedelta(days=30)
+LIFETIMES: dict[str, timedelta] = {
+    "manage": MANAGE_LIFETIME,
+    "unsubscribe": UNSUBSCRIBE_LIFETIME,
+    "confirm": CONFIRM_LIFETIME,
+}
 
 _REF_RE = r"^[0-9a-f]{64}\Z"
 _SCOPE_RE = re.compile(r"^(\*|[a-z0-9][a-z0-9_-]{0,63})\Z")
@@ -71,10 +81,12 @@ class InvalidClaims(ValueError):
 def new_claims(
     customer_ref: str, purpose: Purpose, topic: str | None, issued_at: datetime, gen: str = ""
 ) -> LinkClaims:
-    """Claims for a new link; manage links are always all-scope. ``gen``: the customer's link
-    generation (``''`` for a customer created before generations existed)."""
+    """Claims for a new link; manage links are always all-scope, confirm links always name their topic.
+    ``gen``: the customer's link generation (``''`` for a customer created before generations existed)."""
     if purpose == "manage" and topic is not None:
         raise InvalidClaims("a manage link is never scoped to a topic")
+    if purpose == "confirm" and topic is None:
+        raise InvalidClaims("a confirm link is always scoped to its topic")
     scope = ALL_SCOPE if topic is None else topic
     raw: list[Any] = [customer_ref, scope, int(issued_at.timestamp())]
     if gen:
@@ -104,6 +116,8 @@ def decode_claims(raw: Any, purpose: Purpose) -> LinkClaims:
         raise InvalidClaims(str(exc)) from None
     if purpose == "manage" and claims.scope != ALL_SCOPE:
         raise InvalidClaims("a manage link must be all-scope")
+    if purpose == "confirm" and claims.scope == ALL_SCOPE:
+        raise InvalidClaims("a confirm link must name its topic")
     return claims
 
 

@@ -7,6 +7,12 @@ seeing the reservations the earlier ones made) by a pure function that returns e
 decision-log row and outbox row as data, and the store writes them with a few bulk statements. Nothing
 moves between the load and the write (guarantee 1 of ``store.base``), so concurrent approvals can never
 together exceed a cap; a batch of one is the plain case. A dry run reads one snapshot and writes nothing.
+
+Explained decisions (API.md "Auditor's answers"): every decision-log row of a paused, quiet_hours or
+frequency_cap decision keeps the explanation of :mod:`prefcenter.domain.explain` (computed in the same
+pure part of the transaction, from the inputs the engine decided with; NULL is the reason itself), and
+with ``"explain": true`` the answer's decisions are :class:`AnswerDecision` carrying it. Without the
+flag the answer is the engine's Decisions as before, byte for byte.
 """
 
 from __future__ import annotations
@@ -17,16 +23,19 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Annotated
 
 import msgspec
 import structlog
 
 from prefcenter.domain.engine import Send, decide_batch
+from prefcenter.domain.explain import EXPLAINED_REASONS, Explainer
 from prefcenter.domain.ledger import format_instant
 from prefcenter.domain.model import (
     CUSTOMER_ID_RE,
     AwareDatetime,
     CampaignView,
+    Channel,
     CustomerState,
     Decision,
     FieldError,
@@ -54,6 +63,7 @@ class ApprovalRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     customer_ids: list[str]
     at: AwareDatetime | None = None
     dry_run: bool = False
+    explain: bool = False  # each decision then carries `explain` (API.md "Auditor's answers")
 
 
 class Summary(msgspec.Struct, frozen=True):
@@ -67,7 +77,56 @@ class ApprovalAnswer(msgspec.Struct, frozen=True):
     campaign_id: str
     policy_version: str
     evaluated_at: str
-    decisions: list[Decision]
+    decisions: list[Decision]  # the engine's own Decisions; AnswerDecisions (with explain) when asked
+    summary: Summary
+
+
+class ExplainedWindow(msgspec.Struct, frozen=True, omit_defaults=True):
+    """A channel window that is a table in the policy, with the keys the policy sets."""
+
+    hours: list[str]
+    days: str | None = None
+    holidays: str | None = None
+
+
+_RULE = (
+    "customer_quiet_hours or channel_window (reason quiet_hours); policy_cap or customer_cap "
+    "(frequency_cap); pause (paused); otherwise the reason itself"
+)
+_WINDOW = (
+    "quiet hours or a channel window as written (HH:MM-HH:MM, or the policy's window table); "
+    "a cap's length: 24h, 7d, <hours>h (extra caps), <days>d (per-channel caps)"
+)
+_HELD = "how many reservations the fullest window of that length containing `at` already holds"
+
+
+class Explanation(msgspec.Struct, frozen=True, omit_defaults=True):
+    """Which rule instance decided (see :mod:`prefcenter.domain.explain`); only the keys that apply."""
+
+    rule: Annotated[str, msgspec.Meta(description=_RULE)]
+    window: Annotated[str | ExplainedWindow, msgspec.Meta(description=_WINDOW)] | None = None
+    zone: Annotated[str, msgspec.Meta(description="the IANA zone in which the window fails")] | None = None
+    country: Annotated[str, msgspec.Meta(description="the country whose override set it")] | None = None
+    region: Annotated[str, msgspec.Meta(description="the subdivision whose override set it")] | None = None
+    channel: Annotated[Channel, msgspec.Meta(description="a per-channel cap's channel")] | None = None
+    limit: int | None = None
+    held: Annotated[int, msgspec.Meta(description=_HELD)] | None = None
+    until: Annotated[datetime, msgspec.Meta(description="the end of the pause")] | None = None
+
+
+class AnswerDecision(Decision, frozen=True):
+    """A decision as the answer gives it: with ``explain`` only when the request asked for it."""
+
+    explain: Explanation | msgspec.UnsetType = msgspec.UNSET
+
+
+class GateAnswer(msgspec.Struct, frozen=True):
+    """The answer of approvals and sends as documented (an :class:`ApprovalAnswer` on the wire)."""
+
+    campaign_id: str
+    policy_version: str
+    evaluated_at: str
+    decisions: list[AnswerDecision]
     summary: Summary
 
 
@@ -154,6 +213,7 @@ class _Ask:
     at: datetime
     on_decided: OnDecided | None
     done: asyncio.Future[tuple[CampaignView, list[Decision]]]
+    explain: bool = False
 
 
 @dataclass
@@ -167,10 +227,17 @@ class GateBatcher:
     _task: asyncio.Task[None] | None = None
 
     async def submit(
-        self, campaign_id: str, ids: list[str], at: datetime, on_decided: OnDecided | None
+        self,
+        campaign_id: str,
+        ids: list[str],
+        at: datetime,
+        on_decided: OnDecided | None,
+        *,
+        explain: bool = False,
     ) -> tuple[CampaignView, list[Decision]]:
-        """Decide (and reserve) in the next group transaction; NotFound for an unknown campaign."""
-        ask = _Ask(campaign_id, ids, at, on_decided, asyncio.get_running_loop().create_future())
+        """Decide (and reserve) in the next group transaction; NotFound for an unknown campaign.
+        ``explain``: the decisions answered are :class:`AnswerDecision` with ``explain``."""
+        ask = _Ask(campaign_id, ids, at, on_decided, asyncio.get_running_loop().create_future(), explain)
         self._waiting.append(ask)
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._drain())
@@ -274,6 +341,8 @@ class GateBatcher:
         """The pure part of a gate transaction: every ask of the batch decided in arrival order, and
         what the store must write (also handed back with the results, for the log line)."""
         rt = self.rt
+        assert rt.policy is not None
+        policy = rt.policy.policy
         held: dict[str, dict[str, Reservation]] = {}
         for inputs in loaded.values():
             for cid, reservations in inputs.held.items():
@@ -293,18 +362,22 @@ class GateBatcher:
             if view is None:
                 results.extend(NotFound(f"no campaign {camp!r}") for _ in group)
                 continue
-            inputs = GateInputs(states=loaded[camp].states, held=held)
+            states = loaded[camp].states
+            inputs = GateInputs(states=states, held=held)
             ids = first.ids if len(group) == 1 else [cid for ask in group for cid in ask.ids]
             decisions = decide_recipients(rt, view, ids, first.at, inputs)
+            explainer = Explainer(view, first.at, policy)
             start = 0
             for ask in group:
                 own = decisions if len(group) == 1 else decisions[start : start + len(ask.ids)]
                 start += len(ask.ids)
                 kind = "approval" if ask.on_decided is None else "send"
-                self._note(view, ask.at, own, held, changed, rows, version, kind)
+                texts = self._note(
+                    view, ask.at, own, held, changed, rows, version, kind, states, explainer, ask.explain
+                )
                 if ask.on_decided is not None:
                     queue.extend(ask.on_decided(view, ask.at, own))
-                results.append((view, own))
+                results.append((view, own if texts is None else explained(own, texts)))
         writes = GateWrites(
             reserve=[(cid, camp, r) for (cid, camp), r in changed.items() if r is not None],
             release=[key for key, r in changed.items() if r is None],
@@ -324,10 +397,17 @@ class GateBatcher:
         rows: list[DecisionRow],
         version: str,
         kind: str,
-    ) -> None:
+        states: dict[str, CustomerState],
+        explainer: Explainer,
+        answer_texts: bool,
+    ) -> list[str | None] | None:
         """The reservations these decisions make or release (also in ``held``, for the asks decided
-        after them in this transaction) and their decision-log rows."""
+        after them in this transaction) and their decision-log rows, each with its explanation (NULL
+        when it is the reason itself: only paused, quiet_hours and frequency_cap say more), computed
+        from the inputs the decision was made with (the state, the other reservations before this
+        decision changes them). ``answer_texts``: also return every decision's explanation text."""
         camp = view.campaign_id
+        texts: list[str | None] | None = [] if answer_texts else None
         at_text, at_us = format_instant(at), to_us(at)
         marketing = view.category == "marketing"
         reservations: dict[str, Reservation] = {}  # one per channel: few distinct objects
@@ -348,13 +428,20 @@ class GateBatcher:
                         mine[camp] = reservation
                     changed[(cid, camp)] = reservation
                 append((cid, camp, at_text, verdict, d.reason, d.channel, None, version, kind, None))
+                if texts is not None:
+                    texts.append(None)
                 continue
             if verdict == "deny":
+                text = None
+                if d.reason in EXPLAINED_REASONS:
+                    text = explain_text_of(explainer, d, states, held, camp)
                 mine = held.get(cid)
                 if mine is not None and camp in mine:  # a retry now denied releases its reservation
                     del mine[camp]
                     changed[(cid, camp)] = None
-                append((cid, camp, at_text, verdict, d.reason, d.channel, None, version, kind, None))
+                append((cid, camp, at_text, verdict, d.reason, d.channel, None, version, kind, text))
+                if texts is not None:
+                    texts.append(text)
                 continue
             nb = d.not_before
             nb_text = None
@@ -362,7 +449,45 @@ class GateBatcher:
                 nb_text = not_before.get(nb)
                 if nb_text is None:
                     nb_text = not_before[nb] = format_instant(nb)
-            append((cid, camp, at_text, verdict, d.reason, d.channel, nb_text, version, kind, None))
+            text = explain_text_of(explainer, d, states, held, camp)  # a defer is always rule 7, 8 or 9
+            append((cid, camp, at_text, verdict, d.reason, d.channel, nb_text, version, kind, text))
+            if texts is not None:
+                texts.append(text)
+        return texts
+
+
+def explain_text_of(
+    explainer: Explainer,
+    decision: Decision,
+    states: dict[str, CustomerState],
+    held: dict[str, dict[str, Reservation]],
+    campaign_id: str,
+) -> str | None:
+    """The decision log's explanation of one decision from the loaded inputs (as
+    :func:`decide_recipients` hands them to the engine)."""
+    cid = decision.customer_id
+    if decision.reason != "frequency_cap":  # only the caps look at the other reservations
+        return explainer.find(decision, states.get(cid), (), False)[1]
+    mine = held.get(cid)
+    if not mine:
+        return explainer.find(decision, states.get(cid), (), False)[1]
+    sends = [(r.at_us, r.channel) for c, r in mine.items() if c != campaign_id and r.marketing]
+    return explainer.find(decision, states.get(cid), sends, campaign_id in mine)[1]
+
+
+def explained(decisions: list[Decision], texts: list[str | None]) -> list[Decision]:
+    """The decisions as :class:`AnswerDecision` with ``explain`` (``texts`` from the log's rows)."""
+    made: dict[tuple[str, str | None], Explanation] = {}  # few distinct explanations per call
+    out: list[Decision] = []
+    for d, text in zip(decisions, texts, strict=True):
+        key = (d.reason, text)
+        explanation = made.get(key)
+        if explanation is None:
+            explanation = made[key] = (
+                Explanation(rule=d.reason) if text is None else msgspec.json.decode(text, type=Explanation)
+            )
+        out.append(AnswerDecision(d.customer_id, d.verdict, d.reason, d.channel, d.not_before, explanation))
+    return out
 
 
 def _groups(batch: list[_Ask]) -> list[list[_Ask]]:
@@ -408,8 +533,19 @@ async def approve(
         view = await campaign_view(rt, request.campaign_id)
         inputs = await rt.store.gate_inputs(ids, view.topic, request.campaign_id)
         decisions = decide_recipients(rt, view, ids, at, inputs)
+        if request.explain:
+            explainer = Explainer(view, at, rt.policy.policy)
+            texts = [
+                explain_text_of(explainer, d, inputs.states, inputs.held, view.campaign_id)
+                if d.reason in EXPLAINED_REASONS
+                else None
+                for d in decisions
+            ]
+            decisions = explained(decisions, texts)
     else:
-        view, decisions = await batcher.submit(request.campaign_id, ids, at, on_decided)
+        view, decisions = await batcher.submit(
+            request.campaign_id, ids, at, on_decided, explain=request.explain
+        )
     return ApprovalAnswer(
         campaign_id=request.campaign_id,
         policy_version=rt.policy.version,

@@ -15,6 +15,14 @@ gets nothing (``suppressed``); an opt-in that ended meanwhile, or a customer wit
 (``cancelled``). A temporary failure is retried with the dispatcher's backoff up to its attempts, then
 ``failed``. Delivery is at-least-once, as for the outbox, with one message id per row. Erasure deletes a
 customer's rows with the customer.
+
+The double opt-in confirmation mail (issue 13; kind ``email_double_opt_in``, queued by the store when a
+customer gains a ``double_opt_in`` topic, see :mod:`prefcenter.services.double_opt_in`) is sent from the
+same rounds, by email: a plain-text, transactional mail (no List-Unsubscribe; the footer's preference
+link and sender) in the customer's language with the link ``{public_url}/c/{token}``. Checked again right
+before the hand-off: no email address (or the customer is gone) or a grant that ended cancels it, a
+suppressed address gets nothing. It goes through the email transport the dispatcher passes
+(``email=``), else one built from the settings as the dispatcher builds its own.
 """
 
 from __future__ import annotations
@@ -26,17 +34,23 @@ from datetime import timedelta
 
 import structlog
 
-from prefcenter.domain.model import Customer, Preferences
+from prefcenter.domain.model import Customer, Preferences, Topic
 from prefcenter.domain.policy import Caps
 from prefcenter.domain.timewindows import to_us
-from prefcenter.messaging.email import Rendered, message_id, sender_domain
+from prefcenter.logging import Redactor
+from prefcenter.messaging.email import Rendered, footer_text, language, message_id, sender_domain
 from prefcenter.messaging.transports import Outcome, Transport
+from prefcenter.messaging.transports.smtp import SmtpTransport
+from prefcenter.services.links import manage_url, mint_token, public_base
 from prefcenter.services.runtime import Runtime
 from prefcenter.store.base import NotificationItem, NotificationUpdate, RateBucket, WriteTx
 
 log = structlog.get_logger("prefcenter.confirmations")
 
 SMS_OPT_IN = "sms_opt_in"
+# A server's reply may echo the recipient: kept and logged only redacted (as the dispatcher does).
+_redact = Redactor().redact
+EMAIL_DOUBLE_OPT_IN = "email_double_opt_in"  # written by the store (migration 0021)
 _WEEK = timedelta(days=7)
 
 
@@ -85,8 +99,110 @@ def opt_in_text(program: str, frequency: str) -> str:
     )
 
 
+#: The confirmation mail, per language (the pages' own texts are in web/locales). ``{topic}`` is the
+#: topic's name in that language, ``{name}`` the controller's, ``{url}`` the confirmation link.
+MAIL_TEXTS: dict[str, dict[str, str]] = {
+    "en": {
+        "subject": "Please confirm: {topic}",
+        "body": "You asked to receive “{topic}” from {name}. To confirm, open this link and press the "
+        "button on the page:\n\n{url}\n\nUntil you confirm, we send you nothing about it. If you did "
+        "not ask for this, ignore this email. The link works for 30 days.",
+    },
+    "ro": {
+        "subject": "Vă rugăm să confirmați: {topic}",
+        "body": "Ați cerut să primiți „{topic}” de la {name}. Pentru a confirma, deschideți acest link "
+        "și apăsați butonul de pe pagină:\n\n{url}\n\nPână nu confirmați, nu vă trimitem nimic despre "
+        "acest subiect. Dacă nu ați cerut acest lucru, ignorați acest e-mail. Linkul funcționează "
+        "30 de zile.",
+    },
+    "pl": {
+        "subject": "Prosimy o potwierdzenie: {topic}",
+        "body": "Poproszono o otrzymywanie „{topic}” od {name}. Aby potwierdzić, otwórz ten link i "
+        "naciśnij przycisk na stronie:\n\n{url}\n\nDopóki nie potwierdzisz, nic w tej sprawie nie "
+        "wyślemy. Jeśli to nie Ty, zignoruj tę wiadomość. Link działa przez 30 dni.",
+    },
+    "el": {
+        "subject": "Παρακαλούμε επιβεβαιώστε: {topic}",
+        "body": "Ζητήσατε να λαμβάνετε «{topic}» από {name}. Για να το επιβεβαιώσετε, ανοίξτε αυτόν τον "
+        "σύνδεσμο και πατήστε το κουμπί στη σελίδα:\n\n{url}\n\nΜέχρι να επιβεβαιώσετε, δεν σας "
+        "στέλνουμε τίποτα σχετικά. Αν δεν το ζητήσατε εσείς, αγνοήστε αυτό το μήνυμα. Ο σύνδεσμος "
+        "ισχύει 30 ημέρες.",
+    },
+    "fa": {
+        "subject": "لطفاً تأیید کنید: {topic}",
+        "body": "شما درخواست کرده‌اید «{topic}» را از {name} دریافت کنید. برای تأیید، این پیوند را باز "
+        "کنید و دکمهٔ صفحه را بزنید:\n\n{url}\n\nتا تأیید نکنید، چیزی در این باره برایتان نمی‌فرستیم. "
+        "اگر این درخواست از شما نبوده، این ایمیل را نادیده بگیرید. این پیوند ۳۰ روز کار می‌کند.",
+    },
+}
+
+
+def confirm_url(rt: Runtime, customer: Customer, topic: str) -> str:
+    token = mint_token(rt, customer.customer_ref, "confirm", topic, gen=customer.link_gen)
+    return f"{public_base(rt)}/c/{token}"
+
+
+def topic_name(topic: Topic | None, topic_id: str, lang: str) -> str:
+    """The topic's name in ``lang`` (exact, then English, then any), else its id."""
+    if topic is None or not topic.names:
+        return topic_id
+    names = topic.names
+    for tag in (lang, "en"):
+        if tag in names:
+            return names[tag]
+    for tag, name in names.items():
+        if tag.split("-")[0].lower() == lang:
+            return name
+    return next(iter(names.values()))
+
+
+def render_mail(rt: Runtime, customer: Customer, item: NotificationItem, topic: Topic | None) -> Rendered:
+    """The confirmation mail of ``item`` to the customer's email address (which must exist)."""
+    address = customer.profile.contacts.email
+    assert address is not None
+    lang = language(customer.profile.locale)
+    texts = MAIL_TEXTS.get(lang, MAIL_TEXTS["en"])
+    controller = rt.settings.controller
+    name = topic_name(topic, item.topic, lang)
+    values = {"topic": name, "name": controller.name, "url": confirm_url(rt, customer, item.topic)}
+    body = texts["body"]
+    for key, value in values.items():
+        body = body.replace("{" + key + "}", value)
+    manage = manage_url(rt, customer)
+    text = f"{body}\n\n{footer_text(lang, controller, manage, None, False)}"
+    subject = texts["subject"].replace("{topic}", name).replace("\r", " ").replace("\n", " ")
+    key = f"double-opt-in-{item.id}"
+    return Rendered(
+        campaign_id=key,
+        customer_id=customer.customer_id,
+        channel="email",
+        address=address,
+        message_id=message_id(key, customer.customer_ref, sender_domain(rt.settings.smtp_from)),
+        marketing=False,
+        text=text,
+        subject=subject,
+        manage_url=manage,
+    )
+
+
+async def _prepare_mail(tx: WriteTx, rt: Runtime, item: NotificationItem) -> NotificationUpdate | Rendered:
+    """The check right before the hand-off: the mail to send, or the row's final state (no address, a
+    suppressed address, a grant that ended)."""
+    customer = await tx.get_customer(item.customer_id)
+    address = customer.profile.contacts.email if customer is not None else None
+    if customer is None or address is None:
+        return NotificationUpdate(item.id, "cancelled", last_error="no email address")
+    if await tx.suppression_reason("email", rt.pseudonyms.address_ref("email", address)) is not None:
+        return NotificationUpdate(item.id, "suppressed", last_error="the address is suppressed")
+    if item.topic not in customer.preferences.topics:
+        return NotificationUpdate(item.id, "cancelled", last_error="the grant ended before it was sent")
+    return render_mail(rt, customer, item, await tx.get_topic(item.topic))
+
+
 async def _prepare(tx: WriteTx, rt: Runtime, item: NotificationItem) -> NotificationUpdate | Rendered:
     """The check right before the hand-off: the message to send, or the row's final state."""
+    if item.kind == EMAIL_DOUBLE_OPT_IN:
+        return await _prepare_mail(tx, rt, item)
     customer = await tx.get_customer(item.customer_id)
     number = customer.profile.contacts.sms if customer is not None else None
     if customer is None or number is None:
@@ -109,11 +225,11 @@ async def _prepare(tx: WriteTx, rt: Runtime, item: NotificationItem) -> Notifica
     )
 
 
-async def _hand_off(transport: Transport, message: Rendered) -> Outcome:
+async def _hand_off(transports: dict[str, Transport], message: Rendered) -> Outcome:
     try:
-        return await transport.send(message)
+        return await transports[message.channel].send(message)
     except Exception as exc:  # a transport bug must not lose the confirmation: retry it
-        log.exception("transport raised", channel="sms")
+        log.exception("transport raised", channel=message.channel)
         return Outcome("retry", f"transport error: {type(exc).__name__}")
 
 
@@ -130,10 +246,34 @@ async def send_confirmations(
     *,
     max_attempts: int,
     backoff: Callable[[int], timedelta],
+    email: Transport | None = None,
 ) -> int:
     """The confirmations the round claimed (in its one claim transaction, :func:`claim_limit` of them): a
-    chunk at a time take the chunk's tokens, check it, hand it to ``transport`` and mark the outcomes.
-    Returns how many were handled."""
+    chunk at a time take the chunk's tokens, check it, hand it to ``transport`` (SMS) or ``email`` (the
+    double opt-in mails; None: an SMTP transport built from the settings for this call) and mark the
+    outcomes. Returns how many were handled."""
+    own_email: SmtpTransport | None = None
+    if email is None and any(item.kind == EMAIL_DOUBLE_OPT_IN for item in items):
+        email = own_email = SmtpTransport(rt.settings, rt.now)
+    transports: dict[str, Transport] = {"sms": transport}
+    if email is not None:
+        transports["email"] = email
+    try:
+        return await _send_all(rt, transports, bucket, items, max_attempts=max_attempts, backoff=backoff)
+    finally:
+        if own_email is not None:
+            await own_email.close()
+
+
+async def _send_all(
+    rt: Runtime,
+    transports: dict[str, Transport],
+    bucket: RateBucket,
+    items: list[NotificationItem],
+    *,
+    max_attempts: int,
+    backoff: Callable[[int], timedelta],
+) -> int:
     size = max(1, int(bucket.capacity))
     for start in range(0, len(items), size):
         chunk = items[start : start + size]
@@ -146,27 +286,29 @@ async def send_confirmations(
                 if isinstance(prepared, NotificationUpdate):
                     updates.append(prepared)
                     log.info(
-                        "sms opt-in confirmation not sent", status=prepared.status, reason=prepared.last_error
+                        "confirmation not sent",
+                        kind=item.kind,
+                        status=prepared.status,
+                        reason=prepared.last_error,
                     )
                 else:
                     ready.append((item, prepared))
                     updates.append(NotificationUpdate(item.id, "queued", attempted=True, keep_lease=True))
             await tx.update_notifications(updates, rt.now())
-        outcomes = await asyncio.gather(*(_hand_off(transport, message) for _, message in ready))
+        outcomes = await asyncio.gather(*(_hand_off(transports, message) for _, message in ready))
         marks: list[NotificationUpdate] = []
         for (item, _), outcome in zip(ready, outcomes, strict=True):
             attempts = item.attempts + 1
+            detail = _redact(outcome.detail) if outcome.detail else outcome.detail
             if outcome.kind == "sent":
                 marks.append(NotificationUpdate(item.id, "sent"))
             elif outcome.kind == "retry" and attempts < max_attempts:
                 when = to_us(rt.now() + backoff(attempts))
-                marks.append(
-                    NotificationUpdate(item.id, "queued", not_before_us=when, last_error=outcome.detail)
-                )
+                marks.append(NotificationUpdate(item.id, "queued", not_before_us=when, last_error=detail))
             else:
-                marks.append(NotificationUpdate(item.id, "failed", last_error=outcome.detail))
+                marks.append(NotificationUpdate(item.id, "failed", last_error=detail))
             if outcome.kind != "sent":
-                log.info("sms opt-in confirmation not delivered", outcome=outcome.kind, detail=outcome.detail)
+                log.info("confirmation not delivered", kind=item.kind, outcome=outcome.kind, detail=detail)
         async with rt.store.write() as tx:
             await tx.update_notifications(marks, rt.now())
     return len(items)

@@ -29,6 +29,13 @@ LOCKED``), nobody releases a live peer's work, and the channel buckets are one r
 database (``Maintenance.rate_bucket``), so the policy's rates are a ceiling for the whole deployment
 either way. Only a crash between the server's 250 and the sent mark — at most ``flush_seconds`` plus one
 commit — delivers a message twice, with the same Message-ID, and ``attempts`` counts it.
+
+Each message's history (migration 0020, read by the trace: services/trace.py) is written in the same
+transactions, in bulk per chunk or flush, and only while the row still holds the claim's lease: the
+re-gate's ``withdrawn`` / ``suppressed`` / ``deferred`` and each ``handoff`` (attempt, channel: committed
+before the transport is called), then the mark's server answer (``accepted`` with its code,
+``temporary_failure`` / ``permanent_failure`` with the code and the redacted reply) and ``sent``,
+``failed`` or ``suppressed``. Re-gate decision-log rows carry ``domain/explain.py``'s ``explain``.
 """
 
 from __future__ import annotations
@@ -37,17 +44,19 @@ import asyncio
 import contextlib
 import math
 import random
+import re
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import structlog
 
+from prefcenter.domain.explain import EXPLAINED_REASONS, explain_text
 from prefcenter.domain.ledger import format_instant
 from prefcenter.domain.model import CHANNELS, CampaignView, Decision
-from prefcenter.domain.timewindows import to_us
+from prefcenter.domain.timewindows import from_us, to_us
 from prefcenter.logging import Redactor
 from prefcenter.messaging.email import Rendered, render
 from prefcenter.messaging.ratelimit import TokenBucket
@@ -61,6 +70,7 @@ from prefcenter.services.runtime import Runtime
 from prefcenter.services.suppressions import suppress
 from prefcenter.store.base import (
     DecisionRow,
+    GateInputs,
     NotificationItem,
     OutboxItem,
     OutboxUpdate,
@@ -68,12 +78,20 @@ from prefcenter.store.base import (
     Reservation,
     StoreUnavailable,
 )
+from prefcenter.store.trace import MessageEvent
 
 log = structlog.get_logger("prefcenter.dispatcher")
 #: A server's reply often echoes the recipient (``550 5.1.1 <ola@example.pl>: no such user``). It is kept
 #: as the message's last_error and as a bounce's ledger evidence (which outlives an erasure and goes to
 #: webhook receivers), so addresses and phone numbers are redacted from it first.
 _redact_reply = Redactor().redact
+_REPLY_CODE = re.compile(r"^([2-5]\d\d)\b")
+
+
+def _reply_code(reply: str) -> int | None:
+    """The server's reply code at the start of a transport's detail (``550 5.1.1 ...``), if any."""
+    found = _REPLY_CODE.match(reply)
+    return int(found.group(1)) if found else None
 
 
 def default_transports(rt: Runtime) -> dict[str, Transport]:
@@ -90,6 +108,7 @@ class _Handed:
     item: OutboxItem
     message: Rendered
     outcome: Outcome
+    answered_at: datetime  # when the transport answered: the history's server answer
 
 
 @dataclass
@@ -100,6 +119,7 @@ class _Regated:
     log_rows: list[DecisionRow] = field(default_factory=list)
     updates: list[OutboxUpdate] = field(default_factory=list)
     outcomes: list[str] = field(default_factory=list)  # withdrawn / suppressed / deferred / failed
+    history: list[MessageEvent] = field(default_factory=list)  # migration 0020, with the updates
 
 
 @dataclass
@@ -168,7 +188,13 @@ class Dispatcher:
         if notes:
             assert sms is not None
             confirmations = await send_confirmations(
-                self.rt, sms, self.bucket("sms"), notes, max_attempts=self.max_attempts, backoff=self._backoff
+                self.rt,
+                sms,
+                self.bucket("sms"),
+                notes,
+                max_attempts=self.max_attempts,
+                backoff=self._backoff,
+                email=self.transports.get("email"),
             )
         if not claimed:
             return confirmations
@@ -283,6 +309,11 @@ class Dispatcher:
             try:
                 async with self.rt.store.write() as tx:
                     await tx.record_gate([], [(item.customer_id, item.campaign_id)], [])
+                    failed = {"reason": f"re-gate: {type(exc).__name__}"}
+                    at = format_instant(self.rt.now())
+                    await tx.add_message_history(
+                        [_event(item, at, "failed", failed)]  # the same transaction as the mark
+                    )
                     await tx.update_outbox(
                         [
                             OutboxUpdate(
@@ -312,13 +343,14 @@ class Dispatcher:
                 outcome = Outcome("retry", f"transport error: {type(exc).__name__}")
             if self.after_send is not None:
                 await self.after_send(item, outcome)
-            self._pending.append(_Handed(item, message, outcome))
+            self._pending.append(_Handed(item, message, outcome, self.rt.now()))
         finally:
             slots.release()
 
     async def _regate(self, chunk: list[OutboxItem]) -> list[tuple[OutboxItem, Rendered]]:
         rt = self.rt
         now = rt.now()
+        at = format_instant(now)
         result = _Regated()
         async with rt.store.write() as tx:
             views = await tx.campaign_views(sorted({i.campaign_id for i in chunk}))
@@ -337,7 +369,8 @@ class Dispatcher:
                 decisions = decide_recipients(rt, view, ids, now, inputs)
                 for item, decision in zip(group, decisions, strict=True):
                     held = camp in inputs.held.get(item.customer_id, {})
-                    self._apply(result, item, decision, held, view, now)
+                    explained = _explain(rt, decision, item, inputs, view, now)
+                    self._apply(result, item, decision, held, view, now, explained)
                     if decision.verdict != "allow":
                         continue
                     customer = customers[item.customer_id]
@@ -367,6 +400,7 @@ class Dispatcher:
                             )
                         )
                         result.outcomes.append("failed")
+                        result.history.append(_event(item, at, "failed", {"reason": "render"}))
                         continue
                     result.updates.append(
                         OutboxUpdate(
@@ -380,7 +414,11 @@ class Dispatcher:
                         )
                     )
                     result.ready.append((item, message))
+                    handoff = {"attempt": item.attempts + 1, "channel": channel}
+                    result.history.append(_event(item, at, "handoff", handoff))
             await tx.record_gate(result.upserts, result.deletes, result.log_rows)
+            # the attempt's history before the transport is called, in the commit that counts it
+            await tx.add_message_history(result.history)
             await tx.update_outbox(result.updates, now)
         for outcome, n in Counter(result.outcomes).items():
             self._count(chunk[0].channel, outcome, n)
@@ -389,7 +427,14 @@ class Dispatcher:
         return result.ready
 
     def _apply(
-        self, result: _Regated, item: OutboxItem, d: Decision, held: bool, view: CampaignView, now: datetime
+        self,
+        result: _Regated,
+        item: OutboxItem,
+        d: Decision,
+        held: bool,
+        view: CampaignView,
+        now: datetime,
+        explained: str | None = None,
     ) -> None:
         """The bookkeeping of one re-gate decision (the allow's rendering is the caller's)."""
         assert self.rt.policy is not None
@@ -407,7 +452,7 @@ class Dispatcher:
                     format_instant(d.not_before) if d.not_before else None,
                     self.rt.policy.version,
                     "regate",
-                    None,
+                    explained,
                 )
             )
         if d.verdict == "deny":
@@ -418,6 +463,7 @@ class Dispatcher:
                 OutboxUpdate(camp, cid, status, last_error=d.reason, lease_until_us=item.lease_until_us)
             )
             result.outcomes.append(status)
+            result.history.append(_event(item, format_instant(now), status, {"reason": d.reason}))
             log.info(
                 "message stopped at re-gate",
                 campaign_id=camp,
@@ -439,6 +485,8 @@ class Dispatcher:
                 )
             )
             result.outcomes.append("deferred")
+            deferred = {"reason": d.reason, "not_before": format_instant(d.not_before)}
+            result.history.append(_event(item, format_instant(now), "deferred", deferred))
         elif not held:  # a deferred message now allowed reserves at this instant
             marketing = view.category == "marketing"
             result.upserts.append((cid, camp, Reservation(to_us(now), d.channel or item.channel, marketing)))
@@ -467,9 +515,11 @@ class Dispatcher:
             return
         rt = self.rt
         now = rt.now()
+        at = format_instant(now)
         updates: list[OutboxUpdate] = []
         releases: list[tuple[str, str]] = []
         kinds: list[tuple[str, str]] = []
+        history: list[MessageEvent] = []
         try:
             async with rt.store.write() as tx:
                 for h in handed:
@@ -477,10 +527,21 @@ class Dispatcher:
                     kind: str = h.outcome.kind
                     detail = _redact_reply(h.outcome.detail)
                     attempts = h.item.attempts + 1
+                    answered = format_instant(h.answered_at)
+                    code = _reply_code(detail)
+                    reply = {"attempt": attempts, "code": code, "reply": detail}
                     if kind == "sent":
+                        if code is None and isinstance(self.transports.get(h.message.channel), SmtpTransport):
+                            code = 250  # the SMTP transport is answered "sent" only by a 250 to DATA
+                        history.append(
+                            _event(h.item, answered, "accepted", {"attempt": attempts, "code": code})
+                        )
+                        history.append(_event(h.item, at, "sent", None))
                         updates.append(OutboxUpdate(camp, cid, "sent", sent=True, lease_until_us=lease))
                     elif kind == "retry" and attempts < self.max_attempts:
                         when = to_us(now + self._backoff(attempts))
+                        retry = {**reply, "retry_at": format_instant(from_us(when))}
+                        history.append(_event(h.item, answered, "temporary_failure", retry))
                         updates.append(
                             OutboxUpdate(
                                 camp,
@@ -493,6 +554,8 @@ class Dispatcher:
                         )
                         kind = "retried"
                     elif kind == "bounce":
+                        history.append(_event(h.item, answered, "permanent_failure", reply))
+                        history.append(_event(h.item, at, "suppressed", {"reason": "bounce"}))
                         ref = rt.pseudonyms.address_ref(h.message.channel, h.message.address)
                         evidence = {"campaign_id": camp, "smtp": detail}
                         await suppress(tx, rt, h.message.channel, ref, "bounce", "bounce", evidence)
@@ -502,6 +565,13 @@ class Dispatcher:
                         )
                         kind = "bounced"
                     else:
+                        if kind == "retry":  # out of attempts
+                            history.append(_event(h.item, answered, "temporary_failure", reply))
+                            failed = {"reason": "max_attempts"}
+                        else:
+                            history.append(_event(h.item, answered, "permanent_failure", reply))
+                            failed = {"reason": "rejected"}
+                        history.append(_event(h.item, at, "failed", failed))
                         releases.append((cid, camp))
                         updates.append(
                             OutboxUpdate(camp, cid, "failed", last_error=detail, lease_until_us=lease)
@@ -511,9 +581,31 @@ class Dispatcher:
                     if kind != "sent":
                         log.info("message not delivered", campaign_id=camp, outcome=kind, detail=detail)
                 await tx.record_gate([], releases, [])
+                await tx.add_message_history(history)  # before the marks release the leases it checks
                 await tx.update_outbox(updates, now)
         except BaseException:
             self._pending[:0] = handed
             raise
         for (channel, kind), n in Counter(kinds).items():
             self._count(channel, kind, n)
+
+
+def _explain(
+    rt: Runtime, d: Decision, item: OutboxItem, inputs: GateInputs, view: CampaignView, now: datetime
+) -> str | None:
+    """The decision log's ``explain`` of a re-gate decision (domain/explain.py: only paused, quiet_hours
+    and frequency_cap say more than the reason), from the inputs ``decide_recipients`` decided it with:
+    the customer's other marketing reservations, and a retry when the message holds its own."""
+    if d.reason not in EXPLAINED_REASONS:
+        return None
+    assert rt.policy is not None
+    camp, held = item.campaign_id, inputs.held.get(item.customer_id, {})
+    sends = [(from_us(r.at_us), r.channel) for c, r in held.items() if c != camp and r.marketing]
+    state = inputs.states.get(item.customer_id)
+    return explain_text(d, state, sends, view, now, rt.policy.policy, retry=camp in held)
+
+
+def _event(item: OutboxItem, at: str, event: str, detail: Mapping[str, object] | None) -> MessageEvent:
+    """A history row of this claimed message (written only while the row still holds the claim's lease)."""
+    body = None if detail is None else dict(detail)
+    return MessageEvent(item.campaign_id, item.customer_id, at, event, body, item.lease_until_us)

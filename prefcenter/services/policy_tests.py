@@ -19,6 +19,7 @@ A case file holds one or more ``[[case]]`` tables; every key is checked (unknown
     addresses = ["email", "sms"]           # channels with a contact (default none)
     suppressed = []                        # channels whose contact is suppressed (default none)
     subscribed = true                      # campaign topic in the customer's topics (default false)
+    confirmed = false                      # double opt-in: the topic awaits confirmation (default true)
     quiet_hours = { start = "22:00", end = "07:00" }   # optional
     max_per_week = 2                       # optional
     paused_until = 2026-12-01T00:00:00Z    # optional
@@ -118,6 +119,7 @@ class _Customer(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     addresses: frozenset[Channel] = frozenset()
     suppressed: frozenset[Channel] = frozenset()
     subscribed: bool = False
+    confirmed: bool = True
     quiet_hours: _QuietHours | None = None
     max_per_week: Annotated[int, msgspec.Meta(ge=1, le=50)] | None = None
     paused_until: AwareDatetime | None = None
@@ -214,6 +216,7 @@ def _state(customer: _Customer | None) -> CustomerState | None:
         addresses=customer.addresses,
         suppressed=customer.suppressed,
         subscribed=customer.subscribed,
+        confirmed=customer.confirmed,
         quiet_hours=None if quiet is None else (quiet.start, quiet.end),
         max_per_week=customer.max_per_week,
         paused_until=customer.paused_until,

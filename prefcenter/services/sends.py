@@ -25,6 +25,7 @@ log = structlog.get_logger("prefcenter.sends")
 
 class SendRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     customer_ids: list[str]
+    explain: bool = False  # each decision then carries `explain` (API.md "Auditor's answers")
 
 
 def queue_rows(view: CampaignView, at: datetime, decisions: list[Decision]) -> list[QueueRow]:
@@ -43,7 +44,13 @@ async def send(rt: Runtime, batcher: GateBatcher, campaign_id: str, request: Sen
     answer = await approve(
         rt,
         batcher,
-        ApprovalRequest(campaign_id=campaign_id, customer_ids=request.customer_ids, at=None, dry_run=False),
+        ApprovalRequest(
+            campaign_id=campaign_id,
+            customer_ids=request.customer_ids,
+            at=None,
+            dry_run=False,
+            explain=request.explain,
+        ),
         queue_rows,
     )
     log.info("sends gated", campaign_id=campaign_id, recipients=len(request.customer_ids))

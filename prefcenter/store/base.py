@@ -49,7 +49,7 @@ from prefcenter.domain.ledger import Attribution, Change, ConsentEvent, Notice
 from prefcenter.domain.model import CampaignView, Customer, CustomerState, Preferences, Role, Topic
 from prefcenter.store.history import HistoryStore
 from prefcenter.store.replay import ReplayStore
-from prefcenter.store.trace import TraceStore
+from prefcenter.store.trace import MessageEvent, TraceStore
 from prefcenter.store.webhooks import WebhookStore
 
 
@@ -152,8 +152,9 @@ class NotificationItem(msgspec.Struct, frozen=True):
 
     id: int
     customer_id: str
-    kind: str  # sms_opt_in
+    kind: str  # sms_opt_in, email_double_opt_in
     attempts: int
+    topic: str = ""  # email_double_opt_in: the topic to confirm (migration 0021)
 
 
 class NotificationUpdate(msgspec.Struct, frozen=True):
@@ -253,6 +254,7 @@ class WriteTx(Protocol):
         self, channel: str, now_us: int, lease_until_us: int, limit: int
     ) -> list[OutboxItem]: ...
     async def update_outbox(self, updates: list[OutboxUpdate], at: datetime) -> None: ...
+    async def add_message_history(self, events: list[MessageEvent]) -> None: ...  # store/trace.py
     async def get_customers(self, customer_ids: list[str]) -> dict[str, Customer]:
         """Those customers, locked for this transaction (guarantee 1) in id order."""
         ...
@@ -260,6 +262,11 @@ class WriteTx(Protocol):
     async def has_reservation(self, customer_id: str, campaign_id: str) -> bool: ...
     # -- notifications (migration 0015: the SMS opt-in confirmation) --
     async def queue_notification(self, customer_id: str, kind: str, at: datetime) -> bool: ...
+    async def confirm_topic(self, customer_id: str, topic: str) -> bool:
+        """Double opt-in (migration 0021): the customer's pending ``topic`` becomes confirmed; False
+        when it is not pending (confirmed already, or not theirs)."""
+        ...
+
     async def claim_notifications(
         self, now_us: int, lease_until_us: int, limit: int
     ) -> list[NotificationItem]: ...

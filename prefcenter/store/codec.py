@@ -106,8 +106,13 @@ def notice_from_row(row: Any) -> Notice:
 
 
 def topic_from_row(row: Any) -> Topic:
-    """(category, names, descriptions)."""
-    return Topic(category=row[0], names=json_decode(row[1]), descriptions=json_decode(row[2]))
+    """(category, names, descriptions, double_opt_in)."""
+    return Topic(
+        category=row[0],
+        names=json_decode(row[1]),
+        descriptions=json_decode(row[2]),
+        double_opt_in=bool(row[3]),
+    )
 
 
 def campaign_from_row(row: Any) -> Campaign:
@@ -174,11 +179,12 @@ def gate_inputs_from_rows(rows: Iterable[Any], reserved: Iterable[Any]) -> tuple
     """The engine's inputs from the gate's two queries: ``rows`` (id, timezone, country, channel,
     quiet_start, quiet_end, max_per_week, paused_until, contact_channels, suppressed_channels, subscribed,
     marketing_suppressed_channels, phone_places, phone contacts as a JSON object when phone_places is
-    NULL) and ``reserved`` (customer_id, campaign_id, at_us, channel, marketing). Stored values are
-    read fail-closed: an unreadable pause is a pause without end, and the ids whose stored places are
-    unreadable come back beside the inputs (placed nowhere yet), for the caller to place from their
-    contacts with :func:`places_from_contacts`. Few distinct channel lists, places and quiet hours
-    recur over thousands of customers: each is built once."""
+    NULL, and pending: the campaign's topic awaits a double opt-in confirmation) and ``reserved``
+    (customer_id, campaign_id, at_us, channel, marketing). Stored values are read fail-closed: an
+    unreadable pause is a pause without end, and the ids whose stored places are unreadable come back
+    beside the inputs (placed nowhere yet), for the caller to place from their contacts with
+    :func:`places_from_contacts`. Few distinct channel lists, places and quiet hours recur over
+    thousands of customers: each is built once."""
     held: dict[str, dict[str, Reservation]] = {}
     for cid, camp, at_us, channel, marketing in reserved:
         mine = held.get(cid)
@@ -207,6 +213,7 @@ def gate_inputs_from_rows(rows: Iterable[Any], reserved: Iterable[Any]) -> tuple
         marketing_only,
         places_stored,
         phones,
+        pending,
     ) in rows:
         a = sets.get(addresses)
         if a is None:
@@ -253,5 +260,6 @@ def gate_inputs_from_rows(rows: Iterable[Any], reserved: Iterable[Any]) -> tuple
             pause,
             marketing_suppressed=m,
             places=places,
+            confirmed=not pending,
         )
     return GateInputs(states=states, held=held), unplaced

@@ -341,6 +341,8 @@ VALID: list[Request] = [
     Request("exportConsentEvents", {}, {"customer_id": "c1", "since": "2026-01-01T00:00:00Z", "format": "jsonl"}),
     Request("verifyConsentEvents", {}, {}),
     Request("getConsentReceipt", {"customer_id": "c1"}, {}),
+    Request("getConsentState", {"customer_id": "c1"}, {"at": "2026-11-22T09:00:00Z"}),
+    Request("getTrace", {"campaign_id": "camp1", "customer_id": "c1"}, {}),
     Request("putNotice", {"notice_version": "edge-1"}, {}, {"texts": {"en": "We send offers. Withdraw at any time.", "fa": "متن"}}),
     Request("getNotice", {"notice_version": "edge-1"}, {}),
     Request("listCustomers", {}, {"topic": "promotions", "channel": "email", "updated_since": "2026-01-01T00:00:00+01:00", "limit": "10"}),

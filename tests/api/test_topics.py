@@ -12,12 +12,13 @@ async def test_topic_crud_and_409_when_in_use(api: Api) -> None:
         "names": {"en": "Offers", "pl": "Oferty"},
         "descriptions": {"en": "Deals"},
     }
+    shown = {**body, "double_opt_in": False}  # the default, always shown (issue 13)
     r = await api.client.put("/v1/topics/offers", json=body, headers=admin)
-    assert r.status_code == 201 and r.json() == body
+    assert r.status_code == 201 and r.json() == shown
     r = await api.client.put("/v1/topics/offers", json=body, headers=admin)
     assert r.status_code == 200
     r = await api.client.get("/v1/topics/offers", headers=api.as_("marketing"))
-    assert r.json() == body
+    assert r.json() == shown
     listing = (await api.client.get("/v1/topics", headers=api.as_("auditor"))).json()["topics"]
     assert set(listing) == {"offers", "promotions", "product-news", "order-updates"}
 

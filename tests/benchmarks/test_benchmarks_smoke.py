@@ -67,6 +67,22 @@ def test_ledger_benchmark_runs() -> None:
     assert {"export_jsonl", "export_csv", "verify"} <= report.keys()
 
 
+def test_replay_benchmark_runs() -> None:
+    report: dict[str, Any] = run("bench_replay.py")
+    assert report["decisions"] == 1200 and report["shipped"]["decisions"] == 1200
+    assert report["shipped"]["changed"] == 0  # the shipped policy re-decides what it logged
+    assert report["candidate_sms_09_20"]["changed"] > 0 and report["shipped"]["decisions_per_s"] > 0
+
+
+def test_explain_benchmark_runs() -> None:
+    report: dict[str, Any] = run("bench_explain.py")
+    assert report["batch"] == 500 and len(report["rounds"]) == 2
+    for figures in report["rounds"]:  # every defer (rules 7-9) is logged with its explanation
+        assert figures["log_rows_with_explain"] >= figures["summary"]["defer"] > 0, figures
+    assert report["gate_explain_on_decisions_per_s"]["median"] > 0
+    assert report["answer_bytes_explain_on"]["median"] > report["answer_bytes_explain_off"]["median"]
+
+
 def test_import_benchmark_runs() -> None:
     report = run("bench_import.py")
     assert report["customers"] == 2000
@@ -96,6 +112,28 @@ def test_lists_benchmark_runs_on_postgres(postgres_url: str) -> None:
     report: dict[str, Any] = run("bench_lists.py", "--engine", "postgres", "--postgres-url", postgres_url)
     figures = report["postgres"]
     assert figures["all_middle_page_items"] == 100 and figures["channel_none_first_page_items"] == 100
+
+
+def check_consent_state(figures: dict[str, Any]) -> None:
+    assert figures["service"]["n"] == 200 and figures["http_asgi"]["n"] == 100, figures
+    assert figures["service"]["p99_ms"] > 0 and figures["proof_events_per_answer"] > 0
+    plan = " ".join(figures["plan"])
+    assert "consent_events_by_customer" in plan and "consent_events_by_at" not in plan, plan
+
+
+def test_consent_state_benchmark_runs() -> None:
+    report: dict[str, Any] = run("bench_consent_state.py")
+    assert report["events"] == 3000
+    check_consent_state(report["sqlite"])
+    assert not any(step.startswith("SCAN") for step in report["sqlite"]["plan"]), report["sqlite"]["plan"]
+
+
+@pytest.mark.postgres
+def test_consent_state_benchmark_runs_on_postgres(postgres_url: str) -> None:
+    report: dict[str, Any] = run(
+        "bench_consent_state.py", "--engine", "postgres", "--postgres-url", postgres_url
+    )
+    check_consent_state(report["postgres"])
 
 
 def check_approvals(report: dict[str, object], labels: list[str]) -> None:

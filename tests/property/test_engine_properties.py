@@ -170,6 +170,7 @@ def state(
     paused_until: datetime | None = None,
     marketing_suppressed: frozenset[Channel] = frozenset(),
     places: dict[str, PhonePlace] | None = None,
+    confirmed: bool = True,
 ) -> CustomerState:
     return CustomerState(
         customer_id=customer_id,
@@ -184,6 +185,7 @@ def state(
         paused_until=paused_until,
         marketing_suppressed=marketing_suppressed,
         places=places or {},
+        confirmed=confirmed,
     )
 
 
@@ -457,6 +459,7 @@ def customers(
         paused_until=draw(st.none() | near),
         marketing_suppressed=frozenset(c for c in addresses if draw(st.integers(0, 9)) == 0),
         places=places,
+        confirmed=draw(st.integers(0, 4)) > 0,  # double opt-in: sometimes awaiting confirmation
     )
     return customer, sends
 
@@ -550,6 +553,7 @@ def test_decide_batch_agrees_with_decide(data: st.DataObject) -> None:
                 paused_until=customer.paused_until,
                 marketing_suppressed=customer.marketing_suppressed,
                 places=earlier.places if data.draw(st.booleans()) else customer.places,
+                confirmed=customer.confirmed,
             )
         items.append((f"c{i}", customer, sends))
     retries = {cid for cid, _, _ in items if data.draw(st.integers(0, 4), label="retry?") == 0}

@@ -96,7 +96,9 @@ def test_reason_codes_and_verdicts_are_exactly_the_contracts() -> None:
     assert set(REASONS) == {
         "unknown_customer", "suppressed", "no_channel", "channel_not_offered", "no_address",
         "topic_not_subscribed", "paused", "quiet_hours", "frequency_cap", "allowed", "expired",
+        "not_confirmed",  # issue 13's double opt-in: added after the others, none changed
     }  # fmt: skip
+    assert REASONS[-1] == "not_confirmed"
     assert VERDICTS == ("allow", "defer", "deny")
 
 

@@ -21,9 +21,9 @@ async def test_a_transaction_left_open_is_rolled_back_by_the_next_writer(tmp_pat
         # What a task cancelled while its BEGIN was queued leaves behind: an open transaction with a
         # write in it, and the write lock already released.
         await store.writer.execute("BEGIN IMMEDIATE")
-        await store.writer.execute("INSERT INTO topics VALUES ('orphan', 'marketing', '{}', '{}', 'x', 'x')")
+        await store.writer.execute("INSERT INTO topics VALUES ('orphan', 'marketing', '{}', '{}', 'x', 'x', 0)")
         async with store.write() as tx:
-            await tx.conn.execute("INSERT INTO topics VALUES ('kept', 'marketing', '{}', '{}', 'x', 'x')")
+            await tx.conn.execute("INSERT INTO topics VALUES ('kept', 'marketing', '{}', '{}', 'x', 'x', 0)")
         topics = await store.list_topics()
         assert sorted(topics) == ["kept"]
     finally:
@@ -42,7 +42,7 @@ async def test_cancelling_writers_at_random_points_never_wedges_the_store(tmp_pa
                 return
             async with store.write() as tx:
                 await tx.conn.execute(
-                    "INSERT INTO topics VALUES (?, 'marketing', '{}', '{}', 'x', 'x')", (f"t{n:04d}",)
+                    "INSERT INTO topics VALUES (?, 'marketing', '{}', '{}', 'x', 'x', 0)", (f"t{n:04d}",)
                 )
 
         for n in range(200):

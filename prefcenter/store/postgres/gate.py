@@ -39,7 +39,8 @@ SELECT c.id, c.timezone, c.country, c.channel, c.quiet_start, c.quiet_end, c.max
        c.contact_channels, c.suppressed_channels, strpos(c.topic_list, ',' || $1 || ',') > 0,
        c.marketing_suppressed_channels, c.phone_places,
        CASE WHEN c.phone_places IS NULL THEN (SELECT json_object_agg(k.channel, k.address)::text
-            FROM contacts k WHERE k.customer_id = c.id AND k.channel IN ('sms', 'voice', 'whatsapp')) END
+            FROM contacts k WHERE k.customer_id = c.id AND k.channel IN ('sms', 'voice', 'whatsapp')) END,
+       c.pending_topics <> ',' AND strpos(c.pending_topics, ',' || $1 || ',') > 0
 FROM customers c WHERE c.id = ANY($2::text[])
 """
 _GATE_RESERVATIONS_SQL = """

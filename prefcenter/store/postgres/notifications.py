@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 _QUEUE_SQL = (
     "INSERT INTO notifications (customer_id, kind, status, not_before_us, created_at, updated_at) "
     "VALUES ($1, $2, 'queued', $3, $4, $4) "
-    "ON CONFLICT (customer_id, kind) WHERE status = 'queued' DO NOTHING RETURNING id"
+    "ON CONFLICT (customer_id, kind, topic) WHERE status = 'queued' DO NOTHING RETURNING id"
 )
 
 # One statement: rows another transaction holds locked (a dispatcher claiming them now) are skipped, so
@@ -31,7 +31,7 @@ FROM (SELECT id FROM notifications
       ORDER BY not_before_us, id LIMIT $3
       FOR UPDATE SKIP LOCKED) due
 WHERE n.id = due.id
-RETURNING n.id, n.customer_id, n.kind, n.attempts, n.not_before_us
+RETURNING n.id, n.customer_id, n.kind, n.attempts, n.not_before_us, n.topic
 """
 
 _UPDATE_SQL = (
@@ -54,7 +54,7 @@ async def claim_notifications(
     """Lease up to ``limit`` due ones, earliest first."""
     rows = await conn.fetch(_CLAIM_SQL, now_us, lease_until_us, limit if limit >= 0 else None)
     rows.sort(key=lambda r: (r[4], r[0]))  # RETURNING keeps no order
-    return [NotificationItem(r[0], r[1], r[2], r[3]) for r in rows]
+    return [NotificationItem(r[0], r[1], r[2], r[3], r[5]) for r in rows]
 
 
 async def update_notifications(conn: Conn, updates: list[NotificationUpdate], at: datetime) -> None:

@@ -25,7 +25,7 @@ from prefcenter.store.base import (
     StoreUnavailable,
     Suppression,
 )
-from prefcenter.store.codec import json_decode, key_from_row
+from prefcenter.store.codec import key_from_row, topic_from_row
 from prefcenter.store.postgres import gate
 from prefcenter.store.postgres.rows import (
     CUSTOMER_BY_REF_SQL,
@@ -151,11 +151,10 @@ class PgReads:
 
     async def list_topics(self) -> dict[str, Topic]:
         with reading():
-            rows = await self.db.fetch("SELECT id, category, names, descriptions FROM topics ORDER BY id")
-        return {
-            row[0]: Topic(category=row[1], names=json_decode(row[2]), descriptions=json_decode(row[3]))
-            for row in rows
-        }
+            rows = await self.db.fetch(
+                "SELECT id, category, names, descriptions, double_opt_in FROM topics ORDER BY id"
+            )
+        return {row[0]: topic_from_row(row[1:]) for row in rows}
 
     async def get_topic(self, topic_id: str) -> Topic | None:
         with reading():

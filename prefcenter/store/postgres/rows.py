@@ -63,7 +63,7 @@ INSERT_EVENT_SQL = (
     f"INSERT INTO consent_events ({EVENT_COLUMNS}) "
     f"VALUES ({', '.join(f'${i}' for i in range(1, EVENT_COLUMN_COUNT + 1))})"
 )
-_TOPIC_SQL = "SELECT category, names, descriptions FROM topics WHERE id = $1"
+_TOPIC_SQL = "SELECT category, names, descriptions, double_opt_in FROM topics WHERE id = $1"
 _CAMPAIGN_SQL = "SELECT topic, channels, send_by, content FROM campaigns WHERE id = $1"
 
 

@@ -66,6 +66,7 @@ ERASURE_TABLES = (
     "decisions",
     "inbound_review",
     "outbox",
+    "message_history",
     "reservations",
     "notifications",
     "consent_events",

@@ -26,7 +26,7 @@ from prefcenter.store.base import (
     ReviewText,
 )
 from prefcenter.store.codec import PLACES_DATA_VERSION, event_row, json_encode, places_text
-from prefcenter.store.postgres import gate, notifications
+from prefcenter.store.postgres import double_opt_in, gate, notifications
 from prefcenter.store.postgres.rows import (
     INSERT_EVENT_SQL,
     get_campaign,
@@ -35,6 +35,8 @@ from prefcenter.store.postgres.rows import (
     get_notice,
     get_topic,
 )
+from prefcenter.store.postgres.trace import ADD_HISTORY_SQL, history_columns
+from prefcenter.store.trace import MessageEvent
 
 if TYPE_CHECKING:
     from prefcenter.store.postgres.rows import Conn
@@ -53,9 +55,10 @@ _ADD_SUPPRESSION_SQL = (
 # the insert (other writes are serialised, guarantee 3, so nothing commits one in between).
 _PUT_TOPIC_SQL = """
 WITH old AS (SELECT 1 FROM topics WHERE id = $1)
-INSERT INTO topics (id, category, names, descriptions, created_at, updated_at)
-VALUES ($1, $2, $3, $4, $5, $5) ON CONFLICT (id) DO UPDATE SET category = excluded.category,
-    names = excluded.names, descriptions = excluded.descriptions, updated_at = excluded.updated_at
+INSERT INTO topics (id, category, names, descriptions, created_at, updated_at, double_opt_in)
+VALUES ($1, $2, $3, $4, $5, $5, $6) ON CONFLICT (id) DO UPDATE SET category = excluded.category,
+    names = excluded.names, descriptions = excluded.descriptions, updated_at = excluded.updated_at,
+    double_opt_in = excluded.double_opt_in
 RETURNING NOT EXISTS (SELECT 1 FROM old)
 """
 _PUT_CAMPAIGN_SQL = """
@@ -169,12 +172,8 @@ class PgWriteTx:
             format_at(at),
             customer_id,
         )
-        await self.conn.execute("DELETE FROM customer_topics WHERE customer_id = $1", customer_id)
-        if preferences.topics:
-            await self.conn.executemany(
-                "INSERT INTO customer_topics (customer_id, topic_id) VALUES ($1, $2)",
-                [(customer_id, t) for t in preferences.topics],
-            )
+        # the topics, a gained double opt-in one pending with its mail queued (migration 0021)
+        await double_opt_in.write_topics(self.conn, [(customer_id, preferences.topics, at)])
 
     async def erase_customer(self, customer_id: str) -> None:
         # First the row lock a gate holds while it decides about this customer: its decision rows and
@@ -209,6 +208,7 @@ class PgWriteTx:
             json_encode(topic.names).decode(),
             json_encode(topic.descriptions).decode(),
             format_at(at),
+            int(topic.double_opt_in),
         )
         return created
 
@@ -364,6 +364,11 @@ class PgWriteTx:
             ],
         )
 
+    async def add_message_history(self, events: list[MessageEvent]) -> None:
+        """Message history rows (migration 0020, store/trace.py), in one statement over arrays."""
+        if events:
+            await self.conn.execute(ADD_HISTORY_SQL, *history_columns(events))
+
     async def lock_ledger_head(self) -> tuple[int, str, Callable[[], str]]:
         head = await self.conn.fetchrow("SELECT seq, hash FROM ledger_head WHERE id = 1 FOR UPDATE")
         assert head is not None, "ledger_head row missing: migration 0001 not applied"
@@ -451,15 +456,10 @@ class PgWriteTx:
                     for cid, p, at in writes.preferences
                 ],
             )
-            await self.conn.execute(
-                "DELETE FROM customer_topics WHERE customer_id = ANY($1::text[])",
-                [cid for cid, _, _ in writes.preferences],
+            # the topics, a gained double opt-in one pending with its mail queued (migration 0021)
+            await double_opt_in.write_topics(
+                self.conn, [(cid, p.topics, at) for cid, p, at in writes.preferences]
             )
-            topics = [(cid, t) for cid, p, _ in writes.preferences for t in p.topics]
-            if topics:
-                await self.conn.executemany(
-                    "INSERT INTO customer_topics (customer_id, topic_id) VALUES ($1, $2)", topics
-                )
         if writes.events:
             await self.conn.executemany(INSERT_EVENT_SQL, [event_row(e) for e in writes.events])
             last = writes.events[-1]
@@ -477,6 +477,9 @@ class PgWriteTx:
 
     async def queue_notification(self, customer_id: str, kind: str, at: datetime) -> bool:
         return await notifications.queue_notification(self.conn, customer_id, kind, at)
+
+    async def confirm_topic(self, customer_id: str, topic: str) -> bool:
+        return await double_opt_in.confirm_topic(self.conn, customer_id, topic)
 
     async def claim_notifications(
         self, now_us: int, lease_until_us: int, limit: int

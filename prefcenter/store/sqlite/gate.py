@@ -26,11 +26,12 @@ T = TypeVar("T")
 # (or written around the store): its phone contacts are read instead and placed here.
 _GATE_STATES_SQL = """
 SELECT c.id, c.timezone, c.country, c.channel, c.quiet_start, c.quiet_end, c.max_per_week, c.paused_until,
-       c.contact_channels, c.suppressed_channels, instr(c.topic_list, ',' || ? || ',') > 0,
+       c.contact_channels, c.suppressed_channels, instr(c.topic_list, ',' || ?1 || ',') > 0,
        c.marketing_suppressed_channels, c.phone_places,
        CASE WHEN c.phone_places IS NULL THEN (SELECT json_group_object(k.channel, k.address) FROM contacts k
-            WHERE k.customer_id = c.id AND k.channel IN ('sms', 'voice', 'whatsapp')) END
-FROM customers c WHERE c.id IN (SELECT value FROM json_each(?))
+            WHERE k.customer_id = c.id AND k.channel IN ('sms', 'voice', 'whatsapp')) END,
+       c.pending_topics <> ',' AND instr(c.pending_topics, ',' || ?1 || ',') > 0
+FROM customers c WHERE c.id IN (SELECT value FROM json_each(?2))
 """
 _GATE_RESERVATIONS_SQL = """
 SELECT r.customer_id, r.campaign_id, r.at_us, r.channel, r.marketing

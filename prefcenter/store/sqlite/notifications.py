@@ -28,7 +28,7 @@ async def claim_notifications(
 ) -> list[NotificationItem]:
     """Lease up to ``limit`` due ones, earliest first."""
     async with conn.execute(
-        "SELECT id, customer_id, kind, attempts FROM notifications WHERE status = 'queued' "
+        "SELECT id, customer_id, kind, attempts, topic FROM notifications WHERE status = 'queued' "
         "AND not_before_us <= ? AND (lease_until_us IS NULL OR lease_until_us <= ?) "
         "ORDER BY not_before_us, id LIMIT ?",
         (now_us, now_us, limit),

@@ -12,6 +12,7 @@ from prefcenter.domain.ledger import Notice
 from prefcenter.domain.model import Customer, Topic
 from prefcenter.store import listing
 from prefcenter.store.base import ApiKey, DecisionRow, EventFilter, GateInputs, ReviewText, Suppression
+from prefcenter.store.codec import topic_from_row
 from prefcenter.store.sqlite.gate import gate_inputs_sync
 from prefcenter.store.sqlite.rows import (
     CUSTOMER_BY_REF_SQL,
@@ -22,7 +23,6 @@ from prefcenter.store.sqlite.rows import (
     get_customer,
     get_notice,
     get_topic,
-    json_decode,
     key_from_row,
 )
 from prefcenter.store.sqlite.thread import SqliteThread
@@ -78,12 +78,9 @@ class SqliteReads:
 
     async def list_topics(self) -> dict[str, Topic]:
         async with self.reader.execute(
-            "SELECT id, category, names, descriptions FROM topics ORDER BY id"
+            "SELECT id, category, names, descriptions, double_opt_in FROM topics ORDER BY id"
         ) as cur:
-            return {
-                row[0]: Topic(category=row[1], names=json_decode(row[2]), descriptions=json_decode(row[3]))
-                async for row in cur
-            }
+            return {row[0]: topic_from_row(row[1:]) async for row in cur}
 
     async def get_topic(self, topic_id: str) -> Topic | None:
         return await get_topic(self.reader, topic_id)

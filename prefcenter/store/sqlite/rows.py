@@ -75,7 +75,7 @@ async def get_customer(conn: Conn, customer_id: str) -> Customer | None:
 
 async def get_topic(conn: Conn, topic_id: str) -> Topic | None:
     async with conn.execute(
-        "SELECT category, names, descriptions FROM topics WHERE id = ?", (topic_id,)
+        "SELECT category, names, descriptions, double_opt_in FROM topics WHERE id = ?", (topic_id,)
     ) as cur:
         row = await cur.fetchone()
     return None if row is None else topic_from_row(row)

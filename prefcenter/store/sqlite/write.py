@@ -34,6 +34,7 @@ from prefcenter.store.base import (
 )
 from prefcenter.store.codec import PLACES_DATA_VERSION, places_text
 from prefcenter.store.sqlite import notifications
+from prefcenter.store.sqlite.double_opt_in import confirm_topic_sync, write_topics_sync
 from prefcenter.store.sqlite.gate import (
     campaign_views_sync,
     gate_inputs_sync,
@@ -52,6 +53,8 @@ from prefcenter.store.sqlite.rows import (
     json_encode,
 )
 from prefcenter.store.sqlite.thread import SqliteThread
+from prefcenter.store.sqlite.trace import ADD_HISTORY_SQL
+from prefcenter.store.trace import MessageEvent, history_row
 
 log = structlog.get_logger("prefcenter.store")
 
@@ -139,13 +142,8 @@ def write_import_sync(conn: sqlite3.Connection, writes: ImportWrites) -> None:
             for cid, p, at in writes.preferences
         ],
     )
-    conn.executemany(
-        "DELETE FROM customer_topics WHERE customer_id = ?", [(cid,) for cid, _, _ in writes.preferences]
-    )
-    conn.executemany(
-        "INSERT INTO customer_topics (customer_id, topic_id) VALUES (?, ?)",
-        [(cid, t) for cid, p, _ in writes.preferences for t in p.topics],
-    )
+    # the topics, a gained double opt-in one pending with its mail queued (migration 0021)
+    write_topics_sync(conn, [(cid, p.topics, at) for cid, p, at in writes.preferences])
     if writes.events:
         conn.executemany(INSERT_EVENT_SQL, [event_row(e) for e in writes.events])
         last = writes.events[-1]
@@ -208,11 +206,8 @@ class SqliteWriteTx:
                 customer_id,
             ),
         )
-        await self.conn.execute("DELETE FROM customer_topics WHERE customer_id = ?", (customer_id,))
-        await self.conn.executemany(
-            "INSERT INTO customer_topics (customer_id, topic_id) VALUES (?, ?)",
-            [(customer_id, t) for t in preferences.topics],
-        )
+        # the topics, a gained double opt-in one pending with its mail queued (migration 0021)
+        await self.conn.run(write_topics_sync, [(customer_id, preferences.topics, at)])
 
     async def erase_customer(self, customer_id: str) -> None:
         await self.conn.execute(
@@ -242,9 +237,10 @@ class SqliteWriteTx:
         async with self.conn.execute("SELECT 1 FROM topics WHERE id = ?", (topic_id,)) as cur:
             exists = await cur.fetchone() is not None
         await self.conn.execute(
-            "INSERT INTO topics (id, category, names, descriptions, created_at, updated_at) "
-            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET category = excluded.category, "
-            "names = excluded.names, descriptions = excluded.descriptions, updated_at = excluded.updated_at",
+            "INSERT INTO topics (id, category, names, descriptions, created_at, updated_at, double_opt_in) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET category = excluded.category, "
+            "names = excluded.names, descriptions = excluded.descriptions, updated_at = excluded.updated_at, "
+            "double_opt_in = excluded.double_opt_in",
             (
                 topic_id,
                 topic.category,
@@ -252,6 +248,7 @@ class SqliteWriteTx:
                 json_encode(topic.descriptions).decode(),
                 stamp,
                 stamp,
+                int(topic.double_opt_in),
             ),
         )
         return not exists
@@ -428,6 +425,11 @@ class SqliteWriteTx:
             ],
         )
 
+    async def add_message_history(self, events: list[MessageEvent]) -> None:
+        """Message history rows (migration 0020, store/trace.py), in one executemany."""
+        if events:
+            await self.conn.executemany(ADD_HISTORY_SQL, [history_row(e) for e in events])
+
     async def lock_ledger_head(self) -> tuple[int, str, Callable[[], str]]:
         async with self.conn.execute("SELECT seq, hash FROM ledger_head WHERE id = 1") as cur:
             head = await cur.fetchone()
@@ -468,6 +470,9 @@ class SqliteWriteTx:
 
     async def queue_notification(self, customer_id: str, kind: str, at: datetime) -> bool:
         return await notifications.queue_notification(self.conn, customer_id, kind, at)
+
+    async def confirm_topic(self, customer_id: str, topic: str) -> bool:
+        return await self.conn.run(confirm_topic_sync, customer_id, topic)
 
     async def claim_notifications(
         self, now_us: int, lease_until_us: int, limit: int

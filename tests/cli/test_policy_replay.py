@@ -1,0 +1,319 @@
+"""``prefcenter policy replay`` (issue 13 item 4): a scripted history written through the API at
+hand-picked instants, replayed with the shipped policy (nothing changes) and with a candidate that
+narrows SMS to 09:00-20:00 (exactly the decisions counted by hand below change), on both engines
+(the service) and as the command on a real SQLite file (the JSON line, the filters, a bad policy, the
+database untouched).
+
+The history (the clock is set to each instant, so every approval is asked "now"; 2026-11-23 is a
+Monday; in November Warsaw is UTC+1, Bucharest and Berlin... Berlin UTC+1, Bucharest UTC+2, New York
+UTC-5):
+
+| # | at (UTC)             | campaign | customer | local time     | logged (default)      | candidate         |
+|---|----------------------|----------|----------|----------------|-----------------------|-------------------|
+| 1 | 2026-11-23T07:30Z    | spring   | pl-sms   | 08:30 Warsaw   | allow allowed         | defer quiet_hours |
+| 1 | 2026-11-23T07:30Z    | spring   | ro-email | 09:30 Buchar.  | allow allowed         | same              |
+| 2 | 2026-11-23T11:00Z    | spring   | de-email | (paused)       | defer paused          | same              |
+| 3 | 2026-11-23T12:00Z    | spring   | pl-noon  | 13:00 Warsaw   | allow allowed         | same              |
+| 4 | 2026-11-23T15:00Z    | summer   | ro-email | 17:00          | defer frequency_cap   | same (1 per day)  |
+| 4 | 2026-11-23T15:00Z    | summer   | pl-sms   | 16:00          | defer frequency_cap   | same              |
+| 5 | 2026-11-24T01:30Z    | spring   | ny-sms   | 20:30 New York | allow allowed         | defer quiet_hours |
+| 6 | 2026-11-24T18:30Z    | summer   | ro-email | 20:30 (email)  | allow allowed (send)  | same              |
+| 7 | 2026-11-24T19:30Z    | spring   | pl-sms   | 20:30 (retry)  | allow allowed         | defer quiet_hours |
+| 8 | 2026-11-25T02:30Z    | summer   | ny-sms   | 21:30 New York | defer quiet_hours     | same (not_before 09:00, not 08:00: not a change) |
+
+10 decisions; with the candidate 3 change, all ``allowed->quiet_hours`` (1, 5, 7); from 2026-11-24 on
+2 (5, 7); before it 1 (1).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import subprocess
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+
+from prefcenter.domain.model import CampaignView
+from prefcenter.domain.policy import LoadedPolicy
+from prefcenter.services.policies import load_policy_file
+from prefcenter.services.replay import ReplayResult, _Replayer, replay
+from prefcenter.store.replay import PACK_SEPARATOR, ReplayChunk
+from tests.conftest import CAMPAIGN, POLICY_FILE, SECRET, Api, FakeClock, prefs_body, query
+
+DEFAULT_TEXT = POLICY_FILE.read_text()
+
+
+def candidate_text() -> str:
+    """The shipped policy with SMS narrowed to 09:00-20:00 (Florida's override narrowed to match: an
+    override may only narrow the channel's window)."""
+    text = DEFAULT_TEXT.replace('sms = "08:00-21:00"', 'sms = "09:00-20:00"', 1)
+    text = text.replace('windows = { sms = "08:00-20:00", voice', 'windows = { sms = "09:00-20:00", voice', 1)
+    assert text.count('"09:00-20:00"') >= 2
+    return text
+
+
+def profile(zone: str, country: str, **contacts: str) -> dict[str, Any]:
+    return {"timezone": zone, "locale": "en", "country": country, "contacts": contacts}
+
+
+async def put_customer(api: Api, cid: str, prof: dict[str, Any], **prefs: Any) -> None:
+    r = await api.client.put(f"/v1/customers/{cid}", json=prof, headers=api.as_("marketing"))
+    assert r.status_code in (200, 201), r.text
+    body = prefs_body(**{"quiet_hours": None, "max_per_week": None, **prefs})
+    r = await api.client.put(f"/v1/customers/{cid}/preferences", json=body, headers=api.as_("marketing"))
+    assert r.status_code == 200, r.text
+
+
+async def approve(
+    api: Api, clock: FakeClock, at: str, campaign: str, ids: list[str]
+) -> list[tuple[str, str]]:
+    clock.t = datetime.fromisoformat(at.replace("Z", "+00:00"))
+    body = {"campaign_id": campaign, "customer_ids": ids, "at": at}
+    r = await api.client.post("/v1/approvals", json=body, headers=api.as_("marketing"))
+    assert r.status_code == 200, r.text
+    return [(d["verdict"], d["reason"]) for d in r.json()["decisions"]]
+
+
+async def history(api: Api, clock: FakeClock) -> None:
+    """The table of the module docstring, written through the API; each logged answer checked."""
+    for cid in ("spring", "summer"):
+        r = await api.client.put(f"/v1/campaigns/{cid}", json=CAMPAIGN, headers=api.as_("marketing"))
+        assert r.status_code in (200, 201), r.text
+    await put_customer(api, "pl-sms", profile("Europe/Warsaw", "PL", sms="+48600100200"), channel="sms")
+    await put_customer(api, "pl-noon", profile("Europe/Warsaw", "PL", sms="+48600100201"), channel="sms")
+    await put_customer(api, "ny-sms", profile("America/New_York", "US", sms="+12125550123"), channel="sms")
+    await put_customer(api, "ro-email", profile("Europe/Bucharest", "RO", email="ro@example.ro"))
+    await put_customer(api, "de-email", profile("Europe/Berlin", "DE", email="de@example.de"))
+
+    got = await approve(api, clock, "2026-11-23T07:30:00Z", "spring", ["pl-sms", "ro-email"])
+    assert got == [("allow", "allowed"), ("allow", "allowed")]
+    clock.t = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)  # de-email pauses until the 30th
+    body = prefs_body(quiet_hours=None, max_per_week=None, paused_until="2026-11-30T00:00:00Z")
+    r = await api.client.put("/v1/customers/de-email/preferences", json=body, headers=api.as_("marketing"))
+    assert r.status_code == 200, r.text
+    assert await approve(api, clock, "2026-11-23T11:00:00Z", "spring", ["de-email"]) == [("defer", "paused")]
+    assert await approve(api, clock, "2026-11-23T12:00:00Z", "spring", ["pl-noon"]) == [("allow", "allowed")]
+    got = await approve(api, clock, "2026-11-23T15:00:00Z", "summer", ["ro-email", "pl-sms"])
+    assert got == [("defer", "frequency_cap"), ("defer", "frequency_cap")]
+    assert await approve(api, clock, "2026-11-24T01:30:00Z", "spring", ["ny-sms"]) == [("allow", "allowed")]
+    clock.t = datetime(2026, 11, 24, 18, 30, tzinfo=UTC)  # a send (kind "send"), not an approval
+    r = await api.client.post(
+        "/v1/campaigns/summer/sends", json={"customer_ids": ["ro-email"]}, headers=api.as_("marketing")
+    )
+    assert r.status_code == 202, r.text
+    assert [(d["verdict"], d["reason"]) for d in r.json()["decisions"]] == [("allow", "allowed")]
+    assert await approve(api, clock, "2026-11-24T19:30:00Z", "spring", ["pl-sms"]) == [("allow", "allowed")]
+    assert await approve(api, clock, "2026-11-25T02:30:00Z", "summer", ["ny-sms"]) == [
+        ("defer", "quiet_hours")
+    ]
+    kinds = query(api, "SELECT kind, count(*) FROM decisions GROUP BY kind ORDER BY kind")
+    assert [tuple(k) for k in kinds] == [("approval", 9), ("send", 1)]
+
+
+def snapshot(api: Api) -> list[Any]:
+    """Every row replay could touch, to show it wrote nothing."""
+    return [
+        [tuple(r) for r in query(api, f"SELECT * FROM {table} ORDER BY 1, 2")]
+        for table in ("decisions", "reservations", "consent_events", "outbox", "customers", "suppressions")
+    ]
+
+
+def write_candidate(tmp_path: Path) -> Path:
+    path = tmp_path / "candidate.toml"
+    path.write_text(candidate_text())
+    return path
+
+
+def instant(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+async def test_replay_default_changes_nothing_and_the_candidate_what_was_counted(
+    api: Api, clock: FakeClock, tmp_path: Path
+) -> None:
+    await history(api, clock)
+    before = snapshot(api)
+    shipped = load_policy_file(POLICY_FILE)
+    same = await replay(api.rt, shipped)
+    assert same.as_json() == {"decisions": 10, "changed": 0, "by_change": {}, "sample": []}
+
+    candidate: LoadedPolicy = load_policy_file(write_candidate(tmp_path))
+    result = await replay(api.rt, candidate, chunk=3)  # small chunks: customers span chunk edges
+    assert result.decisions == 10
+    assert result.changed == 3
+    assert result.by_change == {"allowed->quiet_hours": 3}
+    pl_ref = api.rt.pseudonyms.customer_ref("pl-sms")
+    ny_ref = api.rt.pseudonyms.customer_ref("ny-sms")
+    got = sorted(
+        (s.customer_ref, s.campaign_id, s.at, s.was, s.now, s.was_verdict, s.now_verdict)
+        for s in result.sample
+    )
+    assert got == sorted(
+        [
+            (pl_ref, "spring", "2026-11-23T07:30:00Z", "allowed", "quiet_hours", "allow", "defer"),
+            (ny_ref, "spring", "2026-11-24T01:30:00Z", "allowed", "quiet_hours", "allow", "defer"),
+            (pl_ref, "spring", "2026-11-24T19:30:00Z", "allowed", "quiet_hours", "allow", "defer"),
+        ]
+    )
+    assert "pl-sms" not in msgspec.json.encode(result.as_json()).decode()  # pseudonyms only
+
+    later = await replay(api.rt, candidate, instant("2026-11-24T00:00:00Z"))
+    assert (later.decisions, later.changed, later.by_change) == (4, 2, {"allowed->quiet_hours": 2})
+    earlier = await replay(api.rt, candidate, None, instant("2026-11-24T00:00:00Z"))
+    assert (earlier.decisions, earlier.changed, earlier.by_change) == (6, 1, {"allowed->quiet_hours": 1})
+    window = await replay(
+        api.rt, candidate, instant("2026-11-23T07:30:00Z"), instant("2026-11-23T07:30:00.000001Z")
+    )
+    assert (window.decisions, window.changed) == (2, 1)  # since inclusive, until exclusive
+    assert snapshot(api) == before  # nothing written
+
+
+async def test_replay_sees_the_consent_in_force_at_each_decision(
+    api: Api, clock: FakeClock, tmp_path: Path
+) -> None:
+    """A customer who texted STOP and then withdrew everything after an approval: the replay of that
+    approval still sees the channel and no suppression (the state at its instant; with the shipped
+    policy it would otherwise read ``allowed->suppressed``), and the candidate changes it; a decision
+    after the withdrawal stays ``no_channel`` under both."""
+    r = await api.client.put("/v1/campaigns/spring", json=CAMPAIGN, headers=api.as_("marketing"))
+    assert r.status_code in (200, 201), r.text
+    await put_customer(api, "pl-sms", profile("Europe/Warsaw", "PL", sms="+48600100200"), channel="sms")
+    assert await approve(api, clock, "2026-11-23T07:30:00Z", "spring", ["pl-sms"]) == [("allow", "allowed")]
+    clock.t = datetime(2026, 11, 23, 7, 45, tzinfo=UTC)  # a STOP: the number is suppressed from now on
+    r = await api.client.post(
+        "/v1/inbound/sms", json={"from": "+48600100200", "text": "STOP"}, headers=api.as_("marketing")
+    )
+    assert r.status_code == 200 and r.json()["action"] == "stop", r.text
+    assert query(api, "SELECT count(*) FROM consent_events WHERE subject = 'suppression:sms'")[0][0] == 1
+    clock.t = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
+    r = await api.client.put(
+        "/v1/customers/pl-sms/preferences",
+        json=prefs_body(channel=None, topics=[], quiet_hours=None),
+        headers=api.as_("marketing"),
+    )
+    assert r.status_code == 200, r.text
+    assert await approve(api, clock, "2026-11-25T07:30:00Z", "spring", ["pl-sms"]) == [("deny", "no_channel")]
+    shipped = await replay(api.rt, load_policy_file(POLICY_FILE))
+    assert (shipped.decisions, shipped.changed) == (2, 0)
+    result = await replay(api.rt, load_policy_file(write_candidate(tmp_path)))
+    assert (result.decisions, result.changed, result.by_change) == (2, 1, {"allowed->quiet_hours": 1})
+
+
+def run_cli(db: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {
+        **os.environ,
+        "PREFCENTER_DATABASE_URL": f"sqlite:///{db}",
+        "PREFCENTER_SECRET_KEY": SECRET,
+        "PREFCENTER_LOG_LEVEL": "warning",
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "prefcenter.cli", *args], env=env, capture_output=True, text=True, timeout=120
+    )
+
+
+@pytest.mark.sqlite_only
+async def test_the_command_on_a_sqlite_file(
+    api: Api, clock: FakeClock, tmp_path: Path, db_path: Path
+) -> None:
+    await history(api, clock)
+    await api.rt.store.close()  # the file alone, checkpointed: its bytes must not change
+    digest = hashlib.sha256(db_path.read_bytes()).hexdigest()
+    candidate = write_candidate(tmp_path)
+
+    done = await asyncio.to_thread(run_cli, db_path, "policy", "replay", "--policy", str(candidate), "--json")
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.strip().splitlines()
+    answer = msgspec.json.decode(lines[-1])
+    assert set(answer) == {"decisions", "changed", "by_change", "sample"}
+    assert (answer["decisions"], answer["changed"], answer["by_change"]) == (
+        10,
+        3,
+        {"allowed->quiet_hours": 3},
+    )
+    assert {s["now"] for s in answer["sample"]} == {"quiet_hours"}
+    assert "3 would change" in done.stdout and "allowed -> quiet_hours: 3" in done.stdout
+    assert "pl-sms" not in done.stdout and "ny-sms" not in done.stdout
+
+    done = await asyncio.to_thread(
+        run_cli,
+        db_path,
+        "policy",
+        "replay",
+        "--policy",
+        str(POLICY_FILE),
+        "--since",
+        "2026-11-24T00:00:00Z",
+        "--json",
+    )
+    assert done.returncode == 0, done.stderr
+    assert msgspec.json.decode(done.stdout.strip().splitlines()[-1]) == {
+        "decisions": 4,
+        "changed": 0,
+        "by_change": {},
+        "sample": [],
+    }
+    done = await asyncio.to_thread(
+        run_cli,
+        db_path,
+        "policy",
+        "replay",
+        "--policy",
+        str(candidate),
+        "--until",
+        "2026-11-24T00:00:00+00:00",
+    )
+    assert done.returncode == 0, done.stderr
+    assert "replayed 6 logged decisions" in done.stdout and "1 would change" in done.stdout
+    assert not done.stdout.strip().splitlines()[-1].startswith("{")  # JSON only with --json
+
+    bad = tmp_path / "bad.toml"
+    bad.write_text(DEFAULT_TEXT.replace("per_day = 1", "per_day = 0"))
+    done = await asyncio.to_thread(run_cli, db_path, "policy", "replay", "--policy", str(bad), "--json")
+    assert done.returncode != 0 and "per_day" in done.stderr and done.stdout == ""
+    done = await asyncio.to_thread(
+        run_cli, db_path, "policy", "replay", "--policy", str(candidate), "--since", "yesterday"
+    )
+    assert done.returncode != 0 and "since" in done.stderr
+    assert hashlib.sha256(db_path.read_bytes()).hexdigest() == digest
+
+
+def test_double_opt_in_confirmation_is_read_from_the_ledger() -> None:
+    """A double opt-in topic (rule 6b): granted on the 1st, confirmed on the 3rd; the ask on the 2nd was
+    ``not_confirmed``, the one on the 4th allowed. Replayed as logged, nothing changes; were the topic
+    not double opt-in, the first would have been allowed."""
+    views = {"news": CampaignView("news", "news", "marketing", ("email",))}
+    sep = PACK_SEPARATOR
+    chunk = ReplayChunk(
+        decisions=[
+            ("c1", sep.join(["news", "2026-01-02T10:00:00Z", "deny", "not_confirmed", "email"])),
+            ("c1", sep.join(["news", "2026-01-04T10:00:00Z", "allow", "allowed", "email"])),
+        ],
+        profiles=[("c1", "ref-1", "Europe/Warsaw", "PL", "email", "", None, "2026-01-01T00:00:00.000000Z")],
+        events=[
+            ("c1", 1, "2026-01-01T09:00:00.000000Z", "grant", "channel:email", "true", "api"),
+            ("c1", 2, "2026-01-01T09:00:00.000000Z", "grant", "topic:news", "true", "api"),
+            (
+                "c1",
+                3,
+                "2026-01-03T09:00:00.000000Z",
+                "update",
+                "topic:news",
+                '{"confirmed":true}',
+                "preference_page",
+            ),
+        ],
+        contacts=[("c1", "email", "addr-1", None, None)],
+        failures=[],
+    )
+    policy = load_policy_file(POLICY_FILE)
+    for double_opt_in, expected in ((frozenset({"news"}), {}), (frozenset(), {"not_confirmed->allowed": 1})):
+        result = ReplayResult(policy_version=policy.version, since=None, until=None)
+        replayer = _Replayer(policy, views, None, None, result, str, double_opt_in=double_opt_in)
+        replayer.feed(chunk)
+        assert (result.decisions, result.by_change) == (2, expected)
