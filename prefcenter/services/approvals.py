@@ -464,7 +464,21 @@ def explain_text_of(
     campaign_id: str,
 ) -> str | None:
     """The decision log's explanation of one decision from the loaded inputs (as
-    :func:`decide_recipients` hands them to the engine)."""
+    :func:`decide_recipients` hands them to the engine). An explanation that cannot be computed (a
+    stored value no rule can read) is logged as the reason itself: it never fails the batch."""
+    try:
+        return _explain_text_of(explainer, decision, states, held, campaign_id)
+    except Exception:
+        return None
+
+
+def _explain_text_of(
+    explainer: Explainer,
+    decision: Decision,
+    states: dict[str, CustomerState],
+    held: dict[str, dict[str, Reservation]],
+    campaign_id: str,
+) -> str | None:
     cid = decision.customer_id
     if decision.reason != "frequency_cap":  # only the caps look at the other reservations
         return explainer.find(decision, states.get(cid), (), False)[1]

@@ -97,6 +97,15 @@ def _queued(rows: list[DecisionRow]) -> list[HistoryItem]:
     return items
 
 
+def _current_person(ledger: list[dict[str, Any]], exists: bool) -> list[dict[str, Any]]:
+    """A customer re-created after an erasure has the erased person's pseudonym: their trace starts
+    after the last erasure (the erased person's events are not theirs)."""
+    if not exists:
+        return ledger
+    last = max((i for i, e in enumerate(ledger) if e["source"] == "erasure"), default=-1)
+    return ledger[last + 1 :]
+
+
 async def trace(rt: Runtime, campaign_id: str, customer_id: str) -> Trace:
     """The trace of ``campaign_id``'s message to ``customer_id``; 404 for an unknown campaign, or for a
     customer prefcenter has neither a record nor a decision nor a message of."""
@@ -115,11 +124,12 @@ async def trace(rt: Runtime, campaign_id: str, customer_id: str) -> Trace:
     message = None
     if stored is not None:
         history = _queued(rows) + [HistoryItem(h.at, h.event, h.detail) for h in stored.history]
+        history.sort(key=lambda h: _instant(h.at))  # stable: same-instant entries keep their order
         message = TraceMessage(stored.status, stored.attempts, history)
 
-    ledger = await store.customer_ledger(customer_ref)
+    ledger = _current_person(await store.customer_ledger(customer_ref), customer is not None)
     if rows:
-        last = _instant(rows[-1][2])
+        last = max(_instant(row[2]) for row in rows)
         consent = [e for e in ledger if _instant(e["at"]) <= last]
     else:
         consent = ledger
@@ -127,7 +137,13 @@ async def trace(rt: Runtime, campaign_id: str, customer_id: str) -> Trace:
     refs: list[str] = []
     if customer is not None:
         refs = sorted({rt.pseudonyms.address_ref(ch, addr) for ch, addr in customer.profile.contacts.items()})
-    by_seq = {e["seq"]: e for e in await store.address_suppression_events(refs)}
+    # what came back about these addresses: the address-level events (no customer) and this customer's
+    # own; never another holder's events (their id and pseudonym are theirs)
+    by_seq = {
+        e["seq"]: e
+        for e in await store.address_suppression_events(refs)
+        if e["source"] in INBOUND_SOURCES and e["customer_ref"] in (None, customer_ref)
+    }
     by_seq.update({e["seq"]: e for e in ledger if e["source"] in INBOUND_SOURCES})
     inbound = [by_seq[seq] for seq in sorted(by_seq)]
 
