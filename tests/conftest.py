@@ -14,6 +14,7 @@ from typing import Any
 
 import msgspec
 import pytest
+import structlog
 from litestar.testing import AsyncTestClient
 
 from prefcenter.api.app import create_app
@@ -84,6 +85,16 @@ class FakeClock:
 
     def advance(self, **delta: float) -> None:
         self.t += timedelta(**delta)
+
+
+@pytest.fixture(autouse=True)
+def _structlog_config() -> Iterator[None]:
+    """Each test starts and ends with the same structlog configuration: a command run in-process (a
+    CliRunner ``serve``) configures logging for the whole process (its level filter included), which
+    would otherwise hide later tests' log lines from ``structlog.testing.capture_logs``."""
+    saved = structlog.get_config()
+    yield
+    structlog.configure(**saved)
 
 
 @pytest.fixture
