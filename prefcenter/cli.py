@@ -451,6 +451,38 @@ def migrate() -> None:
     click.echo("\n".join(f"applied {name}" for name in applied) or "nothing to apply")
 
 
+@main.command()
+@click.option("--now", "now_text", default=None, help="Prune as of this instant (RFC 3339 with offset).")
+@click.option("--batch", default=1000, type=click.IntRange(1, 100_000), help="Rows per delete transaction.")
+def prune(now_text: str | None, batch: int) -> None:
+    """One pruning pass as the active policy's [retention] says (`serve` runs one every
+    PREFCENTER_PRUNE_INTERVAL_SECONDS); prints what it deleted as JSON. The consent ledger is never
+    pruned."""
+    import msgspec
+
+    from prefcenter.api.params import parse_instant
+    from prefcenter.domain.model import InvalidInput
+    from prefcenter.domain.policy import PolicyError
+    from prefcenter.services import retention
+    from prefcenter.services.policies import load_active_policy
+
+    settings = _settings()
+    try:
+        loaded = load_active_policy(settings)
+        now = parse_instant(now_text, "now")
+    except (ConfigError, PolicyError) as exc:
+        raise click.ClickException(str(exc)) from None
+    except InvalidInput as exc:
+        raise click.ClickException("; ".join(f"{e.field}: {e.message}" for e in exc.errors)) from None
+    except OSError as exc:
+        raise click.ClickException(f"cannot read the policy {settings.policy_path}: {exc}") from None
+
+    async def work(rt: Runtime) -> retention.PruneReport:
+        return await retention.prune(rt.store, loaded, now or rt.now(), batch=batch)
+
+    click.echo(msgspec.json.encode(_with_runtime(settings, work)).decode())
+
+
 @main.group()
 def keys() -> None:
     """Manage API keys."""

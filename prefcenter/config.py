@@ -92,6 +92,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     # A webhook delivery still failing this long after its event is given up (failed, and the customer's
     # later events go on).
     webhook_give_up_seconds: Annotated[float, msgspec.Meta(ge=60, le=30 * 86400)] = 86400.0
+    # How often `serve` runs a pruning pass (the policy's [retention]; services/retention.py); 0: never
+    # (then run `prefcenter prune` from cron).
+    prune_interval_seconds: Annotated[float, msgspec.Meta(ge=0, le=7 * 86400)] = 3600.0
 
     @property
     def engine(self) -> Literal["sqlite", "postgres"]:

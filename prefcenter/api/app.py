@@ -42,7 +42,7 @@ from prefcenter.api.problems import EXCEPTION_HANDLERS
 from prefcenter.api.sends import send_campaign
 from prefcenter.api.topics import TopicController
 from prefcenter.api.webhooks import WebhookController
-from prefcenter.services import refs_upgrade
+from prefcenter.services import refs_upgrade, retention
 from prefcenter.services.approvals import GateBatcher
 from prefcenter.services.dispatch import Dispatcher, default_transports
 from prefcenter.services.keys import KeyCache
@@ -264,6 +264,8 @@ class PrefcenterPlugin(InitPlugin):
             notice = page_notice(runtime.settings)
             await register_page_notice(runtime, notice.version, notice.texts)
         checkpointer = asyncio.create_task(self.checkpoints())
+        interval = runtime.settings.prune_interval_seconds
+        pruner = asyncio.create_task(retention.run(runtime, interval)) if interval and runtime.policy else None
         stop = asyncio.Event()
         lease = timedelta(seconds=runtime.settings.dispatch_lease_seconds)
         dispatcher = (
@@ -288,9 +290,11 @@ class PrefcenterPlugin(InitPlugin):
                 await dispatcher.close()
             if hooks is not None:
                 await hooks.stop()
-            checkpointer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await checkpointer
+            for task in (checkpointer, pruner):
+                if task is not None:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
             if self.manage_store:
                 await runtime.store.close()
 

@@ -33,6 +33,11 @@ turning a rule off)::
     windows = { voice = "09:00-20:00" }       # optional
     caps = { voice = { limit = 4, days = 30 } }   # optional: per-channel marketing cap
 
+    [retention]               # optional, each key optional (these are the defaults)
+    reservation_grace_days = 7
+    decisions_days = 1461     # must exceed the longest cap window + reservation_grace_days
+    outbox_days = 90
+
 A window table: ``hours`` (required, a non-empty list of "HH:MM-HH:MM", each may cross midnight),
 ``days`` (optional, default every day: "mon-fri", "mon,wed,fri", "sat-sun") and ``holidays`` (optional,
 a calendar of the pinned ``holidays`` package: "FR", "US-FL"; closed all day on its dates). The local
@@ -81,6 +86,7 @@ __all__ = [
     "Override",
     "Policy",
     "PolicyError",
+    "Retention",
     "TransactionalRules",
     "WindowTable",
     "load_policy",
@@ -215,6 +221,23 @@ class Override(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         return any(c in self.countries for c in countries) or (region is not None and region in self.regions)
 
 
+class Retention(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """How long what serves only a cap window or an auditor's question is kept (the consent ledger is
+    never pruned); the pruner (:mod:`prefcenter.services.retention`) deletes the rest in small
+    transactions. The defaults are the safe ones; see policies/default.toml for the reasoning."""
+
+    #: Reservations are kept this many days beyond the longest cap window, so an approval whose ``at``
+    #: lies up to this far in the past still counts every reservation a cap could see.
+    reservation_grace_days: Annotated[int, msgspec.Meta(ge=0, le=366)] = 7
+    #: The decision log (every real decision with its policy version and explanation); also how long
+    #: the reservations and sent outbox rows of a campaign without an end (no ``send_by``, or one still
+    #: ahead) are kept as its "already approved / already sent" memory.
+    decisions_days: Annotated[int, msgspec.Meta(ge=1, le=36_600)] = 1461
+    #: Finished outbox rows (sent, failed, withdrawn, suppressed) of an ended campaign, with their
+    #: message history (the trace's ``message``), counted from the campaign's ``send_by``.
+    outbox_days: Annotated[int, msgspec.Meta(ge=1, le=36_600)] = 90
+
+
 class Policy(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     name: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
     caps: Caps
@@ -222,6 +245,7 @@ class Policy(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     transactional: TransactionalRules
     rates: ChannelRates
     overrides: tuple[Override, ...] = ()
+    retention: Retention = Retention()
 
     def windows_for(
         self, channel: Channel, country: str | None, place: PhonePlace | None = None
@@ -387,6 +411,7 @@ def _check_spec(spec: WindowSpec, source: str, field: str) -> WeekWindow:
 
 
 def _validate(policy: Policy, source: str) -> None:
+    _validate_retention(policy, source)
     for channel in CHANNELS:
         spec = policy.windows.get(channel)
         if spec is not None:
@@ -430,6 +455,25 @@ def _validate(policy: Policy, source: str) -> None:
             _claim(seen, ("window", channel), places, i, source, field)
         for channel in capped:
             _claim(seen, ("cap", channel), places, i, source, f"{where}.caps.{channel}")
+
+
+def _validate_retention(policy: Policy, source: str) -> None:
+    """The decision log also keeps the reservations of campaigns without an end: pruning them while
+    a cap window could still count them would let caps be exceeded, so it must outlast the longest
+    cap window plus the grace."""
+    longest = max(
+        max((w for _, w in policy.cap_rules()), default=timedelta(0)),
+        policy.longest_channel_cap(),
+        timedelta(days=7),  # a customer's own max_per_week
+    )
+    retention = policy.retention
+    needed = longest + timedelta(days=retention.reservation_grace_days)
+    if timedelta(days=retention.decisions_days) <= needed:
+        raise PolicyError(
+            source,
+            "$.retention.decisions_days",
+            f"must be more than the longest cap window plus reservation_grace_days ({needed.days} days)",
+        )
 
 
 def _claim(

@@ -46,6 +46,7 @@ from prefcenter.domain.model import (
 from prefcenter.domain.timewindows import from_us, to_us
 from prefcenter.services.campaigns import get_campaign
 from prefcenter.services.errors import NotFound, PayloadTooLarge
+from prefcenter.services.retention import reservations_since
 from prefcenter.services.runtime import Runtime
 from prefcenter.store.base import DecisionRow, GateInputs, GateWrites, QueueRow, Reservation, StoreUnavailable
 
@@ -317,6 +318,7 @@ class GateBatcher:
         results, writes = await rt.store.gate(
             {camp: sorted(ids) for camp, ids in wanted.items()},
             lambda views, loaded: self._decide(batch, views, loaded, version),
+            reservations_since(rt.policy, min(ask.at for ask in batch)),
         )
         counts = Counter((d.verdict, d.reason) for r in results if not isinstance(r, Exception) for d in r[1])
         for (verdict, reason), n in counts.items():
@@ -545,7 +547,9 @@ async def approve(
     at = (request.at or rt.now()).astimezone(UTC)
     if request.dry_run:
         view = await campaign_view(rt, request.campaign_id)
-        inputs = await rt.store.gate_inputs(ids, view.topic, request.campaign_id)
+        inputs = await rt.store.gate_inputs(
+            ids, view.topic, request.campaign_id, reservations_since(rt.policy, at)
+        )
         decisions = decide_recipients(rt, view, ids, at, inputs)
         if request.explain:
             explainer = Explainer(view, at, rt.policy.policy)

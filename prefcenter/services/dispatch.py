@@ -66,6 +66,7 @@ from prefcenter.messaging.transports.webhook import WebhookTransport
 from prefcenter.services.approvals import decide_recipients
 from prefcenter.services.confirmations import claim_limit, send_confirmations
 from prefcenter.services.links import mint_links
+from prefcenter.services.retention import reservations_since
 from prefcenter.services.runtime import Runtime
 from prefcenter.services.suppressions import suppress
 from prefcenter.store.base import (
@@ -365,7 +366,7 @@ class Dispatcher:
                 campaign = await tx.get_campaign(camp)
                 assert campaign is not None
                 ids = [i.customer_id for i in group]
-                inputs = await tx.gate_inputs(ids, view.topic, camp)
+                inputs = await tx.gate_inputs(ids, view.topic, camp, reservations_since(rt.policy, now))
                 decisions = decide_recipients(rt, view, ids, now, inputs)
                 for item, decision in zip(group, decisions, strict=True):
                     held = camp in inputs.held.get(item.customer_id, {})

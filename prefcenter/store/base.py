@@ -49,6 +49,7 @@ from prefcenter.domain.ledger import Attribution, Change, ConsentEvent, Notice
 from prefcenter.domain.model import CampaignView, Customer, CustomerState, Preferences, Role, Topic
 from prefcenter.store.history import HistoryStore
 from prefcenter.store.replay import ReplayStore
+from prefcenter.store.retention import ReservationBound, RetentionStore
 from prefcenter.store.trace import MessageEvent, TraceStore
 from prefcenter.store.webhooks import WebhookStore
 
@@ -236,8 +237,12 @@ class WriteTx(Protocol):
     async def add_notice(self, notice: Notice) -> None: ...
     async def get_campaign(self, campaign_id: str) -> Campaign | None: ...
     async def put_campaign(self, campaign_id: str, campaign: Campaign, at: datetime) -> bool: ...
-    async def gate_inputs(self, ids: list[str], topic: str, campaign_id: str) -> GateInputs:
-        """The gate inputs of ``ids``; those customers stay locked for this transaction (guarantee 1)."""
+    async def gate_inputs(
+        self, ids: list[str], topic: str, campaign_id: str, bound: ReservationBound | None = None
+    ) -> GateInputs:
+        """The gate inputs of ``ids``; those customers stay locked for this transaction (guarantee 1).
+        ``bound``: the marketing reservations read are those later than it (and the campaign's own
+        at any age; see :mod:`prefcenter.store.retention`); None reads every one."""
         ...
 
     async def campaign_views(self, campaign_ids: list[str]) -> dict[str, CampaignView]: ...
@@ -348,7 +353,7 @@ class Maintenance(Protocol):
         ...
 
 
-class Store(WebhookStore, HistoryStore, TraceStore, ReplayStore, Protocol):
+class Store(WebhookStore, HistoryStore, TraceStore, ReplayStore, RetentionStore, Protocol):
     @property
     def maintenance(self) -> Maintenance: ...
 
@@ -361,10 +366,13 @@ class Store(WebhookStore, HistoryStore, TraceStore, ReplayStore, Protocol):
         """One writing transaction, serialised with every other (guarantee 3); commits on clean exit."""
         ...
 
-    async def gate(self, wanted: dict[str, list[str]], decide: GateDecide[T]) -> T:
+    async def gate(
+        self, wanted: dict[str, list[str]], decide: GateDecide[T], bound: ReservationBound | None = None
+    ) -> T:
         """One gate transaction (guarantee 1): ``wanted`` is campaign -> recipient ids (sorted). Loads the
-        views and inputs, calls ``decide``, writes its :class:`GateWrites` and commits; returns what
-        ``decide`` returned. A failure anywhere rolls everything back and raises."""
+        views and inputs (``bound`` as for :meth:`gate_inputs`), calls ``decide``, writes its
+        :class:`GateWrites` and commits; returns what ``decide`` returned. A failure anywhere rolls
+        everything back and raises."""
         ...
 
     async def write_problem(self) -> str | None: ...
@@ -374,7 +382,9 @@ class Store(WebhookStore, HistoryStore, TraceStore, ReplayStore, Protocol):
     async def list_topics(self) -> dict[str, Topic]: ...
     async def get_topic(self, topic_id: str) -> Topic | None: ...
     async def get_campaign(self, campaign_id: str) -> Campaign | None: ...
-    async def gate_inputs(self, ids: list[str], topic: str, campaign_id: str) -> GateInputs: ...
+    async def gate_inputs(
+        self, ids: list[str], topic: str, campaign_id: str, bound: ReservationBound | None = None
+    ) -> GateInputs: ...
     async def decision_log(self, customer_id: str, campaign_id: str | None) -> list[DecisionRow]: ...
     async def decision_counts(self, campaign_id: str) -> dict[str, int]: ...
     async def find_key(self, key_hash: str) -> ApiKey | None: ...

@@ -19,6 +19,7 @@ from prefcenter.domain.ledger import format_at
 from prefcenter.domain.model import CampaignView
 from prefcenter.store.base import DecisionRow, GateDecide, GateInputs, QueueRow, Reservation
 from prefcenter.store.codec import gate_inputs_from_rows, json_decode, parse_time, places_from_contacts
+from prefcenter.store.retention import EVERY_RESERVATION, ReservationBound
 
 if TYPE_CHECKING:
     from prefcenter.store.postgres.rows import Conn
@@ -43,9 +44,13 @@ SELECT c.id, c.timezone, c.country, c.channel, c.quiet_start, c.quiet_end, c.max
        c.pending_topics <> ',' AND strpos(c.pending_topics, ',' || $1 || ',') > 0
 FROM customers c WHERE c.id = ANY($2::text[])
 """
+# Only what the rules can use (issue 14; see store/sqlite/gate.py): marketing reservations later
+# than ``bound``, and the campaign's own one at any age.
 _GATE_RESERVATIONS_SQL = """
 SELECT r.customer_id, r.campaign_id, r.at_us, r.channel, r.marketing
-FROM reservations r WHERE r.customer_id = ANY($1::text[]) AND (r.marketing = 1 OR r.campaign_id = $2)
+FROM reservations r WHERE r.customer_id = ANY($1::text[])
+AND ((r.marketing = 1 AND (r.at_us > $3 OR (r.at_us > $5 AND r.channel = ANY($4::text[]))))
+     OR r.campaign_id = $2)
 """
 _PHONE_CONTACTS_SQL = (
     "SELECT json_object_agg(channel, address)::text FROM contacts WHERE customer_id = $1 "
@@ -61,11 +66,17 @@ async def lock_customers(conn: Conn, ids: Iterable[str]) -> None:
         await conn.fetchval(_LOCK_SQL, wanted)
 
 
-async def gate_inputs(conn: Conn, ids: list[str], topic: str, campaign_id: str) -> GateInputs:
+async def gate_inputs(
+    conn: Conn, ids: list[str], topic: str, campaign_id: str, bound: ReservationBound | None = None
+) -> GateInputs:
     """Both gate queries and the engine's inputs built from them (the caller's transaction decides what
-    they see: after :func:`lock_customers`, the latest committed state of those customers)."""
+    they see: after :func:`lock_customers`, the latest committed state of those customers;
+    ``bound``: see :data:`_GATE_RESERVATIONS_SQL`, None for every reservation)."""
     rows = await conn.fetch(_GATE_STATES_SQL, topic, ids)
-    reserved = await conn.fetch(_GATE_RESERVATIONS_SQL, ids, campaign_id)
+    b = EVERY_RESERVATION if bound is None else bound
+    reserved = await conn.fetch(
+        _GATE_RESERVATIONS_SQL, ids, campaign_id, b.since_us, list(b.long_channels), b.long_since_us
+    )
     inputs, unplaced = gate_inputs_from_rows(rows, reserved)
     for cid in unplaced:
         contacts = await conn.fetchval(_PHONE_CONTACTS_SQL, cid)
@@ -195,14 +206,16 @@ async def queue_messages(conn: Conn, rows: list[QueueRow], stamp: str) -> int:
     return count
 
 
-async def gate(conn: Conn, wanted: dict[str, list[str]], decide: GateDecide[T]) -> T:
+async def gate(
+    conn: Conn, wanted: dict[str, list[str]], decide: GateDecide[T], bound: ReservationBound | None = None
+) -> T:
     """One gate transaction's work, in the caller's transaction: lock every wanted customer (in id
     order, one statement), load the views and, per campaign found, the inputs of its ids, ``decide``,
     and write what it returned. The caller commits, or rolls back and may run it all again."""
     await lock_customers(conn, (cid for ids in wanted.values() for cid in ids))
     views = await campaign_views(conn, sorted(wanted))
     inputs = {
-        camp: await gate_inputs(conn, ids, views[camp].topic, camp)
+        camp: await gate_inputs(conn, ids, views[camp].topic, camp, bound)
         for camp, ids in wanted.items()
         if camp in views
     }

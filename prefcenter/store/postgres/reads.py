@@ -37,6 +37,7 @@ from prefcenter.store.postgres.rows import (
     get_notice,
     get_topic,
 )
+from prefcenter.store.retention import ReservationBound
 
 if TYPE_CHECKING:
     import asyncpg
@@ -164,7 +165,9 @@ class PgReads:
         with reading():
             return await get_campaign(self.db, campaign_id)
 
-    async def gate_inputs(self, ids: list[str], topic: str, campaign_id: str) -> GateInputs:
+    async def gate_inputs(
+        self, ids: list[str], topic: str, campaign_id: str, bound: ReservationBound | None = None
+    ) -> GateInputs:
         """A consistent snapshot for a dry run: both queries in one READ ONLY REPEATABLE READ
         transaction (no locks taken, nothing written)."""
         with reading():
@@ -172,7 +175,7 @@ class PgReads:
                 self.db.acquire() as conn,
                 conn.transaction(isolation="repeatable_read", readonly=True),
             ):
-                return await gate.gate_inputs(conn, ids, topic, campaign_id)
+                return await gate.gate_inputs(conn, ids, topic, campaign_id, bound)
 
     async def decision_log(self, customer_id: str, campaign_id: str | None) -> list[DecisionRow]:
         sql = _DECISION_LOG_SQL

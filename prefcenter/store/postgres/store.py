@@ -39,10 +39,12 @@ from prefcenter.store.postgres.buckets import SharedBucket
 from prefcenter.store.postgres.history import PgHistory
 from prefcenter.store.postgres.reads import PgReads, describe, unavailable
 from prefcenter.store.postgres.replay import PgReplay
+from prefcenter.store.postgres.retention import PgRetention
 from prefcenter.store.postgres.schema import default_migrations_dir, migrate_locked, pending_locked
 from prefcenter.store.postgres.trace import PgTrace
 from prefcenter.store.postgres.webhooks import PgWebhooks
 from prefcenter.store.postgres.write import PgWriteTx
+from prefcenter.store.retention import ReservationBound
 
 if TYPE_CHECKING:
     from asyncpg.pool import PoolConnectionProxy
@@ -84,7 +86,7 @@ def write_lock_key(schema: str) -> int:
     return int.from_bytes(digest[:8], "big", signed=True)
 
 
-class PostgresStore(PgWebhooks, PgHistory, PgTrace, PgReplay, PgReads):
+class PostgresStore(PgWebhooks, PgHistory, PgTrace, PgReplay, PgRetention, PgReads):
     """The asyncpg adapter of :class:`prefcenter.store.base.Store`."""
 
     def __init__(
@@ -174,18 +176,22 @@ class PostgresStore(PgWebhooks, PgHistory, PgTrace, PgReplay, PgReads):
             await conn.execute("SELECT pg_advisory_xact_lock($1)", self._write_key)
             yield PgWriteTx(cast("asyncpg.Connection[asyncpg.Record]", conn), self._new_id)
 
-    async def gate(self, wanted: dict[str, list[str]], decide: GateDecide[T]) -> T:
+    async def gate(
+        self, wanted: dict[str, list[str]], decide: GateDecide[T], bound: ReservationBound | None = None
+    ) -> T:
         """One gate transaction (guarantee 1 by the recipients' row locks, no advisory lock), run again
         from the load after a lost deadlock or serialisation race, :data:`GATE_RETRIES` times at most."""
         async with self._connection() as conn:
-            return await self._gate(conn, wanted, decide)
+            return await self._gate(conn, wanted, decide, bound)
 
-    async def _gate(self, conn: Conn, wanted: dict[str, list[str]], decide: GateDecide[T]) -> T:
+    async def _gate(
+        self, conn: Conn, wanted: dict[str, list[str]], decide: GateDecide[T], bound: ReservationBound | None
+    ) -> T:
         attempt = 0
         while True:
             try:
                 async with conn.transaction():
-                    return await pg_gate.gate(conn, wanted, decide)
+                    return await pg_gate.gate(conn, wanted, decide, bound)
             except _RACES as exc:
                 if attempt >= GATE_RETRIES:
                     raise

@@ -36,6 +36,7 @@ from prefcenter.store.postgres.rows import (
     get_topic,
 )
 from prefcenter.store.postgres.trace import ADD_HISTORY_SQL, history_columns
+from prefcenter.store.retention import ReservationBound
 from prefcenter.store.trace import MessageEvent
 
 if TYPE_CHECKING:
@@ -286,11 +287,13 @@ class PgWriteTx:
         )
         return created
 
-    async def gate_inputs(self, ids: list[str], topic: str, campaign_id: str) -> GateInputs:
+    async def gate_inputs(
+        self, ids: list[str], topic: str, campaign_id: str, bound: ReservationBound | None = None
+    ) -> GateInputs:
         """The gate inputs of ``ids``, loaded after their ``customers`` rows are locked (in id order), so
         they stay locked for this transaction (guarantee 1)."""
         await self._lock(ids)
-        return await gate.gate_inputs(self.conn, ids, topic, campaign_id)
+        return await gate.gate_inputs(self.conn, ids, topic, campaign_id, bound)
 
     async def campaign_views(self, campaign_ids: list[str]) -> dict[str, CampaignView]:
         """The gate's view of these campaigns (with their topics' categories), in one query."""

@@ -15,6 +15,7 @@ from prefcenter.domain.ledger import format_at
 from prefcenter.domain.model import CampaignView
 from prefcenter.store.base import DecisionRow, GateDecide, GateInputs, QueueRow, Reservation
 from prefcenter.store.codec import gate_inputs_from_rows, places_from_contacts
+from prefcenter.store.retention import EVERY_RESERVATION, ReservationBound
 from prefcenter.store.sqlite.rows import json_decode, json_encode, parse_time
 
 log = structlog.get_logger("prefcenter.store")
@@ -33,10 +34,16 @@ SELECT c.id, c.timezone, c.country, c.channel, c.quiet_start, c.quiet_end, c.max
        c.pending_topics <> ',' AND instr(c.pending_topics, ',' || ?1 || ',') > 0
 FROM customers c WHERE c.id IN (SELECT value FROM json_each(?2))
 """
+# Only what the rules can use (issue 14, :class:`prefcenter.store.retention.ReservationBound`): the
+# marketing reservations inside the longest window of a cap that counts them (an older one lies outside
+# every window a candidate at or after ``at`` can be in), and the campaign's own one at any age (a
+# retry's memory).
 _GATE_RESERVATIONS_SQL = """
 SELECT r.customer_id, r.campaign_id, r.at_us, r.channel, r.marketing
-FROM json_each(?) j JOIN reservations r ON r.customer_id = j.value
-WHERE r.marketing = 1 OR r.campaign_id = ?
+FROM json_each(?1) j JOIN reservations r ON r.customer_id = j.value
+WHERE (r.marketing = 1
+       AND (r.at_us > ?3 OR (r.at_us > ?5 AND r.channel IN (SELECT value FROM json_each(?4)))))
+   OR r.campaign_id = ?2
 """
 
 
@@ -50,16 +57,24 @@ def _phone_contacts_sync(conn: sqlite3.Connection, customer_id: str) -> str | No
 
 
 def gate_inputs_sync(
-    conn: sqlite3.Connection, ids: list[str], topic: str, campaign_id: str, snapshot: bool
+    conn: sqlite3.Connection,
+    ids: list[str],
+    topic: str,
+    campaign_id: str,
+    snapshot: bool,
+    bound: ReservationBound | None = None,
 ) -> GateInputs:
     """Both gate queries and the engine's inputs built from them (``snapshot``: in a read transaction
-    of their own, so the two queries see the same data)."""
+    of their own, so the two queries see the same data; ``bound``: see
+    :data:`_GATE_RESERVATIONS_SQL`, None for every reservation)."""
     packed = json_encode(ids).decode()
     if snapshot:
         conn.execute("BEGIN")
     try:
         rows = conn.execute(_GATE_STATES_SQL, (topic, packed)).fetchall()
-        reserved = conn.execute(_GATE_RESERVATIONS_SQL, (packed, campaign_id)).fetchall()
+        b = EVERY_RESERVATION if bound is None else bound
+        args = (packed, campaign_id, b.since_us, json_encode(b.long_channels).decode(), b.long_since_us)
+        reserved = conn.execute(_GATE_RESERVATIONS_SQL, args).fetchall()
     finally:
         if snapshot:
             conn.execute("COMMIT")
@@ -93,12 +108,12 @@ def campaign_views_sync(conn: sqlite3.Connection, campaign_ids: list[str]) -> di
 
 
 def gate_load_sync(
-    conn: sqlite3.Connection, wanted: dict[str, list[str]]
+    conn: sqlite3.Connection, wanted: dict[str, list[str]], bound: ReservationBound | None = None
 ) -> tuple[dict[str, CampaignView], dict[str, GateInputs]]:
     """The views of the campaigns in ``wanted`` and, per campaign found, the gate inputs of its ids."""
     views = campaign_views_sync(conn, sorted(wanted))
     inputs = {
-        camp: gate_inputs_sync(conn, ids, views[camp].topic, camp, False)
+        camp: gate_inputs_sync(conn, ids, views[camp].topic, camp, False, bound)
         for camp, ids in wanted.items()
         if camp in views
     }
@@ -162,13 +177,18 @@ def queue_sync(conn: sqlite3.Connection, rows: list[QueueRow], stamp: str) -> in
     return conn.total_changes - before
 
 
-def gate_sync(conn: sqlite3.Connection, wanted: dict[str, list[str]], decide: GateDecide[T]) -> T:
+def gate_sync(
+    conn: sqlite3.Connection,
+    wanted: dict[str, list[str]],
+    decide: GateDecide[T],
+    bound: ReservationBound | None = None,
+) -> T:
     """One whole gate transaction on the writer's thread: ``BEGIN IMMEDIATE``, the load, ``decide``, its
     writes and the ``COMMIT``; a failure anywhere rolls back and raises (the caller holds the write
     lock, so nothing else runs on this connection meanwhile)."""
     begin_sync(conn)
     try:
-        views, inputs = gate_load_sync(conn, wanted)
+        views, inputs = gate_load_sync(conn, wanted, bound)
         result, writes = decide(views, inputs)
         record_gate_sync(conn, writes.reserve, writes.release, writes.decisions)
         if writes.queue:

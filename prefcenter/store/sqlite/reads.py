@@ -13,6 +13,7 @@ from prefcenter.domain.model import Customer, Topic
 from prefcenter.store import listing
 from prefcenter.store.base import ApiKey, DecisionRow, EventFilter, GateInputs, ReviewText, Suppression
 from prefcenter.store.codec import topic_from_row
+from prefcenter.store.retention import ReservationBound
 from prefcenter.store.sqlite.gate import gate_inputs_sync
 from prefcenter.store.sqlite.rows import (
     CUSTOMER_BY_REF_SQL,
@@ -88,9 +89,11 @@ class SqliteReads:
     async def get_campaign(self, campaign_id: str) -> Campaign | None:
         return await get_campaign(self.reader, campaign_id)
 
-    async def gate_inputs(self, ids: list[str], topic: str, campaign_id: str) -> GateInputs:
+    async def gate_inputs(
+        self, ids: list[str], topic: str, campaign_id: str, bound: ReservationBound | None = None
+    ) -> GateInputs:
         """A consistent snapshot for a dry run (one read transaction over both queries)."""
-        return await self.gate_reader.run(gate_inputs_sync, ids, topic, campaign_id, True)
+        return await self.gate_reader.run(gate_inputs_sync, ids, topic, campaign_id, True, bound)
 
     async def decision_log(self, customer_id: str, campaign_id: str | None) -> list[DecisionRow]:
         sql = (

@@ -23,10 +23,12 @@ import structlog
 
 from prefcenter.store import migrations
 from prefcenter.store.base import GateDecide, StoreUnavailable
+from prefcenter.store.retention import ReservationBound
 from prefcenter.store.sqlite.gate import begin_sync, gate_sync
 from prefcenter.store.sqlite.history import SqliteHistory
 from prefcenter.store.sqlite.reads import SqliteReads
 from prefcenter.store.sqlite.replay import SqliteReplay
+from prefcenter.store.sqlite.retention import SqliteRetention
 from prefcenter.store.sqlite.schema import SqliteMigrations, default_migrations_dir
 from prefcenter.store.sqlite.thread import SqliteThread
 from prefcenter.store.sqlite.trace import SqliteTrace
@@ -64,7 +66,7 @@ def _connect_sync(path: Path, busy_timeout_ms: int) -> sqlite3.Connection:
     return conn
 
 
-class SqliteStore(SqliteWebhooks, SqliteHistory, SqliteTrace, SqliteReplay, SqliteReads):
+class SqliteStore(SqliteWebhooks, SqliteHistory, SqliteTrace, SqliteReplay, SqliteRetention, SqliteReads):
     """The aiosqlite adapter of :class:`prefcenter.store.base.Store`."""
 
     def __init__(
@@ -229,11 +231,13 @@ class SqliteStore(SqliteWebhooks, SqliteHistory, SqliteTrace, SqliteReplay, Sqli
                 raise
             await conn.run(commit_sync)
 
-    async def gate(self, wanted: dict[str, list[str]], decide: GateDecide[T]) -> T:
+    async def gate(
+        self, wanted: dict[str, list[str]], decide: GateDecide[T], bound: ReservationBound | None = None
+    ) -> T:
         """The gate transaction as one function on the writer's thread (begin, load, ``decide``, writes,
         commit): one hop, and no other writer meanwhile."""
         async with self._writing() as conn:
-            return await conn.run(gate_sync, wanted, decide)
+            return await conn.run(gate_sync, wanted, decide, bound)
 
     # -- migrations -------------------------------------------------------------------------------
 

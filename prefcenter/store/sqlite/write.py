@@ -33,6 +33,7 @@ from prefcenter.store.base import (
     ReviewText,
 )
 from prefcenter.store.codec import PLACES_DATA_VERSION, places_text
+from prefcenter.store.retention import ReservationBound
 from prefcenter.store.sqlite import notifications
 from prefcenter.store.sqlite.double_opt_in import confirm_topic_sync, write_topics_sync
 from prefcenter.store.sqlite.gate import (
@@ -341,8 +342,10 @@ class SqliteWriteTx:
         )
         return not exists
 
-    async def gate_inputs(self, ids: list[str], topic: str, campaign_id: str) -> GateInputs:
-        return await self.conn.run(gate_inputs_sync, ids, topic, campaign_id, False)
+    async def gate_inputs(
+        self, ids: list[str], topic: str, campaign_id: str, bound: ReservationBound | None = None
+    ) -> GateInputs:
+        return await self.conn.run(gate_inputs_sync, ids, topic, campaign_id, False, bound)
 
     async def campaign_views(self, campaign_ids: list[str]) -> dict[str, CampaignView]:
         """The gate's view of these campaigns (with their topics' categories), in one query."""

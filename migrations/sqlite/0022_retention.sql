@@ -1,0 +1,7 @@
+-- Retention (issue 14): what the background pruner walks, so that each of its small deletes costs the
+-- rows it deletes, never a scan of a table that grows with history.
+-- A campaign's reservations in time order: an ended campaign's go once older than the longest cap
+-- window plus the grace, an open campaign's with the decision log.
+CREATE INDEX reservations_by_campaign ON reservations (campaign_id, at_us);
+-- The decision log in time order: rows older than the retention go, oldest first.
+CREATE INDEX decisions_by_at ON decisions (at);

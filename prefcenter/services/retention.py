@@ -1,0 +1,171 @@
+"""Retention (issue 14): the background pruner.
+
+What goes, as the policy's ``[retention]`` says (policies/default.toml explains the defaults):
+
+- **Reservations.** The gate never reads a marketing reservation older than the longest cap window
+  ``W`` before ``at`` (:mod:`prefcenter.store.retention`). One is deleted when it is older than
+  ``W + reservation_grace_days`` AND its campaign ended more than ``reservation_grace_days`` ago
+  (``send_by`` that far past). Then no decision can tell the difference: an approval whose ``at`` is
+  at most the grace in the past reads only reservations later than ``at - W``, newer than anything
+  deleted; and every approval of that campaign is at or after its ``send_by`` (deny ``expired``, no
+  rule runs), so its own reservation is never asked for. A campaign without an end keeps its
+  reservations as its "already approved" memory (a re-approval reserves nothing more) for
+  ``decisions_days``.
+- **The decision log**: rows whose ``at`` is more than ``decisions_days`` ago.
+- **Finished outbox rows** (sent, failed, withdrawn, suppressed) and their message history: those of
+  a campaign that ended more than ``outbox_days`` ago and changed before then; a campaign without an
+  end keeps them (a sent row is what stops a repeated send from going twice) for ``decisions_days``.
+- **Never**: the consent ledger, the suppression list, customers, queued or deferred messages.
+
+Each delete is one small transaction of at most ``batch`` rows, with a pause between them, so a gate
+waits at most for one short delete. The pass is idempotent and can stop anywhere: what a stopped pass
+left is deleted by the next one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta
+from functools import lru_cache, partial
+
+import msgspec
+import structlog
+
+from prefcenter.domain.engine import longest_cap_window
+from prefcenter.domain.ledger import format_at
+from prefcenter.domain.model import CHANNELS
+from prefcenter.domain.policy import LoadedPolicy, Policy
+from prefcenter.domain.timewindows import to_us
+from prefcenter.services.runtime import Runtime
+from prefcenter.store.base import Store
+from prefcenter.store.retention import ReservationBound
+
+log = structlog.get_logger("prefcenter.retention")
+
+#: Rows per delete transaction.
+BATCH = 1000
+_US = timedelta(microseconds=1)
+
+
+class PruneReport(msgspec.Struct):
+    """What one pass deleted, how many transactions it took, and how long."""
+
+    reservations: int = 0
+    decisions: int = 0
+    outbox: int = 0
+    transactions: int = 0
+    seconds: float = 0.0
+
+
+class Cutoffs(msgspec.Struct, frozen=True):
+    """The instants a pass at ``now`` prunes before (see the module docstring)."""
+
+    #: an ended campaign's reservations made at or before this (µs) go, once it ended before ``ended``
+    reservations_us: int
+    ended: datetime
+    #: decision-log rows before this go; also the horizon of an open campaign's reservations and outbox
+    decisions: datetime
+    #: finished outbox rows of a campaign ended before this, last changed before it, go
+    outbox: datetime
+
+
+def cutoffs(policy: LoadedPolicy, now: datetime) -> Cutoffs:
+    retention = policy.policy.retention
+    grace = timedelta(days=retention.reservation_grace_days)
+    return Cutoffs(
+        reservations_us=to_us(now - longest_cap_window(policy) - grace),
+        ended=now - grace,
+        decisions=now - timedelta(days=retention.decisions_days),
+        outbox=now - timedelta(days=retention.outbox_days),
+    )
+
+
+@lru_cache(maxsize=16)
+def _windows(policy: Policy) -> tuple[int, tuple[str, ...], int]:
+    """The longest window of the caps over every channel (the policy's, and 7 days for a customer's
+    own ``max_per_week``), the channels with a longer per-channel cap, and the longest of those (µs)."""
+    week = timedelta(days=7)
+    every = max(max((w for _, w in policy.cap_rules()), default=week), week)
+    longer: dict[str, timedelta] = {}
+    for override in policy.overrides:
+        for channel in CHANNELS:
+            cap = override.caps.get(channel)
+            if cap is not None and timedelta(days=cap.days) > every:
+                longer[channel] = max(longer.get(channel, every), timedelta(days=cap.days))
+    longest = max(longer.values(), default=every)
+    return every // _US, tuple(sorted(longer)), longest // _US
+
+
+def reservations_since(policy: LoadedPolicy | None, at: datetime) -> ReservationBound | None:
+    """The gate's bound for decisions at ``at`` or later (:class:`ReservationBound`): older marketing
+    reservations cannot count (None, without a policy: every reservation)."""
+    if policy is None:
+        return None
+    every, channels, longest = _windows(policy.policy)
+    at_us = to_us(at)
+    return ReservationBound(at_us - every, channels, at_us - longest)
+
+
+def _instant(text: str | None) -> datetime | None:
+    return None if text is None else datetime.fromisoformat(text)
+
+
+async def prune(
+    store: Store, policy: LoadedPolicy, now: datetime, *, batch: int = BATCH, pause: float = 0.0
+) -> PruneReport:
+    """One pruning pass as of ``now``; ``pause`` seconds between two delete transactions."""
+    started = time.perf_counter()
+    cut = cutoffs(policy, now)
+    report = PruneReport()
+
+    async def drain(delete: Callable[[int], Awaitable[int]]) -> int:
+        total = 0
+        while True:
+            n = await delete(batch)
+            report.transactions += 1
+            total += n
+            if n < batch:
+                return total
+            await asyncio.sleep(pause)
+
+    for span in await store.campaign_spans():
+        camp, send_by = span.campaign_id, _instant(span.send_by)
+        ended = send_by is not None and send_by < cut.ended
+        at_us = cut.reservations_us if ended else to_us(cut.decisions)
+        report.reservations += await drain(partial(store.prune_reservations, camp, at_us))
+        if send_by is not None and send_by < cut.outbox:
+            before = cut.outbox
+        elif datetime.fromisoformat(span.created_at) < cut.decisions:
+            before = cut.decisions
+        else:
+            continue
+        report.outbox += await drain(partial(store.prune_outbox, camp, format_at(before)))
+    report.decisions = await drain(partial(store.prune_decisions, format_at(cut.decisions)))
+    report.seconds = round(time.perf_counter() - started, 3)
+    return report
+
+
+async def run(rt: Runtime, interval: float, stop: asyncio.Event | None = None) -> None:
+    """Prune every ``interval`` seconds (the first pass a minute after start) until ``stop`` is set
+    or the task is cancelled. A failed pass is logged and tried again at the next interval."""
+    assert rt.policy is not None, "the pruner needs the policy"
+    wait = min(60.0, interval)
+    while True:
+        try:
+            if stop is None:
+                await asyncio.sleep(wait)
+            else:
+                await asyncio.wait_for(stop.wait(), timeout=wait)
+                return
+        except TimeoutError:
+            pass
+        wait = interval
+        try:
+            report = await prune(rt.store, rt.policy, rt.now(), pause=0.005)
+        except Exception:  # retried next interval; never takes the server down
+            log.exception("pruning pass failed")
+            continue
+        if report.reservations or report.decisions or report.outbox:
+            log.info("pruned", **msgspec.structs.asdict(report))

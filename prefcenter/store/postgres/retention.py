@@ -1,0 +1,68 @@
+"""PostgreSQL: :class:`prefcenter.store.retention.RetentionStore`. Each delete is one transaction of
+its own on a pooled connection (not the store's write lock: the gate serialises on the recipients' row
+locks, and these rows are ones no gate can still want) and walks an index:
+``reservations_by_campaign``, ``decisions_by_at``, the outbox's primary key and
+``message_history_by_message``."""
+
+from __future__ import annotations
+
+from contextlib import AbstractAsyncContextManager
+from typing import TYPE_CHECKING
+
+from prefcenter.store.postgres.reads import PgReads
+from prefcenter.store.retention import CampaignSpan
+
+if TYPE_CHECKING:
+    from prefcenter.store.postgres.rows import Conn
+
+_RESERVATIONS_SQL = """
+DELETE FROM reservations WHERE campaign_id = $1 AND customer_id IN (
+    SELECT customer_id FROM reservations WHERE campaign_id = $1 AND at_us <= $2 LIMIT $3)
+"""
+_DECISIONS_SQL = """
+DELETE FROM decisions WHERE id IN (SELECT id FROM decisions WHERE at < $1 LIMIT $2)
+"""
+# The status test is repeated in the DELETE: a row re-queued by a send since the SELECT stays.
+_OUTBOX_SQL = """
+WITH gone AS (
+    DELETE FROM outbox WHERE campaign_id = $1 AND customer_id IN (
+        SELECT customer_id FROM outbox WHERE campaign_id = $1
+        AND status IN ('sent', 'failed', 'withdrawn', 'suppressed') AND updated_at < $2 LIMIT $3)
+    AND status IN ('sent', 'failed', 'withdrawn', 'suppressed')
+    RETURNING customer_id),
+history AS (
+    DELETE FROM message_history h USING gone
+    WHERE h.customer_id = gone.customer_id AND h.campaign_id = $1)
+SELECT count(*) FROM gone
+"""
+
+
+def _count(status: str) -> int:
+    return int(status.rsplit(" ", 1)[-1])  # "DELETE <rows>"
+
+
+class PgRetention(PgReads):
+    """The :class:`prefcenter.store.retention.RetentionStore` part of :class:`PostgresStore`."""
+
+    def _connection(self) -> AbstractAsyncContextManager[Conn]:
+        raise NotImplementedError  # PostgresStore's
+
+    async def campaign_spans(self) -> list[CampaignSpan]:
+        async with self._connection() as conn:
+            rows = await conn.fetch("SELECT id, send_by, created_at FROM campaigns")
+        return [CampaignSpan(row[0], row[1], row[2]) for row in rows]
+
+    async def _delete(self, sql: str, *args: object) -> int:
+        async with self._connection() as conn, conn.transaction():
+            return _count(await conn.execute(sql, *args))
+
+    async def prune_reservations(self, campaign_id: str, at_or_before_us: int, batch: int) -> int:
+        return await self._delete(_RESERVATIONS_SQL, campaign_id, at_or_before_us, batch)
+
+    async def prune_decisions(self, before_at: str, batch: int) -> int:
+        return await self._delete(_DECISIONS_SQL, before_at, batch)
+
+    async def prune_outbox(self, campaign_id: str, updated_before: str, batch: int) -> int:
+        async with self._connection() as conn, conn.transaction():
+            return int(await conn.fetchval(_OUTBOX_SQL, campaign_id, updated_before, batch))
+

@@ -1,0 +1,69 @@
+"""The storage side of retention (issue 14): what the gate reads of the reservations, and the pruner's
+deletes, shared by both engines.
+
+The gate reads (:class:`ReservationBound`) the marketing reservations later than the earliest ``at``
+of its batch minus the longest window of the caps over every channel (the policy's and a customer's
+own ``max_per_week``), those on a channel with a longer per-channel cap (an override's) later than
+``at`` minus that one, and the campaign's own one at any age: a reservation at ``s <= at - W`` lies
+outside every window ``(c - W, c]`` of a candidate ``c >= at``, so no cap of window W can count it,
+and the load stays the size of the caps' windows however long the history grows.
+
+:class:`RetentionStore` deletes, one small transaction per call (at most ``batch`` rows of one table,
+so a gate queued behind it waits for one short delete, never for a whole pruning pass), what
+:mod:`prefcenter.services.retention` decided may go. The consent ledger has no delete here: it is never
+pruned."""
+
+from __future__ import annotations
+
+from typing import Final, NamedTuple, Protocol
+
+#: A bound below every instant: every reservation (the load before issue 14).
+ALL_RESERVATIONS: Final = -(2**62)
+
+
+class ReservationBound(NamedTuple):
+    """Which marketing reservations the gate reads (see the module docstring); times in µs."""
+
+    #: every channel's, made after this
+    since_us: int
+    #: and these channels' (a per-channel cap longer than every all-channel one), made after ``long_since_us``
+    long_channels: tuple[str, ...] = ()
+    long_since_us: int = ALL_RESERVATIONS
+
+
+#: The bound of a caller that gives none.
+EVERY_RESERVATION: Final = ReservationBound(ALL_RESERVATIONS)
+
+
+class CampaignSpan(NamedTuple):
+    """A campaign as the pruner sees it: its id, its ``send_by`` (None: no end) and when it was created
+    (both ``format_at`` text, so text order is time order)."""
+
+    campaign_id: str
+    send_by: str | None
+    created_at: str
+
+
+class RetentionStore(Protocol):
+    """The pruner's reads and deletes; each delete is ONE transaction of at most ``batch`` rows and
+    returns the number of rows it deleted (fewer than ``batch``: nothing more is left for that cutoff)."""
+
+    async def campaign_spans(self) -> list[CampaignSpan]:
+        """Every campaign's id, ``send_by`` and creation time."""
+        ...
+
+    async def prune_reservations(self, campaign_id: str, at_or_before_us: int, batch: int) -> int:
+        """Delete up to ``batch`` reservations of ``campaign_id`` made at or before the instant
+        (index ``reservations_by_campaign (campaign_id, at_us)``)."""
+        ...
+
+    async def prune_decisions(self, before_at: str, batch: int) -> int:
+        """Delete up to ``batch`` decision-log rows whose ``at`` is before ``before_at`` (index
+        ``decisions_by_at``)."""
+        ...
+
+    async def prune_outbox(self, campaign_id: str, updated_before: str, batch: int) -> int:
+        """Delete up to ``batch`` finished outbox rows (sent, failed, withdrawn, suppressed) of
+        ``campaign_id`` last changed before ``updated_before``, with their message history (in the same
+        transaction: a history row never outlives its message)."""
+        ...
