@@ -5,3 +5,9 @@
 CREATE INDEX reservations_by_campaign ON reservations (campaign_id, at_us);
 -- The decision log in time order: rows older than the retention go, oldest first.
 CREATE INDEX decisions_by_at ON decisions (at);
+-- How far the pruner has deleted the decision log: `policy replay` rebuilds reservations from that log,
+-- so it knows which decisions it can no longer replay with every reservation they saw.
+CREATE TABLE retention_marks (
+    what    text COLLATE "C" PRIMARY KEY,  -- 'decisions'
+    before  text COLLATE "C" NOT NULL     -- rows with `at` before this (format_at) may have been deleted
+);

@@ -59,7 +59,12 @@ class RetentionStore(Protocol):
 
     async def prune_decisions(self, before_at: str, batch: int) -> int:
         """Delete up to ``batch`` decision-log rows whose ``at`` is before ``before_at`` (index
-        ``decisions_by_at``)."""
+        ``decisions_by_at``); when it deleted any, the same transaction records ``before_at`` as the
+        log's horizon (:meth:`decisions_pruned_before`) unless that is later already."""
+        ...
+
+    async def decisions_pruned_before(self) -> str | None:
+        """The latest ``before_at`` of a :meth:`prune_decisions` that deleted rows (None: never)."""
         ...
 
     async def prune_outbox(self, campaign_id: str, updated_before: str, batch: int) -> int:

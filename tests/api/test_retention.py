@@ -134,6 +134,8 @@ async def test_a_pass_deletes_what_retention_allows_and_keeps_the_rest(api: Api)
     assert query(api, "SELECT campaign_id, customer_id FROM message_history ORDER BY 1, 2") == [("open", "c1")]
     assert query(api, "SELECT count(*) FROM decisions")[0][0] == decisions_before - 1
     assert query(api, "SELECT count(*) FROM decisions WHERE policy_version = 'sha256:old'")[0][0] == 0
+    # the log's horizon is recorded for policy replay
+    assert await api.rt.store.decisions_pruned_before() == format_at(now - timedelta(days=1461))
     # the ledger is never pruned, and still verifies and exports whole
     assert query(api, "SELECT count(*) FROM consent_events")[0][0] == events_before
     r = await api.client.get("/v1/consent-events/verify", headers=api.as_("auditor"))
@@ -143,6 +145,7 @@ async def test_a_pass_deletes_what_retention_allows_and_keeps_the_rest(api: Api)
 
     again = await retention.prune(api.rt.store, api.rt.policy, now)
     assert (again.reservations, again.outbox, again.decisions) == (0, 0, 0)
+    assert await api.rt.store.decisions_pruned_before() == format_at(now - timedelta(days=1461))
     # a retry of the open campaign is still a retry: allowed, and it reserves nothing more
     r = await approve(api, ["c1"], at=at(now), cid="open")
     assert r.json()["decisions"][0]["verdict"] == "allow", r.text

@@ -22,6 +22,10 @@ DELETE FROM reservations WHERE campaign_id = $1 AND customer_id IN (
 _DECISIONS_SQL = """
 DELETE FROM decisions WHERE id IN (SELECT id FROM decisions WHERE at < $1 LIMIT $2)
 """
+_MARK_SQL = """
+INSERT INTO retention_marks (what, before) VALUES ('decisions', $1)
+ON CONFLICT (what) DO UPDATE SET before = greatest(retention_marks.before, excluded.before)
+"""
 # The status test is repeated in the DELETE: a row re-queued by a send since the SELECT stays.
 _OUTBOX_SQL = """
 WITH gone AS (
@@ -60,7 +64,16 @@ class PgRetention(PgReads):
         return await self._delete(_RESERVATIONS_SQL, campaign_id, at_or_before_us, batch)
 
     async def prune_decisions(self, before_at: str, batch: int) -> int:
-        return await self._delete(_DECISIONS_SQL, before_at, batch)
+        async with self._connection() as conn, conn.transaction():
+            deleted = _count(await conn.execute(_DECISIONS_SQL, before_at, batch))
+            if deleted:
+                await conn.execute(_MARK_SQL, before_at)
+        return deleted
+
+    async def decisions_pruned_before(self) -> str | None:
+        async with self._connection() as conn:
+            found = await conn.fetchval("SELECT before FROM retention_marks WHERE what = 'decisions'")
+        return None if found is None else str(found)
 
     async def prune_outbox(self, campaign_id: str, updated_before: str, batch: int) -> int:
         async with self._connection() as conn, conn.transaction():

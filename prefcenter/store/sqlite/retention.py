@@ -30,8 +30,21 @@ AND status IN ('sent', 'failed', 'withdrawn', 'suppressed') AND updated_at < ?2 
 """
 
 
+_MARK_SQL = """
+INSERT INTO retention_marks (what, before) VALUES ('decisions', ?1)
+ON CONFLICT (what) DO UPDATE SET before = max(before, excluded.before)
+"""
+
+
 def _changes(conn: sqlite3.Connection, sql: str, args: tuple[object, ...]) -> int:
     return conn.execute(sql, args).rowcount
+
+
+def _decisions_sync(conn: sqlite3.Connection, before_at: str, batch: int) -> int:
+    deleted = conn.execute(_DECISIONS_SQL, (before_at, batch)).rowcount
+    if deleted:
+        conn.execute(_MARK_SQL, (before_at,))
+    return deleted
 
 
 def _outbox_sync(conn: sqlite3.Connection, campaign_id: str, updated_before: str, batch: int) -> int:
@@ -59,7 +72,12 @@ class SqliteRetention(SqliteReads):
 
     async def prune_decisions(self, before_at: str, batch: int) -> int:
         async with self.write() as tx:
-            return await tx.conn.run(_changes, _DECISIONS_SQL, (before_at, batch))
+            return await tx.conn.run(_decisions_sync, before_at, batch)
+
+    async def decisions_pruned_before(self) -> str | None:
+        async with self.reader.execute("SELECT before FROM retention_marks WHERE what = 'decisions'") as cur:
+            row = await cur.fetchone()
+        return None if row is None else str(row[0])
 
     async def prune_outbox(self, campaign_id: str, updated_before: str, batch: int) -> int:
         async with self.write() as tx:
