@@ -48,9 +48,15 @@ FROM customers c WHERE c.id = ANY($2::text[])
 # than ``bound``, and the campaign's own one at any age.
 _GATE_RESERVATIONS_SQL = """
 SELECT r.customer_id, r.campaign_id, r.at_us, r.channel, r.marketing
-FROM reservations r WHERE r.customer_id = ANY($1::text[])
-AND ((r.marketing = 1 AND (r.at_us > $3 OR (r.at_us > $5 AND r.channel = ANY($4::text[]))))
-     OR r.campaign_id = $2)
+FROM reservations r WHERE r.customer_id = ANY($1::text[]) AND r.at_us > $3
+AND r.marketing = 1 AND r.campaign_id <> $2
+UNION ALL
+SELECT r.customer_id, r.campaign_id, r.at_us, r.channel, r.marketing
+FROM reservations r WHERE r.customer_id = ANY($1::text[]) AND r.at_us > $5 AND r.at_us <= $3
+AND r.marketing = 1 AND r.campaign_id <> $2 AND r.channel = ANY($4::text[])
+UNION ALL
+SELECT r.customer_id, r.campaign_id, r.at_us, r.channel, r.marketing
+FROM reservations r WHERE r.customer_id = ANY($1::text[]) AND r.campaign_id = $2
 """
 _PHONE_CONTACTS_SQL = (
     "SELECT json_object_agg(channel, address)::text FROM contacts WHERE customer_id = $1 "
@@ -74,8 +80,9 @@ async def gate_inputs(
     ``bound``: see :data:`_GATE_RESERVATIONS_SQL`, None for every reservation)."""
     rows = await conn.fetch(_GATE_STATES_SQL, topic, ids)
     b = EVERY_RESERVATION if bound is None else bound
+    long_since = min(b.long_since_us, b.since_us) if b.long_channels else b.since_us
     reserved = await conn.fetch(
-        _GATE_RESERVATIONS_SQL, ids, campaign_id, b.since_us, list(b.long_channels), b.long_since_us
+        _GATE_RESERVATIONS_SQL, ids, campaign_id, b.since_us, list(b.long_channels), long_since
     )
     inputs, unplaced = gate_inputs_from_rows(rows, reserved)
     for cid in unplaced:

@@ -37,13 +37,23 @@ FROM customers c WHERE c.id IN (SELECT value FROM json_each(?2))
 # Only what the rules can use (issue 14, :class:`prefcenter.store.retention.ReservationBound`): the
 # marketing reservations inside the longest window of a cap that counts them (an older one lies outside
 # every window a candidate at or after ``at`` can be in), and the campaign's own one at any age (a
-# retry's memory).
+# retry's memory). The first two are range seeks on ``reservations_by_time (customer_id, at_us)``, so
+# they read only the rows they return however many older ones a customer has; the last a primary-key
+# lookup per id (CROSS JOIN keeps the ids the outer loop: never a walk of the campaign's reservations).
+# (?5 = ?3 when no channel has a longer cap: the second range is empty.)
 _GATE_RESERVATIONS_SQL = """
 SELECT r.customer_id, r.campaign_id, r.at_us, r.channel, r.marketing
-FROM json_each(?1) j JOIN reservations r ON r.customer_id = j.value
-WHERE (r.marketing = 1
-       AND (r.at_us > ?3 OR (r.at_us > ?5 AND r.channel IN (SELECT value FROM json_each(?4)))))
-   OR r.campaign_id = ?2
+FROM json_each(?1) j JOIN reservations r INDEXED BY reservations_by_time
+     ON r.customer_id = j.value AND r.at_us > ?3
+WHERE r.marketing = 1 AND r.campaign_id <> ?2
+UNION ALL
+SELECT r.customer_id, r.campaign_id, r.at_us, r.channel, r.marketing
+FROM json_each(?1) j JOIN reservations r INDEXED BY reservations_by_time
+     ON r.customer_id = j.value AND r.at_us > ?5 AND r.at_us <= ?3
+WHERE r.marketing = 1 AND r.campaign_id <> ?2 AND r.channel IN (SELECT value FROM json_each(?4))
+UNION ALL
+SELECT r.customer_id, r.campaign_id, r.at_us, r.channel, r.marketing
+FROM json_each(?1) j CROSS JOIN reservations r ON r.customer_id = j.value AND r.campaign_id = ?2
 """
 
 
@@ -73,7 +83,8 @@ def gate_inputs_sync(
     try:
         rows = conn.execute(_GATE_STATES_SQL, (topic, packed)).fetchall()
         b = EVERY_RESERVATION if bound is None else bound
-        args = (packed, campaign_id, b.since_us, json_encode(b.long_channels).decode(), b.long_since_us)
+        long_since = min(b.long_since_us, b.since_us) if b.long_channels else b.since_us
+        args = (packed, campaign_id, b.since_us, json_encode(b.long_channels).decode(), long_since)
         reserved = conn.execute(_GATE_RESERVATIONS_SQL, args).fetchall()
     finally:
         if snapshot:
