@@ -39,10 +39,10 @@ campaign at one instant, memoised where the answer depends only on settings many
 from __future__ import annotations
 
 from bisect import bisect_right
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from functools import lru_cache
-from typing import Any, Final
+from typing import Any, Concatenate, Final, ParamSpec
 
 import msgspec
 
@@ -58,6 +58,7 @@ __all__ = ["EXPLAINED_REASONS", "Explainer", "SendUs", "explain", "explain_text"
 EXPLAINED_REASONS: Final = frozenset({"paused", "quiet_hours", "frequency_cap"})
 _WEEK_US: Final = 7 * DAY_US
 _encode = msgspec.json.Encoder().encode
+_P = ParamSpec("_P")
 
 
 def explain(
@@ -79,21 +80,22 @@ def explain(
     return _explain(decision, customer, sends_us, campaign.category == "marketing", to_us(at), policy, retry)
 
 
-def explain_text(
-    decision: Decision,
-    customer: CustomerState | None,
-    sends: Sequence[Send],
-    campaign: CampaignView,
-    at: datetime,
-    policy: PolicyLike,
-    *,
-    retry: bool = False,
-) -> str | None:
-    """:func:`explain` as the decision log stores it: JSON text, or None for ``{"rule": reason}``."""
-    if decision.reason not in EXPLAINED_REASONS:
-        return None
-    found = explain(decision, customer, sends, campaign, at, policy, retry=retry)
-    return _text(found, decision.reason)
+def _as_log_text(
+    explained: Callable[Concatenate[Decision, _P], dict[str, Any]],
+) -> Callable[Concatenate[Decision, _P], str | None]:
+    """``explained`` as the decision log stores its answer (one wrapper, so the two can never drift)."""
+
+    def text(decision: Decision, /, *args: _P.args, **kwargs: _P.kwargs) -> str | None:
+        if decision.reason not in EXPLAINED_REASONS:  # {"rule": reason}: nothing to compute
+            return None
+        return _text(explained(decision, *args, **kwargs), decision.reason)
+
+    return text
+
+
+#: :func:`explain` as the decision log stores it: JSON text, or None for ``{"rule": reason}``; called
+#: as ``explain_text(decision, customer, sends, campaign, at, policy, retry=...)``.
+explain_text = _as_log_text(explain)
 
 
 #: A reservation as microseconds since the epoch and its channel.

@@ -36,6 +36,7 @@ import structlog
 
 from prefcenter.domain.model import Customer, Preferences, Topic
 from prefcenter.domain.policy import Caps
+from prefcenter.domain.texts import topic_name
 from prefcenter.domain.timewindows import to_us
 from prefcenter.logging import Redactor
 from prefcenter.messaging.email import Rendered, footer_text, language, message_id, sender_domain
@@ -142,20 +143,6 @@ def confirm_url(rt: Runtime, customer: Customer, topic: str) -> str:
     return f"{public_base(rt)}/c/{token}"
 
 
-def topic_name(topic: Topic | None, topic_id: str, lang: str) -> str:
-    """The topic's name in ``lang`` (exact, then English, then any), else its id."""
-    if topic is None or not topic.names:
-        return topic_id
-    names = topic.names
-    for tag in (lang, "en"):
-        if tag in names:
-            return names[tag]
-    for tag, name in names.items():
-        if tag.split("-")[0].lower() == lang:
-            return name
-    return next(iter(names.values()))
-
-
 def render_mail(rt: Runtime, customer: Customer, item: NotificationItem, topic: Topic | None) -> Rendered:
     """The confirmation mail of ``item`` to the customer's email address (which must exist)."""
     address = customer.profile.contacts.email
@@ -163,7 +150,7 @@ def render_mail(rt: Runtime, customer: Customer, item: NotificationItem, topic: 
     lang = language(customer.profile.locale)
     texts = MAIL_TEXTS.get(lang, MAIL_TEXTS["en"])
     controller = rt.settings.controller
-    name = topic_name(topic, item.topic, lang)
+    name = topic_name(topic, item.topic, lang)  # as the confirmation page names it
     values = {"topic": name, "name": controller.name, "url": confirm_url(rt, customer, item.topic)}
     body = texts["body"]
     for key, value in values.items():
@@ -171,29 +158,58 @@ def render_mail(rt: Runtime, customer: Customer, item: NotificationItem, topic: 
     manage = manage_url(rt, customer)
     text = f"{body}\n\n{footer_text(lang, controller, manage, None, False)}"
     subject = texts["subject"].replace("{topic}", name).replace("\r", " ").replace("\n", " ")
-    key = f"double-opt-in-{item.id}"
+    return _transactional(
+        rt, customer, f"double-opt-in-{item.id}", "email", address, text, subject=subject, manage_url=manage
+    )
+
+
+def _transactional(
+    rt: Runtime,
+    customer: Customer,
+    key: str,
+    channel: str,
+    address: str,
+    text: str,
+    *,
+    subject: str | None = None,
+    manage_url: str | None = None,
+) -> Rendered:
+    """A confirmation as a transactional message (never marketing) whose id is made of ``key`` (one
+    per notifications row, so a retry of the row keeps its message id)."""
     return Rendered(
         campaign_id=key,
         customer_id=customer.customer_id,
-        channel="email",
+        channel=channel,
         address=address,
         message_id=message_id(key, customer.customer_ref, sender_domain(rt.settings.smtp_from)),
         marketing=False,
         text=text,
         subject=subject,
-        manage_url=manage,
+        manage_url=manage_url,
     )
+
+
+async def _reachable(
+    tx: WriteTx, rt: Runtime, item: NotificationItem, channel: str, missing: str, suppressed: str
+) -> tuple[Customer, str] | NotificationUpdate:
+    """The customer and its ``channel`` contact, or the row's final state: cancelled (``missing``)
+    without one or without the customer, suppressed (``suppressed``) when the list holds it."""
+    customer = await tx.get_customer(item.customer_id)
+    address = customer.profile.contacts.get(channel) if customer is not None else None
+    if customer is None or address is None:
+        return NotificationUpdate(item.id, "cancelled", last_error=missing)
+    if await tx.suppression_reason(channel, rt.pseudonyms.address_ref(channel, address)) is not None:
+        return NotificationUpdate(item.id, "suppressed", last_error=suppressed)
+    return customer, address
 
 
 async def _prepare_mail(tx: WriteTx, rt: Runtime, item: NotificationItem) -> NotificationUpdate | Rendered:
     """The check right before the hand-off: the mail to send, or the row's final state (no address, a
     suppressed address, a grant that ended)."""
-    customer = await tx.get_customer(item.customer_id)
-    address = customer.profile.contacts.email if customer is not None else None
-    if customer is None or address is None:
-        return NotificationUpdate(item.id, "cancelled", last_error="no email address")
-    if await tx.suppression_reason("email", rt.pseudonyms.address_ref("email", address)) is not None:
-        return NotificationUpdate(item.id, "suppressed", last_error="the address is suppressed")
+    reached = await _reachable(tx, rt, item, "email", "no email address", "the address is suppressed")
+    if isinstance(reached, NotificationUpdate):
+        return reached
+    customer = reached[0]
     if item.topic not in customer.preferences.topics:
         return NotificationUpdate(item.id, "cancelled", last_error="the grant ended before it was sent")
     return render_mail(rt, customer, item, await tx.get_topic(item.topic))
@@ -203,26 +219,16 @@ async def _prepare(tx: WriteTx, rt: Runtime, item: NotificationItem) -> Notifica
     """The check right before the hand-off: the message to send, or the row's final state."""
     if item.kind == EMAIL_DOUBLE_OPT_IN:
         return await _prepare_mail(tx, rt, item)
-    customer = await tx.get_customer(item.customer_id)
-    number = customer.profile.contacts.sms if customer is not None else None
-    if customer is None or number is None:
-        return NotificationUpdate(item.id, "cancelled", last_error="no sms number")
-    if await tx.suppression_reason("sms", rt.pseudonyms.address_ref("sms", number)) is not None:
-        return NotificationUpdate(item.id, "suppressed", last_error="the number is suppressed")
+    reached = await _reachable(tx, rt, item, "sms", "no sms number", "the number is suppressed")
+    if isinstance(reached, NotificationUpdate):
+        return reached
+    customer, number = reached
     prefs = customer.preferences
     if prefs.channel != "sms" or not _has_marketing(prefs.topics, await tx.topic_categories(prefs.topics)):
         return NotificationUpdate(item.id, "cancelled", last_error="the opt-in ended before it was sent")
     assert rt.policy is not None
-    key = f"sms-opt-in-{item.id}"
-    return Rendered(
-        campaign_id=key,
-        customer_id=customer.customer_id,
-        channel="sms",
-        address=number,
-        message_id=message_id(key, customer.customer_ref, sender_domain(rt.settings.smtp_from)),
-        marketing=False,
-        text=opt_in_text(rt.settings.sms_program, frequency_text(rt.policy.policy.caps, prefs.max_per_week)),
-    )
+    text = opt_in_text(rt.settings.sms_program, frequency_text(rt.policy.policy.caps, prefs.max_per_week))
+    return _transactional(rt, customer, f"sms-opt-in-{item.id}", "sms", number, text)
 
 
 async def _hand_off(transports: dict[str, Transport], message: Rendered) -> Outcome:

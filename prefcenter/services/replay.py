@@ -47,7 +47,12 @@ How each decision's inputs are rebuilt (the choices, stated):
 Speed: the log is streamed a chunk of customers at a time (:meth:`prefcenter.store.replay.ReplayStore.
 iter_replay`), each customer's history folded incrementally, and each chunk's decisions decided with
 :func:`prefcenter.domain.engine.decide_batch` grouped by (campaign, instant), as the gate batches; memory
-holds one chunk (and the answer's counters and sample).
+holds one chunk (and the answer's counters and sample). With ``since``/``until`` the bound is pushed
+down into the store's read (issue 14): it reads only the customers with a decision in range, and of
+each only what can change the answer (back to ``since`` minus the candidate's
+:func:`~prefcenter.domain.engine.longest_cap_window`, the whole history of a campaign that still has a
+row there, nothing after the customer's last decision in range; see ``store/replay.py``), so the answer
+is the one a read of the whole log gives; the exact bounds are applied here to what it reads.
 
 Nothing personal is returned or logged: the sample names customers by pseudonym (``customer_ref``) only.
 """
@@ -65,7 +70,7 @@ import msgspec
 import structlog
 
 from prefcenter.domain.consent_state import StateFold
-from prefcenter.domain.engine import Send, decide_batch
+from prefcenter.domain.engine import Send, decide_batch, longest_cap_window
 from prefcenter.domain.ledger import format_at, format_instant
 from prefcenter.domain.model import CampaignView, Channel, CustomerState, PhonePlace
 from prefcenter.domain.policy import LoadedPolicy
@@ -542,7 +547,8 @@ async def replay(
     gc.disable()
     try:
         mark = clock()
-        async for part in rt.store.iter_replay(chunk=chunk):
+        parts = rt.store.iter_replay(chunk=chunk, since=since, until=until, reach=longest_cap_window(policy))
+        async for part in parts:
             got, fed = clock(), own()
             replayer.feed(part)
             reading, feeding = reading + got - mark, feeding + own() - fed

@@ -29,21 +29,16 @@ from prefcenter.services.campaigns import check_campaign_id
 from prefcenter.services.errors import NotFound
 from prefcenter.services.runtime import Runtime
 from prefcenter.store.base import DecisionRow
+from prefcenter.store.trace import HistoryEntry  # the stored entries, answered as they are
 
 #: The ledger sources that are something coming back from outside (API.md "inbound").
 INBOUND_SOURCES = frozenset({"bounce", "complaint", "sms_keyword"})
 
 
-class HistoryItem(msgspec.Struct, frozen=True):
-    at: str
-    event: str
-    detail: dict[str, Any] | None
-
-
 class TraceMessage(msgspec.Struct, frozen=True):
     status: str
     attempts: int
-    history: list[HistoryItem]
+    history: list[HistoryEntry]
 
 
 class TraceDecision(msgspec.Struct, frozen=True):
@@ -84,16 +79,16 @@ def _decision(row: DecisionRow) -> TraceDecision:
     )
 
 
-def _queued(rows: list[DecisionRow]) -> list[HistoryItem]:
+def _queued(rows: list[DecisionRow]) -> list[HistoryEntry]:
     """What the send's decisions did to the message: queued (allow) or deferred (defer, not_before)."""
-    items: list[HistoryItem] = []
+    items: list[HistoryEntry] = []
     for row in rows:
         if row[8] != "send":
             continue
         if row[3] == "allow":
-            items.append(HistoryItem(row[2], "queued", {"channel": row[5]}))
+            items.append(HistoryEntry(row[2], "queued", {"channel": row[5]}))
         elif row[3] == "defer":
-            items.append(HistoryItem(row[2], "deferred", {"reason": row[4], "not_before": row[6]}))
+            items.append(HistoryEntry(row[2], "deferred", {"reason": row[4], "not_before": row[6]}))
     return items
 
 
@@ -123,7 +118,7 @@ async def trace(rt: Runtime, campaign_id: str, customer_id: str) -> Trace:
 
     message = None
     if stored is not None:
-        history = _queued(rows) + [HistoryItem(h.at, h.event, h.detail) for h in stored.history]
+        history = [*_queued(rows), *stored.history]
         history.sort(key=lambda h: _instant(h.at))  # stable: same-instant entries keep their order
         message = TraceMessage(stored.status, stored.attempts, history)
 

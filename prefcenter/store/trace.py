@@ -9,6 +9,7 @@ commit the attempt and the outcome.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 import msgspec
@@ -36,6 +37,9 @@ def history_row(e: MessageEvent) -> tuple[Any, ...]:
 
 
 class HistoryEntry(msgspec.Struct, frozen=True):
+    """One entry of a message's history: as stored (migration 0020), and as the trace answers it
+    (``services/trace.py`` adds the ones it derives from the decision log)."""
+
     at: str
     event: str
     detail: dict[str, Any] | None
@@ -47,6 +51,20 @@ class TracedMessage(msgspec.Struct, frozen=True):
     status: str
     attempts: int
     history: list[HistoryEntry]
+
+
+def traced_message_from_rows(rows: Sequence[Any]) -> TracedMessage | None:
+    """:meth:`TraceStore.traced_message` from both engines' one statement's rows (sqlite3 tuples or
+    asyncpg Records): ``(status, attempts, at, event, detail JSON)``, the history columns NULL when the
+    message has no history yet (the LEFT JOIN's one row); None without an outbox row."""
+    if not rows:
+        return None
+    history = [
+        HistoryEntry(row[2], row[3], None if row[4] is None else msgspec.json.decode(row[4]))
+        for row in rows
+        if row[2] is not None
+    ]
+    return TracedMessage(str(rows[0][0]), int(rows[0][1]), history)
 
 
 class TraceStore(Protocol):

@@ -22,30 +22,24 @@ from litestar.params import FromPath
 from litestar.status_codes import HTTP_200_OK, HTTP_400_BAD_REQUEST, HTTP_404_NOT_FOUND, HTTP_410_GONE
 from litestar.types import ControllerRouterHandler
 
-from prefcenter.domain.model import Customer
 from prefcenter.services.double_opt_in import confirm
 from prefcenter.services.runtime import Runtime
-from prefcenter.services.self_service import Client, LinkProblem, open_link
-from prefcenter.web.i18n import Catalogue, choose_language
+from prefcenter.services.self_service import LinkProblem, open_link
 from prefcenter.web.notice import page_notice
-from prefcenter.web.pages import GET_OR_HEAD, PAGE_BODY_LIMIT, PageController, message_page, render
-from prefcenter.web.views import localized
+from prefcenter.web.pages import (  # the pages' own language choice and client, shared
+    GET_OR_HEAD,
+    PAGE_BODY_LIMIT,
+    PageController,
+    _catalogue,
+    _client,
+    message_page,
+    render,
+)
+from prefcenter.web.views import topic_name
 
 log = structlog.get_logger("prefcenter.web")
 
 _OUTCOME_KEYS = {"confirmed": "confirmed", "already": "confirm_already", "not_held": "confirm_gone"}
-
-
-def _catalogue(request: Request[Any, Any, Any], customer: Customer | None) -> Catalogue:
-    locale = customer.profile.locale if customer is not None else None
-    return Catalogue(choose_language(locale, request.headers.get("accept-language")))
-
-
-def _client(request: Request[Any, Any, Any]) -> Client:
-    return Client(
-        user_agent=request.headers.get("user-agent", ""),
-        ip=request.client.host if request.client else None,
-    )
 
 
 def _problem_page(request: Request[Any, Any, Any], rt: Runtime, problem: LinkProblem) -> Response[str]:
@@ -58,9 +52,7 @@ def _problem_page(request: Request[Any, Any, Any], rt: Runtime, problem: LinkPro
 
 
 async def _topic_name(rt: Runtime, topic_id: str, lang: str) -> str:
-    topic = await rt.store.get_topic(topic_id)
-    named = localized(topic.names, lang) if topic is not None else None
-    return named[0] if named else topic_id
+    return topic_name(await rt.store.get_topic(topic_id), topic_id, lang)
 
 
 class ConfirmController(Controller):

@@ -76,7 +76,7 @@ from prefcenter.web.csrf import browser_secret, csrf_ok, csrf_token, existing_br
 from prefcenter.web.forms import PageForm, form_from_fields
 from prefcenter.web.i18n import Catalogue, choose_language
 from prefcenter.web.notice import page_notice
-from prefcenter.web.views import localized, mask_email, page_model
+from prefcenter.web.views import mask_email, page_model, topic_name
 
 log = structlog.get_logger("prefcenter.web")
 
@@ -282,9 +282,7 @@ async def renew(request: Request[Any, Any, Any], rt: Runtime, token: str, purpos
 async def _topic_name(rt: Runtime, topic_id: str | None, lang: str) -> str | None:
     if topic_id is None:
         return None
-    topic = await rt.store.get_topic(topic_id)
-    named = localized(topic.names, lang) if topic is not None else None
-    return named[0] if named else topic_id
+    return topic_name(await rt.store.get_topic(topic_id), topic_id, lang)
 
 
 def _renew_form(

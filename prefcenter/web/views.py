@@ -1,5 +1,7 @@
 """What the pages show: the preference page's view model (channels with their contacts masked, topics
-in the reader's language, the form's values), and the masking and topic texts the other pages use."""
+in the reader's language, the form's values), and the masking and topic texts the other pages use (the
+topic texts themselves, :func:`localized` and :func:`topic_name`, are ``domain/texts.py``'s, so the
+double opt-in mail of ``services/confirmations.py`` names a topic exactly as the pages do)."""
 
 from __future__ import annotations
 
@@ -10,6 +12,8 @@ from zoneinfo import ZoneInfo
 import phonenumbers
 
 from prefcenter.domain.model import CHANNELS, Customer, Topic
+from prefcenter.domain.texts import localized as localized  # re-exported: the pages' topic texts
+from prefcenter.domain.texts import topic_name as topic_name
 from prefcenter.web.forms import PageForm, form_from_preferences
 
 
@@ -35,21 +39,6 @@ def masked_address(channel: str, address: str) -> str | None:
     if channel == "push":
         return None
     return mask_phone(address)
-
-
-def localized(texts: dict[str, str], lang: str) -> tuple[str, str] | None:
-    """A topic's name or description for ``lang``: ``(text, its language)``; falls back to English, then
-    to any language; None when there is no text at all."""
-    by_primary = {tag.split("-")[0].lower(): tag for tag in texts}
-    for wanted in (lang, "en"):
-        if wanted in texts:
-            return texts[wanted], wanted
-        if wanted in by_primary:
-            tag = by_primary[wanted]
-            return texts[tag], tag
-    for tag, text in texts.items():
-        return text, tag
-    return None
 
 
 @dataclass(frozen=True)

@@ -7,10 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import sqlite3
-import subprocess
-import sys
 import uuid
 from pathlib import Path
 from typing import Any
@@ -25,6 +22,7 @@ from prefcenter.services.policies import load_policy_file
 from prefcenter.services.runtime import Runtime
 from prefcenter.store.sqlite import SqliteStore
 from tests.conftest import POLICY_FILE, PROFILE, SECRET, Api, FakeClock, database_at, prefs_body
+from tests.seeding import run_cli
 
 pytestmark = pytest.mark.sqlite_only  # a SQLite file at an older migration (database_at), sqlite3, CLI on it
 
@@ -83,18 +81,6 @@ async def build_pre_0014(settings: Settings, db: Path, clock: FakeClock) -> dict
     write_old_events(db, "old", 3)
     write_old_events(db, "gone", 2)  # a customer whose events outlive them (no customers row)
     return headers
-
-
-def cli(db: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {
-        **os.environ,
-        "PREFCENTER_DATABASE_URL": f"sqlite:///{db}",
-        "PREFCENTER_SECRET_KEY": SECRET,
-        "PREFCENTER_LOG_LEVEL": "warning",
-    }
-    return subprocess.run(
-        [sys.executable, "-m", "prefcenter.cli", *args], env=env, capture_output=True, text=True, timeout=120
-    )
 
 
 @pytest.mark.slow
@@ -156,7 +142,7 @@ async def test_compliance_16_the_chain_verifies_across_the_notice_migration(
     export = tmp_path / "export.jsonl"
     export.write_text("".join(json.dumps(e, ensure_ascii=False) + "\n" for e in lines), encoding="utf-8")
     for args in (("consent", "verify"), ("consent", "verify", "--file", str(export))):
-        result = cli(db_path, *args)
+        result = run_cli(db_path, SECRET, *args)
         assert result.returncode == 0, result.stderr
         assert json.loads(result.stdout.strip().splitlines()[-1]) == {
             "ok": True,
@@ -176,14 +162,14 @@ async def test_compliance_16_the_chain_verifies_across_the_notice_migration(
     conn.execute("DROP TRIGGER consent_events_append_only_update")
     conn.execute("UPDATE consent_events SET shape = 2 WHERE seq = 2")
     conn.commit()
-    result = cli(db_path, "consent", "verify")
+    result = run_cli(db_path, SECRET, "consent", "verify")
     assert result.returncode == 1 and json.loads(result.stdout)["first_bad_seq"] == 2
     conn.execute("UPDATE consent_events SET shape = 1 WHERE seq = 2")
     conn.execute("DROP TRIGGER consent_events_append_only_delete")
     conn.execute("DELETE FROM consent_events WHERE seq = 8")  # a middle event
     conn.commit()
     conn.close()
-    result = cli(db_path, "consent", "verify")
+    result = run_cli(db_path, SECRET, "consent", "verify")
     assert result.returncode == 1 and json.loads(result.stdout)["first_bad_seq"] == 8
 
 

@@ -29,7 +29,6 @@ import statistics
 import sys
 import tempfile
 import time
-import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -44,6 +43,7 @@ from prefcenter.domain.pseudonyms import Pseudonymizer  # noqa: E402
 from prefcenter.services.runtime import Runtime  # noqa: E402
 from prefcenter.store.base import Store  # noqa: E402
 from prefcenter.store.codec import EVENT_COLUMNS  # noqa: E402
+from tests.seeding import migrate_sqlite, postgres_schema_store  # noqa: E402
 
 SECRET = "benchmark-secret-key-0123"
 BASE = datetime(2026, 1, 1, tzinfo=UTC)
@@ -200,10 +200,7 @@ async def run_sqlite(customers: int, per_customer: int, queries: int) -> dict[st
 
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "ledger.db"
-        store = SqliteStore(path)
-        await store.open()
-        await store.migrate()
-        await store.close()
+        await migrate_sqlite(path)
         t0 = time.perf_counter()
         data, head = rows(customers, per_customer)
         conn = sqlite3.connect(path)
@@ -235,21 +232,10 @@ async def run_sqlite(customers: int, per_customer: int, queries: int) -> dict[st
         }
 
 
-def quote_ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
 async def run_postgres(customers: int, per_customer: int, queries: int, dsn: str) -> dict[str, Any]:
-    import asyncpg
-
-    from prefcenter.store.postgres import PostgresStore
     from prefcenter.store.postgres.history import CUSTOMER_EVENTS_UNTIL_SQL
 
-    schema = "pc_" + uuid.uuid4().hex
-    store = PostgresStore(dsn, schema=schema, min_size=1, max_size=4)
-    await store.open()
-    try:
-        await store.migrate()
+    async with postgres_schema_store(dsn, max_size=4) as store:
         assert store.pool is not None
         t0 = time.perf_counter()
         data, head = rows(customers, per_customer)
@@ -261,15 +247,8 @@ async def run_postgres(customers: int, per_customer: int, queries: int, dsn: str
         found = await store.pool.fetch("EXPLAIN " + CUSTOMER_EVENTS_UNTIL_SQL, data[0][4], format_at(BASE))
         plan = [r[0] for r in found]
         del data
-        settings = load_settings({}, database_url=dsn, database_schema=schema, secret_key=SECRET)
+        settings = load_settings({}, database_url=dsn, database_schema=store.schema, secret_key=SECRET)
         timed = await time_answers(store, settings, customers, head[0], queries)
-    finally:
-        await store.close()
-        conn2 = await asyncpg.connect(dsn)
-        try:
-            await conn2.execute(f"DROP SCHEMA IF EXISTS {quote_ident(schema)} CASCADE")
-        finally:
-            await conn2.close()
     return {"seed_s": round(seeded, 1), **timed, "plan": plan}
 
 

@@ -14,7 +14,6 @@ import argparse
 import asyncio
 import itertools
 import json
-import resource
 import sqlite3
 import sys
 import tempfile
@@ -31,18 +30,10 @@ from prefcenter.store.base import EventFilter
 from prefcenter.store.sqlite import SqliteStore
 from prefcenter.store.sqlite.rows import INSERT_EVENT_SQL, event_row
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository root: tests.seeding
+from tests.seeding import migrate_sqlite, peak_rss_mb
+
 SECRET = "benchmark-secret-key-0123"
-
-
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-async def migrate(path: Path) -> None:
-    store = SqliteStore(path)
-    await store.open()
-    await store.migrate()
-    await store.close()
 
 
 def seed(path: Path, n: int) -> float:
@@ -120,7 +111,7 @@ def main() -> None:
     n -= n % 5
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "ledger.db"
-        asyncio.run(migrate(path))
+        asyncio.run(migrate_sqlite(path))
         seeded = seed(path, n)
         figures = asyncio.run(measure(path, n))
         report = {

@@ -24,12 +24,13 @@ import statistics
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
+
+from tests.seeding import migrate_sqlite, postgres_schema_store  # noqa: E402
 
 NOW = "2026-11-01T10:00:00.000000Z"
 LATER = "2026-11-02T10:00:00.000000Z"
@@ -113,10 +114,7 @@ async def run_sqlite(n: int) -> dict[str, Any]:
 
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "bench.db"
-        store = SqliteStore(path)
-        await store.open()
-        await store.migrate()
-        await store.close()
+        await migrate_sqlite(path)
         conn = sqlite3.connect(path)
         t0 = time.perf_counter()
         for table, rows in rows_for(n).items():
@@ -140,20 +138,10 @@ async def run_sqlite(n: int) -> dict[str, Any]:
     return {"seed_s": round(seeded, 2), **figures, "plans": plans}
 
 
-def quote_ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
 async def run_postgres(n: int, dsn: str) -> dict[str, Any]:
-    import asyncpg
+    from prefcenter.store.postgres import reads
 
-    from prefcenter.store.postgres import PostgresStore, reads
-
-    schema = "pc_" + uuid.uuid4().hex
-    store = PostgresStore(dsn, schema=schema, min_size=1, max_size=2)
-    await store.open()
-    try:
-        await store.migrate()
+    async with postgres_schema_store(dsn, max_size=2) as store:
         assert store.pool is not None
         t0 = time.perf_counter()
         rows = rows_for(n)
@@ -167,13 +155,6 @@ async def run_postgres(n: int, dsn: str) -> dict[str, Any]:
             found = await store.pool.fetch("EXPLAIN " + sql, *params)
             plans[name] = [r[0] for r in found]
         figures = await time_pages(store, n)
-    finally:
-        await store.close()
-        conn2 = await asyncpg.connect(dsn)
-        try:
-            await conn2.execute(f"DROP SCHEMA IF EXISTS {quote_ident(schema)} CASCADE")
-        finally:
-            await conn2.close()
     return {"seed_s": round(seeded, 2), **figures, "plans": plans}
 
 

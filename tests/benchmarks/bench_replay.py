@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import resource
 import sqlite3
 import sys
 import tempfile
@@ -46,6 +45,9 @@ from prefcenter.store.codec import places_from_text, places_text
 from prefcenter.store.sqlite import SqliteStore
 from prefcenter.store.sqlite.rows import INSERT_EVENT_SQL
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository root: tests.seeding
+from tests.seeding import migrate_sqlite, peak_rss_mb
+
 SECRET = "benchmark-secret-key-0123"
 ROOT = Path(__file__).resolve().parents[2]
 POLICY = ROOT / "policies" / "default.toml"
@@ -67,17 +69,6 @@ PLACES = [
     ("America/Sao_Paulo", "BR", "+5511912345678"),
     ("Asia/Kolkata", "IN", "+919812345678"),
 ]
-
-
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-async def migrate(path: Path) -> None:
-    store = SqliteStore(path)
-    await store.open()
-    await store.migrate()
-    await store.close()
 
 
 def candidate_text() -> str:
@@ -338,7 +329,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         path = args.db or Path(tmp) / "replay.db"
         if args.db is not None and path.exists():
-            asyncio.run(migrate(path))  # seeded by an older checkout: its later migrations
+            asyncio.run(migrate_sqlite(path))  # seeded by an older checkout: its later migrations
             conn = sqlite3.connect(path)
             seeded = {
                 "decisions": conn.execute("SELECT count(*) FROM decisions").fetchone()[0],
@@ -346,7 +337,7 @@ def main() -> None:
             }
             conn.close()
         else:
-            asyncio.run(migrate(path))
+            asyncio.run(migrate_sqlite(path))
             seeded = seed(path, args.customers, args.rounds, timedelta(hours=args.round_hours))
         rss_seeded = peak_rss_mb()
         shipped = asyncio.run(time_replay(path, POLICY.read_bytes(), str(POLICY), args.chunk))

@@ -29,9 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import os
 import subprocess
-import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -45,6 +43,7 @@ from prefcenter.services.policies import load_policy_file
 from prefcenter.services.replay import ReplayResult, _Replayer, replay
 from prefcenter.store.replay import PACK_SEPARATOR, ReplayChunk
 from tests.conftest import CAMPAIGN, POLICY_FILE, SECRET, Api, FakeClock, prefs_body, query
+from tests.seeding import run_cli
 
 DEFAULT_TEXT = POLICY_FILE.read_text()
 
@@ -205,18 +204,6 @@ async def test_replay_sees_the_consent_in_force_at_each_decision(
     assert (result.decisions, result.changed, result.by_change) == (2, 1, {"allowed->quiet_hours": 1})
 
 
-def run_cli(db: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {
-        **os.environ,
-        "PREFCENTER_DATABASE_URL": f"sqlite:///{db}",
-        "PREFCENTER_SECRET_KEY": SECRET,
-        "PREFCENTER_LOG_LEVEL": "warning",
-    }
-    return subprocess.run(
-        [sys.executable, "-m", "prefcenter.cli", *args], env=env, capture_output=True, text=True, timeout=120
-    )
-
-
 @pytest.mark.sqlite_only
 async def test_the_command_on_a_sqlite_file(
     api: Api, clock: FakeClock, tmp_path: Path, db_path: Path
@@ -226,7 +213,10 @@ async def test_the_command_on_a_sqlite_file(
     digest = hashlib.sha256(db_path.read_bytes()).hexdigest()
     candidate = write_candidate(tmp_path)
 
-    done = await asyncio.to_thread(run_cli, db_path, "policy", "replay", "--policy", str(candidate), "--json")
+    async def command(*args: str) -> subprocess.CompletedProcess[str]:
+        return await asyncio.to_thread(run_cli, db_path, SECRET, "policy", "replay", *args)
+
+    done = await command("--policy", str(candidate), "--json")
     assert done.returncode == 0, done.stderr
     lines = done.stdout.strip().splitlines()
     answer = msgspec.json.decode(lines[-1])
@@ -240,17 +230,7 @@ async def test_the_command_on_a_sqlite_file(
     assert "3 would change" in done.stdout and "allowed -> quiet_hours: 3" in done.stdout
     assert "pl-sms" not in done.stdout and "ny-sms" not in done.stdout
 
-    done = await asyncio.to_thread(
-        run_cli,
-        db_path,
-        "policy",
-        "replay",
-        "--policy",
-        str(POLICY_FILE),
-        "--since",
-        "2026-11-24T00:00:00Z",
-        "--json",
-    )
+    done = await command("--policy", str(POLICY_FILE), "--since", "2026-11-24T00:00:00Z", "--json")
     assert done.returncode == 0, done.stderr
     assert msgspec.json.decode(done.stdout.strip().splitlines()[-1]) == {
         "decisions": 4,
@@ -258,27 +238,16 @@ async def test_the_command_on_a_sqlite_file(
         "by_change": {},
         "sample": [],
     }
-    done = await asyncio.to_thread(
-        run_cli,
-        db_path,
-        "policy",
-        "replay",
-        "--policy",
-        str(candidate),
-        "--until",
-        "2026-11-24T00:00:00+00:00",
-    )
+    done = await command("--policy", str(candidate), "--until", "2026-11-24T00:00:00+00:00")
     assert done.returncode == 0, done.stderr
     assert "replayed 6 logged decisions" in done.stdout and "1 would change" in done.stdout
     assert not done.stdout.strip().splitlines()[-1].startswith("{")  # JSON only with --json
 
     bad = tmp_path / "bad.toml"
     bad.write_text(DEFAULT_TEXT.replace("per_day = 1", "per_day = 0"))
-    done = await asyncio.to_thread(run_cli, db_path, "policy", "replay", "--policy", str(bad), "--json")
+    done = await command("--policy", str(bad), "--json")
     assert done.returncode != 0 and "per_day" in done.stderr and done.stdout == ""
-    done = await asyncio.to_thread(
-        run_cli, db_path, "policy", "replay", "--policy", str(candidate), "--since", "yesterday"
-    )
+    done = await command("--policy", str(candidate), "--since", "yesterday")
     assert done.returncode != 0 and "since" in done.stderr
     assert hashlib.sha256(db_path.read_bytes()).hexdigest() == digest
 
@@ -317,3 +286,77 @@ def test_double_opt_in_confirmation_is_read_from_the_ledger() -> None:
         replayer = _Replayer(policy, views, None, None, result, str, double_opt_in=double_opt_in)
         replayer.feed(chunk)
         assert (result.decisions, result.by_change) == (2, expected)
+
+
+async def test_since_and_until_are_pushed_down_into_the_read(
+    api: Api, clock: FakeClock, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 14: a bounded replay reads only what can change its answer, and answers exactly as a
+    replay over the whole log (the same bounds applied after reading everything, as before).
+
+    In range [2026-11-10T08:30Z, 2026-11-11): ro-email's spring at 09:00 is a retry only because of
+    spring's allow of 2026-10-01, older than ``since`` minus the shipped policy's longest cap window
+    (30 days): read, since spring has a row in the window (else the retry would be capped by summer's
+    reservation at 08:00 under ``per_day = 1``). x-future's summer, approved earlier for 2026-11-20,
+    is held when its spring is decided: read too. Not read: 2,000 decisions of 200 customers with
+    none in range, ro-email's autumn (only rows from June), and ro-email's rows after its last one in
+    range (December)."""
+    for cid in ("spring", "summer", "autumn"):
+        r = await api.client.put(f"/v1/campaigns/{cid}", json=CAMPAIGN, headers=api.as_("marketing"))
+        assert r.status_code in (200, 201), r.text
+    clock.t = instant("2026-09-01T00:00:00Z")  # customers from before every decision
+    await put_customer(api, "ro-email", profile("Europe/Bucharest", "RO", email="ro@example.ro"))
+    await put_customer(api, "x-future", profile("Europe/Bucharest", "RO", email="x@example.ro"))
+    assert await approve(api, clock, "2026-10-01T08:00:00Z", "spring", ["ro-email"]) == [("allow", "allowed")]
+    clock.t = instant("2026-11-10T07:00:00Z")  # an approval asked now for an instant to come
+    body = {"campaign_id": "summer", "customer_ids": ["x-future"], "at": "2026-11-20T10:00:00Z"}
+    r = await api.client.post("/v1/approvals", json=body, headers=api.as_("marketing"))
+    assert r.status_code == 200, r.text
+    assert await approve(api, clock, "2026-11-10T08:00:00Z", "summer", ["ro-email"]) == [("allow", "allowed")]
+    assert await approve(api, clock, "2026-11-10T09:00:00Z", "spring", ["ro-email", "x-future"]) == [
+        ("allow", "allowed"),
+        ("allow", "allowed"),
+    ]
+    noise = (
+        "INSERT INTO decisions (customer_id, campaign_id, at, verdict, reason, channel, not_before, "
+        "policy_version) WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < {last}) "
+        "SELECT {who}, {campaign}, ?, 'deny', 'unknown_customer', NULL, NULL, 'noise' FROM n"
+    )
+    query(
+        api,
+        noise.format(last=1999, who="'a-' || (1000 + i / 10)", campaign="'spring'"),
+        "2026-06-01T10:00:00Z",
+    )
+    query(api, noise.format(last=4, who="'ro-email'", campaign="'autumn'"), "2026-06-02T10:00:00Z")
+    query(api, noise.format(last=4, who="'ro-email'", campaign="'spring'"), "2026-12-01T10:00:00Z")
+    assert query(api, "SELECT count(*) FROM decisions")[0][0] == 2015
+
+    reads: dict[str, int] = {}
+    bounded_read = api.rt.store.iter_replay
+
+    async def counted(**kw: Any) -> Any:
+        mode = "whole" if kw.get("since") is None and kw.get("until") is None else "bounded"
+        async for part in bounded_read(**kw):
+            reads[mode] = reads.get(mode, 0) + len(part.decisions)
+            yield part
+
+    def whole_read(**kw: Any) -> Any:  # the replay as it was: the whole log, bounded after reading
+        return counted(**{**kw, "since": None, "until": None})
+
+    since, until = instant("2026-11-10T08:30:00Z"), instant("2026-11-11T00:00:00Z")
+    for policy in (load_policy_file(POLICY_FILE), load_policy_file(write_candidate(tmp_path))):
+        for bounds in ((since, until), (since, None), (None, until)):
+            reads.clear()
+            monkeypatch.setattr(api.rt.store, "iter_replay", counted)
+            pushed = await replay(api.rt, policy, *bounds, chunk=50)  # many chunks: most read nothing
+            monkeypatch.setattr(api.rt.store, "iter_replay", whole_read)
+            whole = await replay(api.rt, policy, *bounds, chunk=50)
+            assert (pushed.as_json(), pushed.skipped) == (whole.as_json(), whole.skipped), bounds
+            assert reads["whole"] == 2015
+            if bounds == (since, until):
+                assert (pushed.decisions, pushed.by_change) == (2, {}), pushed  # spring 09:00: a retry
+                assert reads["bounded"] == 5  # ro-email's 3 (not autumn, not December), x-future's 2
+            elif bounds == (since, None):
+                assert reads["bounded"] == 10  # and December's 5
+            else:
+                assert reads["bounded"] < 2015

@@ -16,13 +16,14 @@ from typing import Any
 
 import msgspec
 
+from prefcenter.domain.policy import policy_version
 from tests.api.test_approvals import campaign, customer
-from tests.conftest import PROFILE, SECRET, Api, FakeClock, prefs_body, query
+from tests.conftest import POLICY_FILE, PROFILE, SECRET, Api, FakeClock, prefs_body, query
 from tests.smtp.helpers import dispatcher, send
 from tests.smtp.sink import Handler
 
 PHONE = "+48600100200"  # PROFILE's sms and voice number
-POLICY = "sha256:c60d9375ddd61f928616921e551f2327ccb2906e3c58d24b1b2ac054a047837a"  # policies/default.toml
+POLICY = policy_version(POLICY_FILE.read_bytes())  # the shipped policy's version, as every decision records it
 
 
 def profile(email: str, phone: str = PHONE) -> dict[str, Any]:

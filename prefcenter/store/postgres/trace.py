@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from prefcenter.store.codec import json_decode
 from prefcenter.store.postgres.reads import PgReads, reading
 from prefcenter.store.postgres.rows import EVENT_COLUMNS, event_from_row
-from prefcenter.store.trace import HistoryEntry, MessageEvent, TracedMessage, history_row
+from prefcenter.store.trace import MessageEvent, TracedMessage, history_row, traced_message_from_rows
 
 _EVENT_COLUMNS = ", ".join(f"e.{column}" for column in EVENT_COLUMNS.split(", "))
 
@@ -59,14 +58,7 @@ class PgTrace(PgReads):
     async def traced_message(self, campaign_id: str, customer_id: str) -> TracedMessage | None:
         with reading():
             rows = await self.db.fetch(TRACED_MESSAGE_SQL, campaign_id, customer_id)
-        if not rows:
-            return None
-        history = [
-            HistoryEntry(row[2], row[3], None if row[4] is None else json_decode(row[4]))
-            for row in rows
-            if row[2] is not None
-        ]
-        return TracedMessage(str(rows[0][0]), int(rows[0][1]), history)
+        return traced_message_from_rows(rows)
 
     async def customer_ledger(self, customer_ref: str) -> list[dict[str, Any]]:
         with reading():

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from prefcenter.store.sqlite.reads import SqliteReads
-from prefcenter.store.sqlite.rows import EVENT_COLUMNS, event_from_row, json_decode
-from prefcenter.store.trace import HistoryEntry, TracedMessage
+from prefcenter.store.sqlite.rows import EVENT_COLUMNS, event_from_row
+from prefcenter.store.trace import TracedMessage, traced_message_from_rows
 
 _EVENT_COLUMNS = ", ".join(f"e.{column}" for column in EVENT_COLUMNS.split(", "))
 
@@ -47,14 +47,7 @@ class SqliteTrace(SqliteReads):
     async def traced_message(self, campaign_id: str, customer_id: str) -> TracedMessage | None:
         async with self.reader.execute(TRACED_MESSAGE_SQL, (campaign_id, customer_id)) as cur:
             rows = list(await cur.fetchall())
-        if not rows:
-            return None
-        history = [
-            HistoryEntry(row[2], row[3], None if row[4] is None else json_decode(row[4]))
-            for row in rows
-            if row[2] is not None
-        ]
-        return TracedMessage(str(rows[0][0]), int(rows[0][1]), history)
+        return traced_message_from_rows(rows)
 
     async def customer_ledger(self, customer_ref: str) -> list[dict[str, Any]]:
         async with self.reader.execute(CUSTOMER_LEDGER_SQL, (customer_ref,)) as cur:
