@@ -112,6 +112,9 @@ class ReplayResult(msgspec.Struct):
     by_change: dict[str, int] = msgspec.field(default_factory=dict)
     sample: list[ReplaySample] = msgspec.field(default_factory=list)
     skipped: int = 0  # decisions of campaigns that no longer exist
+    #: the decision log was pruned (retention): decisions before this instant are not replayed, since
+    #: the reservations they saw go back past the pruned rows (see :func:`replay`)
+    complete_from: str | None = None
     #: CPU seconds reading the store, rebuilding the inputs, and in the engine (for the benchmark)
     timings: dict[str, float] = msgspec.field(default_factory=dict)
 
@@ -526,6 +529,16 @@ async def replay(
         since=None if since is None else format_instant(since),
         until=None if until is None else format_instant(until),
     )
+    reach = longest_cap_window(policy)
+    pruned = await rt.store.decisions_pruned_before()
+    if pruned is not None:
+        # The log holds no decision before ``pruned`` any more, so neither the reservations they made:
+        # a decision less than the candidate's longest cap window after it would be re-decided against
+        # fewer reservations than it saw. Replay from there on only, and say so.
+        complete = datetime.fromisoformat(pruned) + reach
+        if since is None or since < complete:
+            since = complete
+            result.complete_from = format_instant(complete)
     views = await rt.store.replay_campaigns()
     replayer = _Replayer(
         policy,
@@ -547,7 +560,7 @@ async def replay(
     gc.disable()
     try:
         mark = clock()
-        parts = rt.store.iter_replay(chunk=chunk, since=since, until=until, reach=longest_cap_window(policy))
+        parts = rt.store.iter_replay(chunk=chunk, since=since, until=until, reach=reach)
         async for part in parts:
             got, fed = clock(), own()
             replayer.feed(part)
@@ -578,6 +591,11 @@ def format_summary(result: ReplayResult, policy_label: str) -> list[str]:
         lines.append(f"  {was} -> {now}: {count}")
     if result.skipped:
         lines.append(f"skipped {result.skipped} decisions of campaigns that no longer exist")
+    if result.complete_from is not None:
+        lines.append(
+            f"the decision log was pruned (retention): only decisions from {result.complete_from} on were "
+            "replayed, as earlier ones saw reservations the log no longer holds"
+        )
     if result.sample:
         lines.append("sample (customers by pseudonym):")
         for s in result.sample:

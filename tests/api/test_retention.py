@@ -225,3 +225,26 @@ def test_prune_command_prints_what_it_deleted(tmp_path: Path) -> None:
     assert (report["reservations"], report["decisions"], report["outbox"]) == (0, 0, 0)
     bad = CliRunner().invoke(main, ["prune", "--now", "yesterday"], env=env)
     assert bad.exit_code == 1 and "now" in bad.output
+
+
+async def test_replay_past_the_pruned_log_starts_where_every_reservation_is_still_known(api: Api) -> None:
+    """After the pruner deleted decisions before H, a decision less than the longest cap window W
+    (30 days: the FR voice cap) after H saw reservations the log no longer holds: replay starts at
+    H + W and says so."""
+    from prefcenter.services.replay import format_summary, replay
+
+    now = datetime(2031, 6, 1, 12, 0, tzinfo=UTC)
+    horizon = now - timedelta(days=1461)
+    api.rt.now.t = horizon - timedelta(days=30)  # type: ignore[attr-defined]
+    await customer(api, "c1")
+    await campaign(api, "k")
+    for days in (-10, 5, 40):  # before the horizon (pruned), inside H + W, after it
+        r = await approve(api, ["c1"], at=at(horizon + timedelta(days=days)), cid="k")
+        assert r.status_code == 200, r.text
+    assert api.rt.policy is not None
+    report = await retention.prune(api.rt.store, api.rt.policy, now)
+    assert report.decisions == 1
+    result = await replay(api.rt, api.rt.policy)
+    assert result.complete_from == format_instant(horizon + timedelta(days=30))
+    assert result.decisions == 1  # only the decision at H + 40 days
+    assert any("pruned" in line for line in format_summary(result, "the shipped policy"))
