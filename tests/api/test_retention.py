@@ -14,13 +14,14 @@ import msgspec
 from click.testing import CliRunner
 
 from prefcenter.cli import main
+from prefcenter.config import Settings
 from prefcenter.domain.ledger import format_at, format_instant
 from prefcenter.domain.policy import PolicyError, parse_policy
 from prefcenter.domain.timewindows import to_us
 from prefcenter.services import retention
 from prefcenter.store.retention import ReservationBound
 from tests.api.test_approvals import approve, campaign, customer
-from tests.conftest import Api, query
+from tests.conftest import Api, FakeClock, database_at, query
 
 DAY = timedelta(days=1)
 
@@ -248,3 +249,17 @@ async def test_replay_past_the_pruned_log_starts_where_every_reservation_is_stil
     assert result.complete_from == format_instant(horizon + timedelta(days=30))
     assert result.decisions == 1  # only the decision at H + 40 days
     assert any("pruned" in line for line in format_summary(result, "the shipped policy"))
+
+
+async def test_replay_on_a_database_before_retention_reads_no_horizon(
+    settings: Settings, tmp_path: Path, clock: FakeClock
+) -> None:
+    """policy replay does not migrate: on a database at migration 0021 (no retention_marks) it replays
+    the whole log, as before."""
+    from prefcenter.services.replay import replay
+
+    async with database_at(settings, tmp_path / "old.db", clock, keep=lambda name: name < "0022") as (rt, _):
+        assert await rt.store.decisions_pruned_before() is None
+        assert rt.policy is not None
+        result = await replay(rt, rt.policy)
+        assert (result.decisions, result.complete_from) == (0, None)

@@ -71,7 +71,10 @@ class PgRetention(PgReads):
         return deleted
 
     async def decisions_pruned_before(self) -> str | None:
+        """None also on a database not yet migrated to 0022 (``policy replay`` does not migrate)."""
         async with self._connection() as conn:
+            if await conn.fetchval("SELECT to_regclass('retention_marks')") is None:
+                return None
             found = await conn.fetchval("SELECT before FROM retention_marks WHERE what = 'decisions'")
         return None if found is None else str(found)
 

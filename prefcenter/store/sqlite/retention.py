@@ -75,8 +75,16 @@ class SqliteRetention(SqliteReads):
             return await tx.conn.run(_decisions_sync, before_at, batch)
 
     async def decisions_pruned_before(self) -> str | None:
-        async with self.reader.execute("SELECT before FROM retention_marks WHERE what = 'decisions'") as cur:
-            row = await cur.fetchone()
+        """None also on a database not yet migrated to 0022 (``policy replay`` does not migrate):
+        nothing was pruned there."""
+        try:
+            sql = "SELECT before FROM retention_marks WHERE what = 'decisions'"
+            async with self.reader.execute(sql) as cur:
+                row = await cur.fetchone()
+        except sqlite3.OperationalError as exc:
+            if "no such table" not in str(exc):
+                raise
+            return None
         return None if row is None else str(row[0])
 
     async def prune_outbox(self, campaign_id: str, updated_before: str, batch: int) -> int:
