@@ -265,7 +265,9 @@ class PrefcenterPlugin(InitPlugin):
             await register_page_notice(runtime, notice.version, notice.texts)
         checkpointer = asyncio.create_task(self.checkpoints())
         interval = runtime.settings.prune_interval_seconds
-        pruner = asyncio.create_task(retention.run(runtime, interval)) if interval and runtime.policy else None
+        pruner = None
+        if interval and runtime.policy is not None:  # the policy's [retention], every `interval` s
+            pruner = asyncio.create_task(retention.run(runtime, interval))
         stop = asyncio.Event()
         lease = timedelta(seconds=runtime.settings.dispatch_lease_seconds)
         dispatcher = (

@@ -59,7 +59,6 @@ from collections.abc import Container, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import Final
-from zoneinfo import ZoneInfo
 
 from prefcenter.domain.model import (
     CHANNELS,
@@ -74,7 +73,6 @@ from prefcenter.domain.model import (
 from prefcenter.domain.policy import LoadedPolicy, Policy
 from prefcenter.domain.timewindows import (
     DAY_US,
-    SECOND_US,
     DailySchedule,
     Window,
     ZoneTimeline,
@@ -498,21 +496,18 @@ def decide_batch(
     limit_us = min(at_us + _HORIZON_US, _MAX_US)
     if send_by_us is not None and send_by_us < limit_us:
         limit_us = send_by_us
-    at_s = at_us // SECOND_US
     locals_: dict[str, int] = {}  # zone -> local wall-clock microseconds at `at`
     # (zone, channel, country, quiet hours, place) -> None: rule 8 passes at `at`; else the instant it
     # first passes (a defer, when nothing else constrains) or False (it never does before the limit).
     rule8: dict[tuple[str, str, str, tuple[str, str] | None, PhonePlace | None], datetime | bool | None] = {}
 
     def local_at(zone: str) -> int:
+        # The zone's memoised timeline (the offsets the reference's rule 8 uses), not ZoneInfo(zone):
+        # ZoneInfo keeps only its 8 latest zones strongly, so with more zones among the recipients
+        # each small batch re-read tzdata files (issue 14's profile of single-id approvals).
         local = locals_.get(zone)
         if local is None:
-            try:
-                offset = datetime.fromtimestamp(at_s, ZoneInfo(zone)).utcoffset()
-            except (ValueError, KeyError, OSError) as exc:
-                raise ValueError(f"unknown time zone {zone!r}") from exc
-            assert offset is not None
-            local = locals_[zone] = at_us + offset // _US
+            local = locals_[zone] = at_us + zone_timeline(zone).offset_us(at_us)  # ValueError if unknown
         return local
 
     def rule8_at(

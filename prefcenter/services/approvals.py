@@ -369,13 +369,14 @@ class GateBatcher:
             ids = first.ids if len(group) == 1 else [cid for ask in group for cid in ask.ids]
             decisions = decide_recipients(rt, view, ids, first.at, inputs)
             explainer = Explainer(view, first.at, policy)
+            instant = (format_instant(first.at), to_us(first.at))  # a group's asks share `at`
             start = 0
             for ask in group:
                 own = decisions if len(group) == 1 else decisions[start : start + len(ask.ids)]
                 start += len(ask.ids)
                 kind = "approval" if ask.on_decided is None else "send"
                 texts = self._note(
-                    view, ask.at, own, held, changed, rows, version, kind, states, explainer, ask.explain
+                    view, instant, own, held, changed, rows, version, kind, states, explainer, ask.explain
                 )
                 if ask.on_decided is not None:
                     queue.extend(ask.on_decided(view, ask.at, own))
@@ -392,7 +393,7 @@ class GateBatcher:
     @staticmethod
     def _note(
         view: CampaignView,
-        at: datetime,
+        instant: tuple[str, int],
         decisions: list[Decision],
         held: dict[str, dict[str, Reservation]],
         changed: dict[tuple[str, str], Reservation | None],
@@ -407,10 +408,11 @@ class GateBatcher:
         after them in this transaction) and their decision-log rows, each with its explanation (NULL
         when it is the reason itself: only paused, quiet_hours and frequency_cap say more), computed
         from the inputs the decision was made with (the state, the other reservations before this
-        decision changes them). ``answer_texts``: also return every decision's explanation text."""
+        decision changes them). ``instant``: ``at`` as the log writes it and in microseconds (once per
+        group of asks). ``answer_texts``: also return every decision's explanation text."""
         camp = view.campaign_id
         texts: list[str | None] | None = [] if answer_texts else None
-        at_text, at_us = format_instant(at), to_us(at)
+        at_text, at_us = instant
         marketing = view.category == "marketing"
         reservations: dict[str, Reservation] = {}  # one per channel: few distinct objects
         not_before: dict[datetime, str] = {}
@@ -529,6 +531,12 @@ def _groups(batch: list[_Ask]) -> list[list[_Ask]]:
 
 
 def summarise(decisions: list[Decision]) -> Summary:
+    if len(decisions) == 1:  # the single-id ask (the gate's most frequent call): no Counters to build
+        d = decisions[0]
+        v = d.verdict
+        return Summary(
+            allow=int(v == "allow"), defer=int(v == "defer"), deny=int(v == "deny"), by_reason={d.reason: 1}
+        )
     verdicts = Counter(d.verdict for d in decisions)
     reasons: Counter[str] = Counter(d.reason for d in decisions)
     return Summary(

@@ -68,6 +68,9 @@ def run_sink(port: int, out: Path, expect: int) -> None:
 
     times: list[float] = []
     ids: list[str] = []
+    sizes: list[int] = []
+    peers: set[str] = set()  # the client connections seen (host:port): how many the sender used
+    sample: list[bytes] = []  # one message as received: the bare-transport phase's template
     done = threading.Event()
     mid = re.compile(rb"^Message-ID: (.+?)\r?$", re.M | re.I)
 
@@ -77,6 +80,10 @@ def run_sink(port: int, out: Path, expect: int) -> None:
             times.append(time.time())
             m = mid.search(content)
             ids.append(m.group(1).decode() if m else "")
+            sizes.append(len(content))
+            peers.add(repr(getattr(session, "peer", None)))
+            if not sample:
+                sample.append(content)
             if len(times) >= expect:
                 done.set()
             return "250 OK"
@@ -89,7 +96,11 @@ def run_sink(port: int, out: Path, expect: int) -> None:
     print("ready", flush=True)
     done.wait()
     controller.stop()
-    out.write_text(json.dumps({"times": times, "ids": ids, "cpu_s": time.process_time()}))
+    if sample:  # a file of its own beside ``out``, never printed (it holds a recipient's address)
+        out.with_suffix(".sample.eml").write_bytes(sample[0])
+    summary = {"times": times, "ids": ids, "cpu_s": time.process_time(), "connections": len(peers)}
+    summary["message_bytes_median"] = sorted(sizes)[len(sizes) // 2] if sizes else 0
+    out.write_text(json.dumps(summary))
 
 
 # -- seeding and queueing -------------------------------------------------------------------------
@@ -307,8 +318,10 @@ def one_run(
     dispatchers: int = 1,
     postgres_url: str = DEFAULT_POSTGRES_URL,
     profile: str | None = None,
+    keep_sample: Path | None = None,
 ) -> dict[str, object]:
-    """Seed, queue, start the sink and ``dispatchers`` dispatcher processes, time the arrivals."""
+    """Seed, queue, start the sink and ``dispatchers`` dispatcher processes, time the arrivals.
+    ``keep_sample``: where to copy one message as the sink received it (the bare phase's template)."""
     policies = tmp / "policies"
     shutil.copytree(ROOT / "policies", policies)
     policy = policies / "default.toml"
@@ -330,6 +343,8 @@ def one_run(
             asyncio.run(seed_postgres(dsn, schema, n))
         backends = (lambda: asyncio.run(backends_cpu(postgres_url, app_name))) if app_name else None
         figures = deliver(n, rate, tmp, env, smtp_port, dispatchers, profile, backends)
+        if keep_sample is not None and (tmp / "arrivals.sample.eml").exists():
+            shutil.copyfile(tmp / "arrivals.sample.eml", keep_sample)
         if schema is None:
             conn = sqlite3.connect(db)
             statuses = dict(conn.execute("SELECT status, count(*) FROM outbox GROUP BY status").fetchall())
@@ -422,6 +437,8 @@ def deliver(
         "busiest_sliding_second": sliding,
         "dispatcher_cpu_s": cpu,
         "sink_cpu_s": round(float(arrivals.get("cpu_s", 0.0)), 2),
+        "smtp_connections": int(arrivals.get("connections", 0)),
+        "message_bytes": int(arrivals.get("message_bytes_median", 0)),
         **({"postgres_backends_cpu_s": round(pg_cpu, 2)} if pg_cpu is not None else {}),
     }
 
@@ -434,6 +451,82 @@ def dispatcher_pid(proc: subprocess.Popen[bytes], under_py_spy: bool) -> int:
     except OSError:
         return proc.pid
     return int(children[0]) if children else proc.pid
+
+
+# -- the bare transport: the ceiling the dispatcher is measured against ------------------------------
+
+
+def run_bare_client(port: int, template: Path, n: int, connections: int) -> None:
+    """A bare aiosmtplib client: ``n`` prebuilt messages (``template``, one message as the sink received
+    it from the dispatcher, each given a Message-ID of its own of the same length) sent over
+    ``connections`` persistent connections, each a loop of ``sendmail`` taking the next message, on
+    uvloop as the dispatcher runs. No store, no gate, no rendering: what the transport alone can do."""
+    import aiosmtplib
+    import uvloop
+
+    raw = template.read_bytes()
+    m = re.search(rb"^Message-ID: (.+?)\r?$", raw, re.M | re.I)
+    head, tail = (raw[: m.start(1)], raw[m.end(1) :]) if m else (raw, b"")
+    width = len(m.group(1)) if m else 0
+    messages = [head + f"<b{i:0{max(6, width - 16)}d}@bare.example>".encode() + tail for i in range(n)]
+
+    async def main() -> dict[str, object]:
+        clients = [aiosmtplib.SMTP(hostname="127.0.0.1", port=port, timeout=30) for _ in range(connections)]
+        await asyncio.gather(*(c.connect() for c in clients))
+        next_i = 0
+        failed = 0
+
+        async def worker(client: aiosmtplib.SMTP) -> None:
+            nonlocal next_i, failed
+            while next_i < n:
+                i = next_i
+                next_i += 1
+                try:
+                    await client.sendmail("bench@shop.example", [f"c{i:06d}@example.org"], messages[i])
+                except aiosmtplib.SMTPException:
+                    failed += 1
+
+        t0 = time.perf_counter()
+        await asyncio.gather(*(worker(c) for c in clients))
+        took = time.perf_counter() - t0
+        await asyncio.gather(*(c.quit() for c in clients), return_exceptions=True)
+        return {"client_seconds": round(took, 3), "failed": failed, "cpu_s": round(time.process_time(), 2)}
+
+    print(json.dumps(uvloop.run(main())), flush=True)
+
+
+def bare_transport(n: int, connections: int, template: Path, tmp: Path) -> dict[str, object]:
+    """A fresh sink process of the same kind, and the bare client in a process of its own sending ``n``
+    messages over ``connections`` connections: messages/s measured at the sink as for the dispatcher
+    (first to last arrival)."""
+    port = free_port()
+    out = tmp / "bare-arrivals.json"
+    sink = subprocess.Popen(
+        [sys.executable, __file__, "--sink", str(port), str(out), str(n)], stdout=subprocess.PIPE, text=True
+    )
+    assert sink.stdout is not None and sink.stdout.readline().strip() == "ready"
+    command = [sys.executable, __file__, "--bare-client", str(port), str(template), str(n), str(connections)]
+    client = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    try:
+        sink.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        sink.terminate()  # the sink writes what arrived at SIGTERM
+        sink.wait()
+    if client.returncode != 0:
+        raise RuntimeError(f"bare client failed: {client.stderr[-2000:]}")
+    arrivals = json.loads(out.read_text())
+    times = sorted(arrivals["times"])
+    span = times[-1] - times[0] if len(times) > 1 else 0.0
+    return {
+        "recipients": n,
+        "delivered": len(times),
+        "connections": connections,
+        "connections_seen_by_sink": int(arrivals.get("connections", 0)),
+        "message_bytes": int(arrivals.get("message_bytes_median", 0)),
+        "messages_per_s": round((len(times) - 1) / span, 1) if span else None,
+        "client": json.loads(client.stdout.strip().splitlines()[-1]),
+        "sink_cpu_s": round(float(arrivals.get("cpu_s", 0.0)), 2),
+    }
 
 
 def limits(figures: dict[str, object], rate: float) -> None:
@@ -466,10 +559,22 @@ def main() -> None:
     ap.add_argument(
         "--py-spy", dest="profile", help="write each ceiling run's py-spy profile here (.<engine>_<k> added)"
     )
+    ap.add_argument(
+        "--bare-connections",
+        type=int,
+        default=0,
+        help="the bare-transport phase's connections (default: as many as the sink saw the first "
+        "ceiling run's dispatcher use)",
+    )
     ap.add_argument("--sink", nargs=3, help=argparse.SUPPRESS)
+    ap.add_argument("--bare-client", nargs=4, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.sink:
         run_sink(int(args.sink[0]), Path(args.sink[1]), int(args.sink[2]))
+        return
+    if args.bare_client:
+        port, template, count, conns = args.bare_client
+        run_bare_client(int(port), Path(template), int(count), int(conns))
         return
     n = 50 if args.smoke else args.recipients
     limited_n = 30 if args.smoke else (args.limited_recipients or n)
@@ -484,12 +589,16 @@ def main() -> None:
         "cpus": os.cpu_count(),
         "load_average_before": [round(x, 2) for x in os.getloadavg()],
     }
+    ceilings: dict[str, float | None] = {}
+    bare_dir = tempfile.TemporaryDirectory(prefix="prefcenter-bench-bare-")
+    template = Path(bare_dir.name) / "template.eml"
     for engine in engines:
         runs: dict[str, object] = {}
         for k in counts if engine == "postgres" else [1]:
             label = f"{engine}_{k}"
+            first = "bare_transport" not in result
             with tempfile.TemporaryDirectory(prefix="prefcenter-bench-") as tmp:
-                runs[f"ceiling_{k}"] = one_run(
+                figures = one_run(
                     n,
                     1_000_000,
                     Path(tmp),
@@ -497,7 +606,15 @@ def main() -> None:
                     dispatchers=k,
                     postgres_url=args.postgres_url,
                     profile=f"{args.profile}.{label}" if args.profile else None,
+                    keep_sample=template if first else None,
                 )
+            runs[f"ceiling_{k}"] = figures
+            rate = figures["messages_per_s"]
+            ceilings[f"{engine}_ceiling_{k}"] = rate if isinstance(rate, float) else None
+            if first:  # right after the first ceiling run: the same message, as many connections
+                conns = args.bare_connections or int(str(figures["smtp_connections"])) or 8
+                with tempfile.TemporaryDirectory(prefix="prefcenter-bench-") as tmp:
+                    result["bare_transport"] = bare_transport(n, conns, template, Path(tmp))
         k = counts[-1] if engine == "postgres" else 1
         with tempfile.TemporaryDirectory(prefix="prefcenter-bench-") as tmp:
             limited = one_run(
@@ -511,6 +628,13 @@ def main() -> None:
         limits(limited, limited_rate)
         runs[f"limited_{k}"] = limited
         result[engine] = runs
+    bare_dir.cleanup()
+    bare = result["bare_transport"]
+    assert isinstance(bare, dict)
+    bare_rate = bare["messages_per_s"]
+    result["ratio_dispatcher_to_bare"] = {
+        label: round(rate / bare_rate, 3) if rate and bare_rate else None for label, rate in ceilings.items()
+    }
     result["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
     print(json.dumps(result, indent=2))
 

@@ -178,12 +178,58 @@ def check_dispatch(runs: object, labels: list[str]) -> None:
     assert limited["no_second_over_rate_plus_burst"], limited
 
 
+def check_bare_transport(report: dict[str, Any], labels: list[str]) -> None:
+    """The bare aiosmtplib ceiling: every message arrived over as many connections as the dispatcher's
+    (as the sink saw them), messages of the dispatcher's size, and a ratio for each ceiling run."""
+    bare = report["bare_transport"]
+    first = next(iter(report[k] for k in ("sqlite", "postgres") if k in report))["ceiling_1"]
+    assert bare["delivered"] == bare["recipients"] and bare["client"]["failed"] == 0, bare
+    assert bare["connections"] == bare["connections_seen_by_sink"] == first["smtp_connections"] > 0, bare
+    assert abs(bare["message_bytes"] - first["message_bytes"]) <= 64, (bare, first)
+    assert sorted(report["ratio_dispatcher_to_bare"]) == sorted(labels)
+    assert all(r > 0 for r in report["ratio_dispatcher_to_bare"].values()), report
+
+
 def test_dispatch_benchmark_runs() -> None:
     report = run("bench_dispatch.py")
     check_dispatch(report["sqlite"], ["ceiling_1", "limited_1"])
+    check_bare_transport(report, ["sqlite_ceiling_1"])
 
 
 @pytest.mark.postgres
 def test_dispatch_benchmark_runs_on_postgres(postgres_url: str) -> None:
     report = run("bench_dispatch.py", "--engine", "postgres", "--postgres-url", postgres_url)
     check_dispatch(report["postgres"], ["ceiling_1", "ceiling_2", "limited_2"])
+    check_bare_transport(report, ["postgres_ceiling_1", "postgres_ceiling_2"])
+
+
+def check_history(figures: dict[str, Any], days: int, unpruned: dict[str, Any] | None = None) -> None:
+    """bench_history.py's shape: ``days`` days of 200 customers, every id decided each day, the sizes
+    and counts. With ``unpruned`` (the same run with --no-prune): the same verdicts every day, though
+    the pruned run deleted reservations past the horizon (the shipped policy's longest cap window, FR's
+    30-day voice cap, + 7 days' grace) — pruning as of each day changes no decision."""
+    assert figures["days"] == days and figures["ids_per_call"] == 200 and len(figures["per_day"]) == days
+    for day in figures["per_day"]:
+        assert sum(day["summary"].values()) == 200 and day["decisions_per_s"] > 0, day
+    assert figures["ratio_last_to_first"] > 0 and figures["db_bytes_end"] > 0
+    rows = figures["rows_end"]
+    assert rows["decisions"] == 200 * days and rows["reservations"] > 0, rows
+    assert figures["prune"]["status"] == "ran", figures["prune"]  # the pruner exists (issue 14)
+    if unpruned is not None:
+        assert unpruned["prune"]["status"].startswith("off")
+        assert [d["summary"] for d in figures["per_day"]] == [d["summary"] for d in unpruned["per_day"]]
+        assert figures["prune"]["totals"]["reservations"] > 0, figures["prune"]
+        kept = unpruned["rows_end"]["reservations"] - figures["prune"]["totals"]["reservations"]
+        assert rows["reservations"] == kept, (rows, unpruned["rows_end"])
+
+
+def test_history_benchmark_runs() -> None:
+    pruned: dict[str, Any] = run("bench_history.py", "--days", "40")
+    unpruned: dict[str, Any] = run("bench_history.py", "--days", "40", "--no-prune")
+    check_history(pruned["sqlite"], 40, unpruned["sqlite"])
+
+
+@pytest.mark.postgres
+def test_history_benchmark_runs_on_postgres(postgres_url: str) -> None:
+    report: dict[str, Any] = run("bench_history.py", "--engine", "postgres", "--postgres-url", postgres_url)
+    check_history(report["postgres"], 3)
