@@ -3,12 +3,15 @@
 What goes, as the policy's ``[retention]`` says (policies/default.toml explains the defaults):
 
 - **Reservations.** The gate never reads a marketing reservation older than the longest cap window
-  ``W`` before ``at`` (:mod:`prefcenter.store.retention`). One is deleted when it is older than
-  ``W + reservation_grace_days`` AND its campaign ended more than ``reservation_grace_days`` ago
-  (``send_by`` that far past). Then no decision can tell the difference: an approval whose ``at`` is
-  at most the grace in the past reads only reservations later than ``at - W``, newer than anything
-  deleted; and every approval of that campaign is at or after its ``send_by`` (deny ``expired``, no
-  rule runs), so its own reservation is never asked for. A campaign without an end keeps its
+  ``W`` before ``at`` (:mod:`prefcenter.store.retention`): the longest of the caps over every channel
+  (7 days in the shipped policy), or on a channel with a longer cap of its own, that cap's (voice: 30
+  days). One is deleted when it is older than ``W + reservation_grace_days``, W being the longest a
+  channel of its campaign has (so an email-only campaign's go after 14 days, not 37), AND its
+  campaign ended more than ``reservation_grace_days`` ago (``send_by`` that far past). Then no
+  decision can tell the difference: an approval whose ``at`` is at most the grace in the past reads
+  only reservations later than ``at - W`` (on a channel of that campaign), newer than anything deleted;
+  and every approval of that campaign is at or after its ``send_by`` (deny ``expired``, no rule runs),
+  so its own reservation is never asked for. A campaign without an end keeps its
   reservations as its "already approved" memory (a re-approval reserves nothing more) for
   ``decisions_days``.
 - **The decision log**: rows whose ``at`` is more than ``decisions_days`` ago.
@@ -63,7 +66,11 @@ class Cutoffs(msgspec.Struct, frozen=True):
     """The instants a pass at ``now`` prunes before (see the module docstring)."""
 
     #: an ended campaign's reservations made at or before this (µs) go, once it ended before ``ended``
+    #: (``reservations_long_us`` for a campaign with a channel whose own cap is longer than the caps
+    #: over every channel: voice's 30 days in the shipped policy)
     reservations_us: int
+    reservations_long_us: int
+    long_channels: frozenset[str]
     ended: datetime
     #: decision-log rows before this go; also the horizon of an open campaign's reservations and outbox
     decisions: datetime
@@ -74,8 +81,11 @@ class Cutoffs(msgspec.Struct, frozen=True):
 def cutoffs(policy: LoadedPolicy, now: datetime) -> Cutoffs:
     retention = policy.policy.retention
     grace = timedelta(days=retention.reservation_grace_days)
+    every, long_channels, _ = _windows(policy.policy)
     return Cutoffs(
-        reservations_us=to_us(now - longest_cap_window(policy) - grace),
+        reservations_us=to_us(now - grace) - every,
+        reservations_long_us=to_us(now - longest_cap_window(policy) - grace),
+        long_channels=frozenset(long_channels),
         ended=now - grace,
         decisions=now - timedelta(days=retention.decisions_days),
         outbox=now - timedelta(days=retention.outbox_days),
@@ -133,7 +143,12 @@ async def prune(
     for span in await store.campaign_spans():
         camp, send_by = span.campaign_id, _instant(span.send_by)
         ended = send_by is not None and send_by < cut.ended
-        at_us = cut.reservations_us if ended else to_us(cut.decisions)
+        if not ended:
+            at_us = to_us(cut.decisions)
+        elif cut.long_channels.isdisjoint(msgspec.json.decode(span.channels)):
+            at_us = cut.reservations_us
+        else:
+            at_us = cut.reservations_long_us
         report.reservations += await drain(partial(store.prune_reservations, camp, at_us))
         if send_by is not None and send_by < cut.outbox:
             before = cut.outbox

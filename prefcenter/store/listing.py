@@ -9,7 +9,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from prefcenter.domain.model import Preferences, QuietHours
+from prefcenter.store import decision_log
 from prefcenter.store.codec import json_decode, parse_time
+from prefcenter.store.decision_log import Engine
 
 Placeholder = Callable[[int], str]
 
@@ -148,22 +150,51 @@ DECISION_PAGE_COLUMNS = (
 )
 
 
+DECISION_LOG_COLUMNS = (
+    "customer_id, campaign_id, at, verdict, reason, channel, not_before, policy_version, kind, explain"
+)
+
+
 def decisions_sql(
-    ph: Placeholder, *, customer_id: str, campaign_id: str | None, after: int | None, limit: int
+    engine: Engine,
+    ph: Placeholder,
+    *,
+    customer_id: str,
+    campaign_id: str | None,
+    after: int | None = None,
+    limit: int | None = None,
+    columns: str = DECISION_PAGE_COLUMNS,
 ) -> tuple[str, list[Any]]:
-    """One customer's decisions in id order (the decision log's order), after decision ``after``."""
-    params: list[Any] = [customer_id]
-    clauses = [f"customer_id = {ph(1)}"]
+    """One customer's decisions in id order (the decision log's order), after decision ``after``: with
+    a campaign one seek on ``decisions_by_campaign``, without one a seek per logged campaign
+    (store/decision_log.py)."""
+    params: list[Any] = []
+    clauses: list[str] = []
     if campaign_id is not None:
         params.append(campaign_id)
         clauses.append(f"campaign_id = {ph(len(params))}")
+    params.append(customer_id)
+    clauses.append(f"customer_id = {ph(len(params))}")
     if after is not None:
         params.append(after)
         clauses.append(f"id > {ph(len(params))}")
-    params.append(limit)
+    tail = "ORDER BY id"
+    if limit is not None:
+        params.append(limit)
+        tail += f" LIMIT {ph(len(params))}"
     where = " AND ".join(clauses)
-    sql = f"SELECT {DECISION_PAGE_COLUMNS} FROM decisions WHERE {where} ORDER BY id LIMIT {ph(len(params))}"
-    return sql, params
+    if campaign_id is not None:
+        return f"SELECT {columns} FROM decisions WHERE {where} {tail}", params
+    return decision_log.customer_rows_sql(engine, columns, where, tail), params
+
+
+def decision_log_sql(
+    engine: Engine, ph: Placeholder, customer_id: str, campaign_id: str | None
+) -> tuple[str, list[Any]]:
+    """The decision log rows (:data:`DECISION_LOG_COLUMNS`) of one customer, or one message."""
+    return decisions_sql(
+        engine, ph, customer_id=customer_id, campaign_id=campaign_id, columns=DECISION_LOG_COLUMNS
+    )
 
 
 def suppressions_sql(

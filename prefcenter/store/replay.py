@@ -4,17 +4,19 @@
 :class:`ReplayStore` is part of :class:`prefcenter.store.base.Store`; both engines implement it
 (``store/sqlite/replay.py``, ``store/postgres/replay.py``) with the same SQL shapes and orderings.
 
-Replay streams the whole decision log in chunks of customers (keyset over ``decisions.customer_id``:
-a chunk holds at least ``chunk`` decisions, and always every decision of each customer in it, so a
-customer's reservations can be rebuilt from its own log alone), and with each chunk what the service
-needs about those customers: their current profile row, their ledger events in ``seq`` order, their
-current contacts (with the current suppression of each, if any) and their permanently failed messages.
+Replay streams the whole decision log in chunks of customers (keyset over the customers' primary key:
+a chunk holds about ``chunk`` decisions, and always every decision of each customer in it, so a
+customer's reservations can be rebuilt from its own log alone; the chunk's rows are read one seek
+per logged campaign on ``decisions_by_campaign``, see ``store/decision_log.py``), and with each
+chunk what the service needs about those customers: their current profile row, their ledger events
+in ``seq`` order, their current contacts (with the current suppression of each, if any) and their
+permanently failed messages.
 Every read is a plain read: nothing is written, no lock is taken. Chunks are separate statements, so
 a chunk sees what was committed when it was read (a replay over a live database is not one snapshot).
 
 With ``since``/``until`` (issue 14) the chunks' decisions are read bounded (``_BOUNDED``): only the
 customers with a decision in range, and of each only the rows that can change the answer; the keyset
-still walks every customer id (the index alone), so a chunk may hold no decision at all. Both engines
+still walks every customer id, so a chunk may hold no decision at all. Both engines
 run the same statements (:func:`replay_statements`) through the same loop (:func:`iter_chunks`).
 """
 
@@ -28,6 +30,7 @@ from typing import Any, Literal, NamedTuple, Protocol
 import msgspec
 
 from prefcenter.domain.model import CampaignView
+from prefcenter.store import decision_log
 
 #: (customer_id, packed): ordered by customer_id, then id (log order); ``packed`` is campaign_id, at,
 #: verdict, reason and channel ('' for none) joined by U+001F (:data:`PACK_SEPARATOR`): one text a
@@ -112,8 +115,9 @@ _PACKED = (
 # pairs whose every row up to there is older than ``since - reach``: their reservations cap nothing in
 # range and they have no decision in range, so the answer is the same as over the whole log.
 _BOUNDED = """
-WITH d AS (SELECT id, customer_id, campaign_id, at, verdict, reason, channel FROM decisions
-           WHERE customer_id > {p1} {upper}),
+{with_logged}
+     d AS (SELECT id, customer_id, campaign_id, at, verdict, reason, channel FROM decisions
+           WHERE {in_logged} AND customer_id > {p1} {upper}),
      top AS (SELECT customer_id, max(id) AS last_id FROM d WHERE at >= {since} AND at < {until}
              GROUP BY customer_id),
      kept AS (SELECT d.*, t.last_id FROM d JOIN top t ON t.customer_id = d.customer_id
@@ -145,8 +149,10 @@ def replay_statements(engine: Literal["sqlite", "postgres"]) -> ReplayStatements
 
     sep = "char(31)" if sqlite else "chr(31)"
     packed = _PACKED.format(sep=sep)
+    logged = decision_log.with_logged()
     plain = (
-        f"SELECT d.customer_id, {packed} FROM decisions d WHERE d.customer_id > {p(1)} {{upper}} "
+        f"{logged}SELECT d.customer_id, {packed} FROM decisions d "
+        f"WHERE {decision_log.in_logged(engine, 'd.campaign_id')} AND d.customer_id > {p(1)} {{upper}} "
         "ORDER BY d.customer_id, d.id"
     )
     phones = (
@@ -154,12 +160,15 @@ def replay_statements(engine: Literal["sqlite", "postgres"]) -> ReplayStatements
         if sqlite
         else "(SELECT json_object_agg(k.channel, k.address)::text FROM contacts k"
     )
-    bounded = functools.partial(_BOUNDED.format, packed=packed, p1=p(1))
+    bounded = functools.partial(
+        _BOUNDED.format,
+        packed=packed,
+        p1=p(1),
+        with_logged=logged.rstrip() + ",",
+        in_logged=decision_log.in_logged(engine),
+    )
     return ReplayStatements(
-        boundary=(
-            f"SELECT customer_id FROM decisions WHERE customer_id > {p(1)} ORDER BY customer_id LIMIT 1 "
-            f"OFFSET {p(2)}"
-        ),
+        boundary=f"SELECT id FROM customers WHERE id > {p(1)} ORDER BY id LIMIT 1 OFFSET {p(2)}",
         decisions=plain.format(upper=""),
         decisions_upto=plain.format(upper=f"AND d.customer_id <= {p(2)}"),
         bounded=bounded(upper=f"AND customer_id <= {p(2)}", since=p(3), until=p(4), reach=p(5)),
@@ -233,12 +242,16 @@ async def iter_chunks(
     reach: timedelta,
 ) -> AsyncIterator[ReplayChunk]:
     """:meth:`ReplayStore.iter_replay` over one engine's reads (``ids_param``: how its statements take
-    the chunk's customer ids). A bounded read's chunk can hold no decision at all (no customer of it
-    has one in range): it is passed over, not taken for the end."""
+    the chunk's customer ids). A chunk is a run of customer ids (lower, upper] taken from the customers'
+    primary key (the last one open-ended, so a decision whose customer row is gone is read too), as
+    many as should hold about ``chunk`` decisions by the last chunk's count. A chunk can hold no
+    decision at all (none of its customers has one, or none in range): it is passed over."""
     keys = bound_keys(since, until, reach) if since is not None or until is not None else None
     lower = ""  # every customer id is longer than this
+    target = max(chunk, 1)
+    width = max(1, target // 16)  # customers in the next chunk; a first guess of 16 decisions each
     while True:
-        upper: str | None = await value(sql.boundary, lower, max(chunk, 1) - 1)
+        upper: str | None = await value(sql.boundary, lower, width - 1)
         if keys is None:
             if upper is None:
                 decisions = await rows(sql.decisions, lower)
@@ -263,11 +276,11 @@ async def iter_chunks(
                 await rows(sql.contacts, packed),
                 await rows(sql.failures, packed),
             )
-        elif keys is None:
-            return
         if upper is None:
             return
         lower = upper
+        # at most 4x wider or narrower a step, so one customer with a long log does not swing it
+        width = min(target, max(1, width // 4, min(width * 4, width * target // max(len(decisions), 1))))
 
 
 class ChunkedReplay:

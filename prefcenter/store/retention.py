@@ -37,11 +37,12 @@ EVERY_RESERVATION: Final = ReservationBound(ALL_RESERVATIONS)
 
 class CampaignSpan(NamedTuple):
     """A campaign as the pruner sees it: its id, its ``send_by`` (None: no end) and when it was created
-    (both ``format_at`` text, so text order is time order)."""
+    (both ``format_at`` text, so text order is time order), and its channels (the JSON array text)."""
 
     campaign_id: str
     send_by: str | None
     created_at: str
+    channels: str
 
 
 class RetentionStore(Protocol):

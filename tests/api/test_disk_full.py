@@ -6,7 +6,9 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import sqlite3
 import subprocess
+import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +21,7 @@ from prefcenter.domain.pseudonyms import Pseudonymizer
 from prefcenter.services.policies import load_policy_file
 from prefcenter.services.runtime import Runtime
 from prefcenter.store.sqlite import SqliteStore
+from prefcenter.store.sqlite import store as sqlite_store
 from tests.api.test_gate_concurrency import setup_keys
 from tests.conftest import POLICY_FILE, PROFILE, SECRET, Api, prefs_body
 from tests.live import serve
@@ -142,6 +145,46 @@ async def test_the_wal_is_truncated_when_idle(tmp_path: Path) -> None:
         store.truncate_after_idle_seconds = 0
         await store.checkpoint()
         assert wal.stat().st_size == 0
+    finally:
+        await store.close()
+
+
+@pytest.mark.parametrize("restart_above", [512 * 1024, None])
+async def test_a_busy_wal_is_restarted_above_its_limit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, restart_above: int | None
+) -> None:
+    """Back-to-back writes with a short reader open across each checkpoint (as the gate's reader and
+    the API's are under load): a PASSIVE checkpoint copies every frame, but the next write, with the
+    reader still on the WAL, cannot start it over, so the file only grows (seen: 180 MB after 30 daily
+    10,000-id calls). Above ``WAL_RESTART_ABOVE`` the background checkpoint is a RESTART, which waits
+    for the reader (its busy timeout: 100 ms), so the next write starts the WAL from its beginning.
+    ``None``: the limit out of reach, the old behaviour, which the bound below would catch."""
+    monkeypatch.setattr(sqlite_store, "WAL_RESTART_ABOVE", restart_above or 1 << 62)
+    db = tmp_path / "p.db"
+    store = SqliteStore(db, autocheckpoint=False)
+    store.truncate_after_idle_seconds = 3600  # never idle here: no TRUNCATE
+    await store.open()
+    await store.migrate()
+    wal = Path(f"{db}-wal")
+    try:
+        for _ in range(20):
+            for _ in range(50):
+                async with store.write() as tx:
+                    await tx.conn.execute("INSERT INTO store_probe (filler) VALUES (zeroblob(4096))")
+            reader = sqlite3.connect(db, check_same_thread=False)
+            reader.execute("BEGIN")
+            reader.execute("SELECT count(*) FROM store_probe").fetchone()  # a read mark on the WAL
+            done = threading.Timer(0.05, lambda r=reader: (r.commit(), r.close()))
+            done.start()
+            await store.checkpoint()
+            async with store.write() as tx:  # the first write after the checkpoint
+                await tx.conn.execute("DELETE FROM store_probe")
+            await asyncio.to_thread(done.join)
+        size = wal.stat().st_size
+        if restart_above is None:
+            assert size > 8 * 1024 * 1024, size  # 20 rounds of ~100 frames of 4 KB, never reused
+        else:
+            assert size <= 3 * 1024 * 1024, size  # the limit and about one round
     finally:
         await store.close()
 

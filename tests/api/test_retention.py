@@ -21,6 +21,7 @@ from prefcenter.domain.timewindows import to_us
 from prefcenter.services import retention
 from prefcenter.store.retention import ReservationBound
 from tests.api.test_approvals import approve, campaign, customer
+from tests.api.test_explain import VOICE_CAMPAIGN
 from tests.conftest import Api, FakeClock, database_at, query
 
 DAY = timedelta(days=1)
@@ -96,7 +97,13 @@ async def test_a_pass_deletes_what_retention_allows_and_keeps_the_rest(api: Api)
     await campaign(api, "grace", send_by=at(now - timedelta(days=3)))
     # no end: its reservations and sent rows are its memory: kept (decisions_days is 4 years)
     await campaign(api, "open")
-    for camp, days in (("ended", 120), ("recent", 12), ("grace", 30), ("open", 150)):
+    # ended 18 days ago, reserved 20 (21) days ago: past W + grace for an email campaign (7 + 7 days):
+    # they go; with voice among its channels W is voice's 30 days (the FR override), so they stay
+    await campaign(api, "email20", send_by=at(now - timedelta(days=18)))
+    await campaign(api, "voice20", send_by=at(now - timedelta(days=18)), **VOICE_CAMPAIGN)
+    for camp, days in (
+        ("ended", 120), ("recent", 12), ("grace", 30), ("open", 150), ("email20", 20), ("voice20", 21)
+    ):
         r = await approve(api, ["c1", "c2"], at=at(now - timedelta(days=days)), cid=camp)
         assert [d["verdict"] for d in r.json()["decisions"]] == ["allow", "allow"], r.text
     _sent(api, "ended", "c1", now - timedelta(days=99))
@@ -123,11 +130,12 @@ async def test_a_pass_deletes_what_retention_allows_and_keeps_the_rest(api: Api)
     assert api.rt.policy is not None
     report = await retention.prune(api.rt.store, api.rt.policy, now, batch=1)
 
-    assert (report.reservations, report.outbox, report.decisions) == (2, 2, 1)
+    assert (report.reservations, report.outbox, report.decisions) == (4, 2, 1)
     # batch 1: each row its own transaction, plus one finding nothing left per walk
     assert report.transactions >= 5
     assert query(api, "SELECT campaign_id, customer_id FROM reservations ORDER BY 1, 2") == [
         ("grace", "c1"), ("grace", "c2"), ("open", "c1"), ("open", "c2"), ("recent", "c1"), ("recent", "c2"),
+        ("voice20", "c1"), ("voice20", "c2"),
     ]
     assert query(api, "SELECT campaign_id, customer_id, status FROM outbox ORDER BY 1, 2") == [
         ("open", "c1", "sent"), ("open", "c2", "queued"),

@@ -104,10 +104,6 @@ def _limit(limit: int) -> int | None:
     return limit if limit >= 0 else None
 
 
-_DECISION_LOG_SQL = (
-    "SELECT customer_id, campaign_id, at, verdict, reason, channel, not_before, policy_version, kind, "
-    "explain FROM decisions WHERE customer_id = $1"
-)
 _DECISION_COUNTS_SQL = (
     "SELECT reason, count(*) FROM decisions d WHERE campaign_id = $1 AND verdict = 'deny' "
     "AND id = (SELECT max(id) FROM decisions e WHERE e.campaign_id = d.campaign_id "
@@ -178,13 +174,9 @@ class PgReads:
                 return await gate.gate_inputs(conn, ids, topic, campaign_id, bound)
 
     async def decision_log(self, customer_id: str, campaign_id: str | None) -> list[DecisionRow]:
-        sql = _DECISION_LOG_SQL
-        params: tuple[str, ...] = (customer_id,)
-        if campaign_id is not None:
-            sql += " AND campaign_id = $2"
-            params = (customer_id, campaign_id)
+        sql, params = listing.decision_log_sql("postgres", _ph, customer_id, campaign_id)
         with reading():
-            rows = await self.db.fetch(sql + " ORDER BY id", *params)
+            rows = await self.db.fetch(sql, *params)
         return [
             (row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7], row[8], row[9])  # a DecisionRow
             for row in rows
@@ -253,7 +245,7 @@ class PgReads:
         self, customer_id: str, campaign_id: str | None, *, after: int | None, limit: int
     ) -> list[tuple[int, DecisionRow]]:
         sql, params = listing.decisions_sql(
-            _ph, customer_id=customer_id, campaign_id=campaign_id, after=after, limit=limit
+            "postgres", _ph, customer_id=customer_id, campaign_id=campaign_id, after=after, limit=limit
         )
         with reading():
             rows = await self.db.fetch(sql, *params)

@@ -53,8 +53,8 @@ class PgRetention(PgReads):
 
     async def campaign_spans(self) -> list[CampaignSpan]:
         async with self._connection() as conn:
-            rows = await conn.fetch("SELECT id, send_by, created_at FROM campaigns")
-        return [CampaignSpan(row[0], row[1], row[2]) for row in rows]
+            rows = await conn.fetch("SELECT id, send_by, created_at, channels FROM campaigns")
+        return [CampaignSpan(row[0], row[1], row[2], row[3]) for row in rows]
 
     async def _delete(self, sql: str, *args: object) -> int:
         async with self._connection() as conn, conn.transaction():

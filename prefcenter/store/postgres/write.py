@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from prefcenter.domain.campaigns import Campaign, content_column
 from prefcenter.domain.ledger import Attribution, Change, ConsentEvent, Notice, chain_events, format_at
 from prefcenter.domain.model import PHONE_CHANNELS, CampaignView, Customer, Preferences, Role, Topic
+from prefcenter.store import decision_log
 from prefcenter.store.base import (
     ApiKey,
     DecisionRow,
@@ -183,7 +184,7 @@ class PgWriteTx:
         await self.conn.execute(
             "UPDATE consent_events SET customer_id = NULL WHERE customer_id = $1", customer_id
         )
-        await self.conn.execute("DELETE FROM decisions WHERE customer_id = $1", customer_id)
+        await self.conn.execute(decision_log.erase_sql("postgres", "$1"), customer_id)
         await self.conn.execute(
             "DELETE FROM inbound_review WHERE address_ref IN "
             "(SELECT address_ref FROM contacts WHERE customer_id = $1)",

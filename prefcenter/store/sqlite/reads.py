@@ -96,15 +96,8 @@ class SqliteReads:
         return await self.gate_reader.run(gate_inputs_sync, ids, topic, campaign_id, True, bound)
 
     async def decision_log(self, customer_id: str, campaign_id: str | None) -> list[DecisionRow]:
-        sql = (
-            "SELECT customer_id, campaign_id, at, verdict, reason, channel, not_before, policy_version, "
-            "kind, explain FROM decisions WHERE customer_id = ?"
-        )
-        params: tuple[str, ...] = (customer_id,)
-        if campaign_id is not None:
-            sql += " AND campaign_id = ?"
-            params = (customer_id, campaign_id)
-        async with self.reader.execute(sql + " ORDER BY id", params) as cur:
+        sql, params = listing.decision_log_sql("sqlite", _ph, customer_id, campaign_id)
+        async with self.reader.execute(sql, params) as cur:
             return [tuple(row) for row in await cur.fetchall()]
 
     async def decision_counts(self, campaign_id: str) -> dict[str, int]:
@@ -172,7 +165,7 @@ class SqliteReads:
         self, customer_id: str, campaign_id: str | None, *, after: int | None, limit: int
     ) -> list[tuple[int, DecisionRow]]:
         sql, params = listing.decisions_sql(
-            _ph, customer_id=customer_id, campaign_id=campaign_id, after=after, limit=limit
+            "sqlite", _ph, customer_id=customer_id, campaign_id=campaign_id, after=after, limit=limit
         )
         async with self.reader.execute(sql, params) as cur:
             return [(row[0], tuple(row[1:])) for row in await cur.fetchall()]

@@ -2,7 +2,8 @@
 
 The statements are ``store/replay.py``'s (:func:`~prefcenter.store.replay.replay_statements`). Each
 chunk is five statements over the chunk's customer ids (``json_each``), each served by an index:
-``decisions_by_customer`` (the keyset and the chunk's decisions), the customers' primary key,
+the customers' primary key (the keyset, the profiles), ``decisions_by_campaign`` (the chunk's
+decisions: one seek per logged campaign),
 ``consent_events_by_customer`` (customer_ref, seq: each customer's events come in seq order as that
 index holds them, without a sort of the chunk; the service checks the order all the same), the
 contacts' primary key with the suppressions' (channel, address_ref), ``outbox_by_customer``."""

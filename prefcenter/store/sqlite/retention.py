@@ -63,7 +63,7 @@ class SqliteRetention(SqliteReads):
         raise NotImplementedError  # SqliteStore's
 
     async def campaign_spans(self) -> list[CampaignSpan]:
-        async with self.reader.execute("SELECT id, send_by, created_at FROM campaigns") as cur:
+        async with self.reader.execute("SELECT id, send_by, created_at, channels FROM campaigns") as cur:
             return [CampaignSpan(*row) for row in await cur.fetchall()]
 
     async def prune_reservations(self, campaign_id: str, at_or_before_us: int, batch: int) -> int:

@@ -40,6 +40,11 @@ T = TypeVar("T")
 log = structlog.get_logger("prefcenter.store")
 
 JOURNAL_SIZE_LIMIT = 8 * 1024 * 1024  # bytes of WAL file kept after a checkpoint resets it
+# Above this, a busy (not idle) background checkpoint is a RESTART, not a PASSIVE one: under
+# back-to-back writes a reader is nearly always on the WAL when the next write begins, so a PASSIVE
+# checkpoint copies every frame yet no write can start the file over, and it grows without end (180 MB
+# after 30 daily 10,000-id calls). RESTART waits for those readers (the checkpointer's busy timeout).
+WAL_RESTART_ABOVE = 4 * JOURNAL_SIZE_LIMIT
 
 # Primary result codes (the low byte of the extended code) that say the file cannot be written now,
 # through nobody's fault of input: disk full, an I/O error, a read-only or vanished file.
@@ -147,14 +152,17 @@ class SqliteStore(SqliteWebhooks, SqliteHistory, SqliteTrace, SqliteReplay, Sqli
     async def checkpoint(self) -> tuple[int, int]:
         """A PASSIVE checkpoint on its own connection: writers go on meanwhile. When no write came for
         ``truncate_after_idle_seconds``, a TRUNCATE one instead, so the WAL file does not keep its
-        high-water mark while the service is idle. Returns (WAL frames, frames copied). Only for
+        high-water mark while the service is idle; when the WAL is above ``WAL_RESTART_ABOVE``, a
+        RESTART one, so the next write starts it over (writers wait for it, at most the 100 ms it waits
+        for readers, plus the copy). Returns (WAL frames, frames copied). Only for
         stores opened with ``autocheckpoint=False``."""
         conn = self._checkpointer
         if conn is None:
             return (0, 0)
         idle = time.monotonic() - self._last_write >= self.truncate_after_idle_seconds
         wal = self.path.with_name(self.path.name + "-wal")
-        mode = "TRUNCATE" if idle and wal.exists() and wal.stat().st_size > 0 else "PASSIVE"
+        size = wal.stat().st_size if wal.exists() else 0
+        mode = "TRUNCATE" if idle and size > 0 else "RESTART" if size > WAL_RESTART_ABOVE else "PASSIVE"
         try:
             async with conn.execute(f"PRAGMA wal_checkpoint({mode})") as cur:
                 row = await cur.fetchone()

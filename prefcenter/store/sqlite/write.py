@@ -20,6 +20,7 @@ from prefcenter.domain.ledger import (
     format_at,
 )
 from prefcenter.domain.model import CampaignView, Customer, Preferences, Role, Topic
+from prefcenter.store import decision_log
 from prefcenter.store.base import (
     ApiKey,
     DecisionRow,
@@ -214,7 +215,7 @@ class SqliteWriteTx:
         await self.conn.execute(
             "UPDATE consent_events SET customer_id = NULL WHERE customer_id = ?", (customer_id,)
         )
-        await self.conn.execute("DELETE FROM decisions WHERE customer_id = ?", (customer_id,))
+        await self.conn.execute(decision_log.erase_sql("sqlite", "?"), (customer_id,))
         await self.conn.execute(
             "DELETE FROM inbound_review WHERE address_ref IN "
             "(SELECT address_ref FROM contacts WHERE customer_id = ?)",
