@@ -198,6 +198,43 @@ def gate_sync(
     writes and the ``COMMIT``; a failure anywhere rolls back and raises (the caller holds the write
     lock, so nothing else runs on this connection meanwhile)."""
     begin_sync(conn)
+    return gate_body_sync(conn, wanted, decide, bound)
+
+
+class GateBusy(Exception):
+    """Another connection (another process's writer) holds the database's write lock right now."""
+
+
+def gate_now_sync(
+    conn: sqlite3.Connection,
+    wanted: dict[str, list[str]],
+    decide: GateDecide[T],
+    bound: ReservationBound | None,
+    busy_timeout_ms: int,
+) -> T:
+    """:func:`gate_sync` for the event loop's own thread: its ``BEGIN IMMEDIATE`` does not wait for a
+    write lock another process holds (``GateBusy``: run :func:`gate_sync` on the writer's thread
+    instead), so the loop is never blocked for longer than the transaction's own work."""
+    conn.execute("PRAGMA busy_timeout = 0")
+    try:
+        begin_sync(conn)
+    except sqlite3.OperationalError as exc:
+        if (getattr(exc, "sqlite_errorcode", 0) & 0xFF) == sqlite3.SQLITE_BUSY:
+            raise GateBusy from exc
+        raise
+    finally:
+        conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+    return gate_body_sync(conn, wanted, decide, bound)
+
+
+def gate_body_sync(
+    conn: sqlite3.Connection,
+    wanted: dict[str, list[str]],
+    decide: GateDecide[T],
+    bound: ReservationBound | None,
+) -> T:
+    """The gate transaction after its BEGIN: the load, ``decide``, its writes and the ``COMMIT``, or a
+    ROLLBACK and the failure."""
     try:
         views, inputs = gate_load_sync(conn, wanted, bound)
         result, writes = decide(views, inputs)

@@ -86,6 +86,10 @@ class SqliteThread:
         self._connect = connect
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
         self._conn: sqlite3.Connection | None = None
+        # calls sent to the thread (counted on the loop's thread) and finished there (on its own): each
+        # counter has one writer, so no lock
+        self._sent = 0
+        self._done = 0
 
     async def open(self) -> None:
         self._conn = await asyncio.get_running_loop().run_in_executor(self._pool, self._connect, self._path)
@@ -98,7 +102,20 @@ class SqliteThread:
 
     def run(self, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
         """``fn(connection, *args)`` on the connection's thread, in one hop."""
-        return asyncio.get_running_loop().run_in_executor(self._pool, fn, self.conn, *args)
+        work = self._pool.submit(fn, self.conn, *args)
+        self._sent += 1
+        work.add_done_callback(self._finished)  # on the thread, when the call has run (or was cancelled)
+        return asyncio.wrap_future(work)
+
+    def _finished(self, _: object) -> None:
+        self._done += 1
+
+    @property
+    def idle(self) -> bool:
+        """Nothing sent to the thread is still running or queued there (a caller cancelled while its
+        call was queued or running leaves it to run): only then may the write lock's holder use the
+        connection from its own thread."""
+        return self._sent == self._done
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> _Statement:
         return _Statement(self.run(_execute, sql, params))
