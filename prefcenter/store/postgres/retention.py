@@ -15,12 +15,18 @@ from prefcenter.store.retention import CampaignSpan
 if TYPE_CHECKING:
     from prefcenter.store.postgres.rows import Conn
 
+# Each delete names its rows by ctid, collected once (an InitPlan) from the index walk: a TID scan
+# whatever the planner believes of the table. As ``id IN (SELECT ...)`` the plan depended on the
+# statistics: planned while they still said "nearly empty" (a table that grew since the last ANALYZE),
+# a semi join rescanned the table once per row, and a pass that deleted nothing took 48 s after 13
+# daily 10,000-id calls (bench_history.py). A row another transaction changed meanwhile has a new
+# ctid: it is left for the next pass.
 _RESERVATIONS_SQL = """
-DELETE FROM reservations WHERE campaign_id = $1 AND customer_id IN (
-    SELECT customer_id FROM reservations WHERE campaign_id = $1 AND at_us <= $2 LIMIT $3)
+DELETE FROM reservations WHERE ctid = ANY(ARRAY(
+    SELECT ctid FROM reservations WHERE campaign_id = $1 AND at_us <= $2 LIMIT $3))
 """
 _DECISIONS_SQL = """
-DELETE FROM decisions WHERE id IN (SELECT id FROM decisions WHERE at < $1 LIMIT $2)
+DELETE FROM decisions WHERE ctid = ANY(ARRAY(SELECT ctid FROM decisions WHERE at < $1 LIMIT $2))
 """
 _MARK_SQL = """
 INSERT INTO retention_marks (what, before) VALUES ('decisions', $1)
@@ -29,14 +35,14 @@ ON CONFLICT (what) DO UPDATE SET before = greatest(retention_marks.before, exclu
 # The status test is repeated in the DELETE: a row re-queued by a send since the SELECT stays.
 _OUTBOX_SQL = """
 WITH gone AS (
-    DELETE FROM outbox WHERE campaign_id = $1 AND customer_id IN (
-        SELECT customer_id FROM outbox WHERE campaign_id = $1
-        AND status IN ('sent', 'failed', 'withdrawn', 'suppressed') AND updated_at < $2 LIMIT $3)
+    DELETE FROM outbox WHERE ctid = ANY(ARRAY(
+        SELECT ctid FROM outbox WHERE campaign_id = $1
+        AND status IN ('sent', 'failed', 'withdrawn', 'suppressed') AND updated_at < $2 LIMIT $3))
     AND status IN ('sent', 'failed', 'withdrawn', 'suppressed')
     RETURNING customer_id),
 history AS (
-    DELETE FROM message_history h USING gone
-    WHERE h.customer_id = gone.customer_id AND h.campaign_id = $1)
+    DELETE FROM message_history WHERE campaign_id = $1
+    AND customer_id = ANY(ARRAY(SELECT customer_id FROM gone)))
 SELECT count(*) FROM gone
 """
 
