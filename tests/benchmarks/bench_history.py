@@ -22,7 +22,8 @@ checkpoint and truncate the -wal from outside before each call.
 The JSON: per day the call's decisions/s (client side, the whole HTTP call), the same per CPU second
 the API process (PostgreSQL: and its server backends) spent on the call (a figure other work on the
 machine moves much less), its verdict counts and the database size then; the first and last day's
-figures and their ratios (also the medians of the first and last three days: one call is noisy); at
+figures and their ratios (also the medians of the first and last three days: one call is noisy; and
+the last three days' over days 7-9, once the caps' week is full of reservations to read); at
 the end the database size (SQLite: the file plus its -wal, after the server stopped; PostgreSQL:
 ``pg_total_relation_size`` of every table of the schema) and the row counts of the growing tables; the
 pruner's totals and time. Only ratios within one run mean much on a shared machine.
@@ -322,6 +323,9 @@ def run_engine(engine: str, args: argparse.Namespace, n: int, days: int, tmp: Pa
         cpu_first, cpu_last = per_day[0]["decisions_per_cpu_s"], per_day[-1]["decisions_per_cpu_s"]
         k = min(3, len(rates))
         first3, last3 = statistics.median(rates[:k]), statistics.median(rates[-k:])
+        # From day 7 on the caps' week is full: the gate reads about as many reservations each day as it
+        # will every day after (day 0 reads none). Days 7-9 are the same weekdays as days 0-2.
+        week = statistics.median(rates[7:10]) if len(rates) >= 13 else None
         size, counts = size_counts()
         out.update(
             {
@@ -335,6 +339,8 @@ def run_engine(engine: str, args: argparse.Namespace, n: int, days: int, tmp: Pa
                 "first3_median_decisions_per_s": round(first3),
                 "last3_median_decisions_per_s": round(last3),
                 "ratio_last3_to_first3": round(last3 / first3, 3),
+                "days_7_9_median_decisions_per_s": round(week) if week else None,
+                "ratio_last3_to_days_7_9": round(last3 / week, 3) if week else None,
                 "first_day_decisions_per_cpu_s": cpu_first,
                 "last_day_decisions_per_cpu_s": cpu_last,
                 "ratio_cpu_last_to_first": round(cpu_last / cpu_first, 3) if cpu_first and cpu_last else None,
