@@ -129,3 +129,40 @@ async def test_a_gate_whose_writes_fail_rolls_back_everything(api: Api) -> None:
     with pytest.raises(ValueError, match="decide failed"):
         await store.gate({"a": ["c1"]}, refuse)
     assert await store.gate({"a": ["c1"]}, lambda v, i: (sorted(v), GateWrites())) == ["a"]
+
+
+@pytest.mark.sqlite_only
+async def test_a_small_gate_never_blocks_the_event_loop_on_another_writers_lock(api: Api) -> None:
+    """A small gate runs on the event loop's own thread, but only when the write lock is free at once:
+    while another connection (another process's writer) holds it, the gate goes to the writer's thread
+    and waits there, and the loop goes on serving; the ask is decided when the lock is released."""
+    await campaign(api, "a")
+    await customer(api, "c1")
+    store = api.rt.store
+    other = sqlite3.connect(store.path, isolation_level=None)  # type: ignore[attr-defined]
+    other.execute("BEGIN IMMEDIATE")
+    gaps: list[float] = []
+
+    async def ticker() -> None:
+        loop = asyncio.get_running_loop()
+        last = loop.time()
+        while True:
+            await asyncio.sleep(0.01)
+            gaps.append(loop.time() - last)
+            last = loop.time()
+
+    ticks = asyncio.create_task(ticker())
+    batcher = GateBatcher(api.rt)
+    request = ApprovalRequest(campaign_id="a", customer_ids=["c1"], at=AT)
+    ask = asyncio.create_task(approve(api.rt, batcher, request))
+    await asyncio.sleep(0.4)
+    assert not ask.done()  # waiting for the lock, on the writer's thread
+    other.execute("COMMIT")
+    other.close()
+    answer = await asyncio.wait_for(ask, timeout=10)
+    ticks.cancel()
+    assert [d.verdict for d in answer.decisions] == ["allow"]
+    assert max(gaps) < 0.2, max(gaps)  # the loop was never held for the lock
+    # with the lock free again, the next small gate runs at once (a retry of the same ask: allowed)
+    again = await approve(api.rt, batcher, ApprovalRequest(campaign_id="a", customer_ids=["c1"], at=AT))
+    assert [d.verdict for d in again.decisions] == ["allow"]
