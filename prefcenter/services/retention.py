@@ -36,7 +36,6 @@ from functools import lru_cache, partial
 import msgspec
 import structlog
 
-from prefcenter.domain.engine import longest_cap_window
 from prefcenter.domain.ledger import format_at
 from prefcenter.domain.model import CHANNELS
 from prefcenter.domain.policy import LoadedPolicy, Policy
@@ -81,10 +80,10 @@ class Cutoffs(msgspec.Struct, frozen=True):
 def cutoffs(policy: LoadedPolicy, now: datetime) -> Cutoffs:
     retention = policy.policy.retention
     grace = timedelta(days=retention.reservation_grace_days)
-    every, long_channels, _ = _windows(policy.policy)
+    every, long_channels, longest = _windows(policy.policy)
     return Cutoffs(
         reservations_us=to_us(now - grace) - every,
-        reservations_long_us=to_us(now - longest_cap_window(policy) - grace),
+        reservations_long_us=to_us(now - grace) - longest,
         long_channels=frozenset(long_channels),
         ended=now - grace,
         decisions=now - timedelta(days=retention.decisions_days),
