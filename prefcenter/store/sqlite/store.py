@@ -166,8 +166,17 @@ class SqliteStore(SqliteWebhooks, SqliteHistory, SqliteTrace, SqliteReplay, Sqli
         size = wal.stat().st_size if wal.exists() else 0
         mode = "TRUNCATE" if idle and size > 0 else "RESTART" if size > WAL_RESTART_ABOVE else "PASSIVE"
         try:
-            async with conn.execute(f"PRAGMA wal_checkpoint({mode})") as cur:
-                row = await cur.fetchone()
+            async with contextlib.AsyncExitStack() as stack:
+                if mode == "RESTART":
+                    # A RESTART holds off writers while it copies what is left and waits for readers.
+                    # So first a PASSIVE copies nearly every frame with writes going on, then the
+                    # RESTART runs holding the write lock: this process's writers queue on the lock while
+                    # it copies the few frames written meanwhile, rather than sleeping in SQLite's busy
+                    # handler in steps of 1, 2, 5, 10 ms (single-id load: p99 105 ms -> 48-52 ms).
+                    await (await conn.execute("PRAGMA wal_checkpoint(PASSIVE)")).close()
+                    await stack.enter_async_context(self._write_lock)
+                async with conn.execute(f"PRAGMA wal_checkpoint({mode})") as cur:
+                    row = await cur.fetchone()
         except sqlite3.OperationalError as exc:  # busy: a reader or writer holds it; next second
             log.debug("checkpoint skipped", mode=mode, error=str(exc))
             return (0, 0)
