@@ -9,7 +9,9 @@ from litestar.di import NamedDependency
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, JSONBody
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
+from litestar.types import Scope
 
+from prefcenter.api.approval_path import approval_path, raise_failed
 from prefcenter.api.auth import ALL, READ_AUDIT, WRITE, access
 from prefcenter.api.openapi import created
 from prefcenter.api.problems import AUTH_ERRORS, BODY_ERRORS, errors, json_body
@@ -75,6 +77,7 @@ class CampaignController(Controller):
     status_code=HTTP_200_OK,
     tags=["gate"],
     before_request=json_body,
+    middleware=[approval_path],  # a well-formed call is answered there, without the steps below
     responses={  # the answer as documented: with `explain` per decision when asked
         200: ResponseSpec(
             data_container=approvals.GateAnswer, generate_examples=False, description="Decided"
@@ -87,9 +90,11 @@ async def approve(
     rt: NamedDependency[Runtime],
     gate_batcher: NamedDependency[GateBatcher],
     data: JSONBody[approvals.ApprovalRequest],
+    scope: Scope,
 ) -> approvals.ApprovalAnswer:
     """May this campaign go to these customers at ``at`` (default now)? allow / defer until / deny, with a
     reason, in the order of ``customer_ids`` (at most 10,000: more is 413). A real allow reserves the
     send; asking again for the same campaign and customer reserves nothing more. ``dry_run`` answers
     exactly what a real call would, and reserves and logs nothing."""
+    raise_failed(scope)  # approval_path asked already, and it failed: the same failure, not a second ask
     return await approvals.approve(rt, gate_batcher, data)

@@ -12,6 +12,7 @@ import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -149,48 +150,65 @@ async def test_the_wal_is_truncated_when_idle(tmp_path: Path) -> None:
         await store.close()
 
 
-@pytest.mark.parametrize("restart_above", [512 * 1024, None])
+@pytest.mark.parametrize(("restart_above", "reader"), [(512 * 1024, True), (512 * 1024, False), (None, True)])
 async def test_a_busy_wal_is_restarted_above_its_limit(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, restart_above: int | None
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, restart_above: int | None, reader: bool
 ) -> None:
     """Back-to-back writes with a short reader open across each checkpoint (as the gate's reader and
     the API's are under load): a PASSIVE checkpoint copies every frame, but the next write, with the
     reader still on the WAL, cannot start it over, so the file only grows (seen: 180 MB after 30 daily
-    10,000-id calls). Above ``WAL_RESTART_ABOVE`` the background checkpoint is a RESTART, which waits
-    for the reader (its busy timeout: 100 ms), so the next write starts the WAL from its beginning.
-    ``None``: the limit out of reach, the old behaviour, which the bound below would catch."""
+    10,000-id calls). Above ``WAL_RESTART_ABOVE`` (of frames: the file keeps its size) the background
+    checkpoint ends in a RESTART under the write lock: on the loop's thread without waiting when no
+    reader is on the WAL, else on the checkpointer's thread, waiting for the reader (its busy timeout:
+    100 ms), so the next write starts the WAL from its beginning. ``None``: the limit out of reach, the
+    old behaviour, which the bound below would catch."""
     monkeypatch.setattr(sqlite_store, "WAL_RESTART_ABOVE", restart_above or 1 << 62)
     db = tmp_path / "p.db"
     store = SqliteStore(db, autocheckpoint=False)
     store.truncate_after_idle_seconds = 3600  # never idle here: no TRUNCATE
     await store.open()
     await store.migrate()
+    assert store._checkpointer is not None
+    waited: list[object] = []  # the RESTARTs that went to the checkpointer's thread
+    run = store._checkpointer.run
+
+    def spy(fn: Any, *args: Any) -> Any:
+        if "RESTART" in args:
+            waited.append(args)
+        return run(fn, *args)
+
+    monkeypatch.setattr(store._checkpointer, "run", spy)
     wal = Path(f"{db}-wal")
     try:
         for _ in range(20):
             for _ in range(50):
                 async with store.write() as tx:
                     await tx.conn.execute("INSERT INTO store_probe (filler) VALUES (zeroblob(4096))")
-            reader = sqlite3.connect(db, check_same_thread=False)
-            reader.execute("BEGIN")
-            reader.execute("SELECT count(*) FROM store_probe").fetchone()  # a read mark on the WAL
-            # the reader ends 30 ms on (within the RESTART's wait); with no RESTART to wait for it, it
-            # ends after the write, as a reader does that began just before the checkpoint
-            done = threading.Timer(0.03 if restart_above else 3600, lambda r=reader: (r.commit(), r.close()))
-            done.start()
+            done: threading.Timer | None = None
+            if reader:
+                held = sqlite3.connect(db, check_same_thread=False)
+                held.execute("BEGIN")
+                held.execute("SELECT count(*) FROM store_probe").fetchone()  # a read mark on the WAL
+                # the reader ends 30 ms on (within the RESTART's wait); with no RESTART to wait for it,
+                # it ends after the write, as a reader does that began just before the checkpoint
+                done = threading.Timer(0.03 if restart_above else 3600, lambda r=held: (r.commit(), r.close()))
+                done.start()
             await store.checkpoint()
             async with store.write() as tx:  # the first write after the checkpoint
                 await tx.conn.execute("DELETE FROM store_probe")
-            if restart_above is None:
-                done.cancel()
-                reader.commit()
-                reader.close()
-            await asyncio.to_thread(done.join)
+            if done is not None:
+                if restart_above is None:
+                    done.cancel()
+                    held.commit()
+                    held.close()
+                await asyncio.to_thread(done.join)
         size = wal.stat().st_size
         if restart_above is None:
             assert size > 8 * 1024 * 1024, size  # 20 rounds of ~100 frames of 4 KB, never reused
+            assert waited == []
         else:
             assert size <= 3 * 1024 * 1024, size  # the limit and about one round
+            assert len(waited) == (20 if reader else 0)
     finally:
         await store.close()
 

@@ -17,6 +17,7 @@ from prefcenter.store.base import DecisionRow, GateDecide, GateInputs, QueueRow,
 from prefcenter.store.codec import gate_inputs_from_rows, places_from_contacts
 from prefcenter.store.retention import EVERY_RESERVATION, ReservationBound
 from prefcenter.store.sqlite.rows import json_decode, json_encode, parse_time
+from prefcenter.store.sqlite.thread import not_waiting
 
 log = structlog.get_logger("prefcenter.store")
 
@@ -212,15 +213,13 @@ def gate_now_sync(
     """:func:`gate_sync` for the event loop's own thread: its ``BEGIN IMMEDIATE`` does not wait for a
     write lock another process holds (``GateBusy``: run :func:`gate_sync` on the writer's thread
     instead), so the loop is never blocked for longer than the transaction's own work."""
-    conn.execute("PRAGMA busy_timeout = 0")
     try:
-        begin_sync(conn)
+        with not_waiting(conn, busy_timeout_ms):
+            begin_sync(conn)
     except sqlite3.OperationalError as exc:
         if (getattr(exc, "sqlite_errorcode", 0) & 0xFF) == sqlite3.SQLITE_BUSY:
             raise GateBusy from exc
         raise
-    finally:
-        conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
     return gate_body_sync(conn, wanted, decide, bound)
 
 

@@ -1,5 +1,5 @@
-"""The store itself: its connections and their PRAGMAs (the writer and the gate's reader each on a
-thread the store owns, :class:`SqliteThread`; the reader and the checkpointer through aiosqlite), every
+"""The store itself: its connections and their PRAGMAs (the writer, the gate's reader and the
+checkpointer each on a thread the store owns, :class:`SqliteThread`; the reader through aiosqlite), every
 writing transaction's lock, begin, commit and failure, the gate transaction, the migrations run on the
 writer, and :class:`SqliteMaintenance` (WAL checkpoints, the dispatcher's ``flock``). The reads are
 :class:`SqliteReads`."""
@@ -30,7 +30,7 @@ from prefcenter.store.sqlite.reads import SqliteReads
 from prefcenter.store.sqlite.replay import SqliteReplay
 from prefcenter.store.sqlite.retention import SqliteRetention
 from prefcenter.store.sqlite.schema import SqliteMigrations, default_migrations_dir
-from prefcenter.store.sqlite.thread import SqliteThread
+from prefcenter.store.sqlite.thread import SqliteThread, not_waiting
 from prefcenter.store.sqlite.trace import SqliteTrace
 from prefcenter.store.sqlite.webhooks import SqliteWebhooks
 from prefcenter.store.sqlite.write import SqliteWriteTx, commit_sync
@@ -39,12 +39,17 @@ T = TypeVar("T")
 
 log = structlog.get_logger("prefcenter.store")
 
-JOURNAL_SIZE_LIMIT = 8 * 1024 * 1024  # bytes of WAL file kept after a checkpoint resets it
-# Above this, a busy (not idle) background checkpoint is a RESTART, not a PASSIVE one: under
-# back-to-back writes a reader is nearly always on the WAL when the next write begins, so a PASSIVE
-# checkpoint copies every frame yet no write can start the file over, and it grows without end (180 MB
-# after 30 daily 10,000-id calls). RESTART waits for those readers (the checkpointer's busy timeout).
-WAL_RESTART_ABOVE = 4 * JOURNAL_SIZE_LIMIT
+# Above this many bytes of frames in the WAL, a busy (not idle) background checkpoint is one that lets
+# the next write start the WAL over (SqliteStore._restart), not a PASSIVE one: under back-to-back writes
+# a write nearly always comes between a PASSIVE checkpoint and the next write, or a reader is on the
+# WAL, so a PASSIVE checkpoint copies every frame yet no write can start the file over, and it grows
+# without end (180 MB after 30 daily 10,000-id calls).
+WAL_RESTART_ABOVE = 32 * 1024 * 1024
+# Bytes of WAL file kept when a write starts it over: above what it reaches between two restarts, so a
+# restart does not cut the file, which the next restart would grow again (on a file system mounted with
+# `discard` the cut freed the blocks inside that write: 20-40 ms with the write lock held, every restart;
+# single-id p99 32-45 -> 18-21 ms). Idle, the background TRUNCATE still takes the file to zero.
+JOURNAL_SIZE_LIMIT = 2 * WAL_RESTART_ABOVE
 #: A gate transaction for at most this many ids runs on the event loop's thread (SqliteStore.gate).
 INLINE_GATE_IDS = 64
 
@@ -96,7 +101,8 @@ class SqliteStore(SqliteWebhooks, SqliteHistory, SqliteTrace, SqliteReplay, Sqli
         # With autocheckpoint off, a commit never stops to copy the WAL into the database (a p99 spike
         # for every writer queued behind it): the server runs checkpoint() in the background instead.
         self.autocheckpoint = autocheckpoint
-        self._checkpointer: aiosqlite.Connection | None = None
+        self._checkpointer: SqliteThread | None = None
+        self._page_size = 4096
         # Why the last write failed for want of disk (None: the last write went through).
         self.write_failure: str | None = None
         self._last_write = time.monotonic()
@@ -134,7 +140,9 @@ class SqliteStore(SqliteWebhooks, SqliteHistory, SqliteTrace, SqliteReplay, Sqli
         await self._writer.execute(f"PRAGMA journal_size_limit = {JOURNAL_SIZE_LIMIT}")
         if not self.autocheckpoint:
             await self._writer.execute("PRAGMA wal_autocheckpoint = 0")
-            self._checkpointer = await self._connect()
+            self._checkpointer = await self._thread("prefcenter-sqlite-checkpointer")
+            async with self._writer.execute("PRAGMA page_size") as cur:
+                self._page_size = int((await cur.fetchone() or (4096,))[0])
             # A checkpoint never makes writers wait long for it: it tries again next second.
             await self._checkpointer.execute("PRAGMA busy_timeout = 100")
 
@@ -154,33 +162,51 @@ class SqliteStore(SqliteWebhooks, SqliteHistory, SqliteTrace, SqliteReplay, Sqli
     async def checkpoint(self) -> tuple[int, int]:
         """A PASSIVE checkpoint on its own connection: writers go on meanwhile. When no write came for
         ``truncate_after_idle_seconds``, a TRUNCATE one instead, so the WAL file does not keep its
-        high-water mark while the service is idle; when the WAL is above ``WAL_RESTART_ABOVE``, a
-        RESTART one, so the next write starts it over (writers wait for it, at most the 100 ms it waits
-        for readers, plus the copy). Returns (WAL frames, frames copied). Only for
-        stores opened with ``autocheckpoint=False``."""
+        high-water mark while the service is idle; when the WAL is above ``WAL_RESTART_ABOVE``, one the
+        next write starts the WAL over after (:meth:`_restart`). Returns (WAL frames, frames copied).
+        Only for stores opened with ``autocheckpoint=False``."""
         conn = self._checkpointer
         if conn is None:
             return (0, 0)
         idle = time.monotonic() - self._last_write >= self.truncate_after_idle_seconds
         wal = self.path.with_name(self.path.name + "-wal")
         size = wal.stat().st_size if wal.exists() else 0
-        mode = "TRUNCATE" if idle and size > 0 else "RESTART" if size > WAL_RESTART_ABOVE else "PASSIVE"
+        mode = "TRUNCATE" if idle and size > 0 else "PASSIVE"
         try:
-            async with contextlib.AsyncExitStack() as stack:
-                if mode == "RESTART":
-                    # A RESTART holds off writers while it copies what is left and waits for readers.
-                    # So first a PASSIVE copies nearly every frame with writes going on, then the
-                    # RESTART runs holding the write lock: this process's writers queue on the lock while
-                    # it copies the few frames written meanwhile, rather than sleeping in SQLite's busy
-                    # handler in steps of 1, 2, 5, 10 ms (single-id load: p99 105 ms -> 48-52 ms).
-                    await (await conn.execute("PRAGMA wal_checkpoint(PASSIVE)")).close()
-                    await stack.enter_async_context(self._write_lock)
-                async with conn.execute(f"PRAGMA wal_checkpoint({mode})") as cur:
-                    row = await cur.fetchone()
+            row = await conn.run(_checkpoint_sync, mode)
+            # The file keeps its size when a write starts it over: its frames count (header + page).
+            if mode == "PASSIVE" and row[1] * (self._page_size + 24) > WAL_RESTART_ABOVE:
+                row = await self._restart(conn)
         except sqlite3.OperationalError as exc:  # busy: a reader or writer holds it; next second
             log.debug("checkpoint skipped", mode=mode, error=str(exc))
             return (0, 0)
-        return (int(row[1]), int(row[2])) if row is not None else (0, 0)
+        return (row[1], row[2])
+
+    async def _restart(self, conn: SqliteThread) -> tuple[int, int, int]:
+        """A checkpoint that copies every frame, after which the next write starts the WAL over
+        (below ``WAL_RESTART_ABOVE`` a PASSIVE one is enough only when no write comes between it and
+        the next, which under steady writes never happens). Its last part holds off this process's
+        writers, so it is made short:
+
+        1. more PASSIVE checkpoints back to back on the checkpointer's thread, writes going on, until one
+           copies only a few frames (each also syncs what came meanwhile: the sync is most of the cost);
+        2. under the write lock, a RESTART on the writer's connection on this thread, not waiting for
+           anyone (busy timeout 0): it copies and syncs the frames of the last hop, a few milliseconds
+           (the RESTART on another thread, waiting in SQLite's busy handler, held writers 55-85 ms
+           under single-id load: a p99 of 105 ms);
+        3. only when a reader is still on the WAL (or the writer's thread is busy), the RESTART of
+           before on the checkpointer: it waits for the reader (its busy timeout, 100 ms), still under
+           the write lock, so the next write finds the WAL free."""
+        await conn.run(_catch_up_sync)
+        async with self._write_lock:
+            writer = self.writer
+            if writer.idle:
+                now = writer.conn
+                with contextlib.suppress(sqlite3.OperationalError), not_waiting(now, self.busy_timeout_ms):
+                    row = _checkpoint_sync(now, "RESTART")
+                    if row[0] == 0:
+                        return row
+            return await conn.run(_checkpoint_sync, "RESTART")
 
     async def compact_after_erasure(self, attempts: int = 40) -> bool:
         """Checkpoint and truncate the WAL so erased rows leave no old frames (``secure_delete`` has
@@ -275,6 +301,24 @@ class SqliteStore(SqliteWebhooks, SqliteHistory, SqliteTrace, SqliteReplay, Sqli
         """Apply pending migrations in order, each in its own transaction, each recorded once."""
         async with self._write_lock:
             return await migrations.apply_pending(SqliteMigrations(self.writer), self.migrations_dir)
+
+
+def _checkpoint_sync(conn: sqlite3.Connection, mode: str) -> tuple[int, int, int]:
+    """``PRAGMA wal_checkpoint(mode)``: (1 when it could not finish for a reader or writer, WAL frames,
+    frames copied)."""
+    row = conn.execute(f"PRAGMA wal_checkpoint({mode})").fetchone()
+    return (int(row[0]), int(row[1]), int(row[2]))
+
+
+def _catch_up_sync(conn: sqlite3.Connection, passes: int = 8, few: int = 64) -> None:
+    """PASSIVE checkpoints back to back until one copies fewer than ``few`` frames (or the WAL was
+    started over meanwhile: fewer frames copied than before), at most ``passes``."""
+    copied = 0
+    for _ in range(passes):
+        busy, _, now = _checkpoint_sync(conn, "PASSIVE")
+        if busy or now - copied < few:
+            return
+        copied = now
 
 
 def _rollback_sync(conn: sqlite3.Connection) -> None:

@@ -11,13 +11,26 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import AsyncIterator, Callable, Generator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Generator, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
 T = TypeVar("T")
 Row = tuple[Any, ...]
+
+
+@contextmanager
+def not_waiting(conn: sqlite3.Connection, busy_timeout_ms: int) -> Iterator[None]:
+    """Busy timeout 0 meanwhile, then ``busy_timeout_ms`` again: for a statement run on the event
+    loop's own thread, which must get SQLITE_BUSY at once rather than wait there for another
+    connection's lock."""
+    conn.execute("PRAGMA busy_timeout = 0")
+    try:
+        yield
+    finally:
+        conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
 
 
 class Rows:
