@@ -225,7 +225,9 @@ class GateBatcher:
     max_batch_ids: int = 20_000
     gather_rounds: int = 8
     _waiting: list[_Ask] = field(default_factory=list)
-    _task: asyncio.Task[None] | None = None
+    _drains: set[asyncio.Task[None]] = field(default_factory=set)  # kept, so none is collected
+    _running: int = 0  # drains not yet finished (a finished task leaves _drains only a turn later)
+    _deciding: int = 0  # drains inside a gate transaction
 
     async def submit(
         self,
@@ -240,8 +242,13 @@ class GateBatcher:
         ``explain``: the decisions answered are :class:`AnswerDecision` with ``explain``."""
         ask = _Ask(campaign_id, ids, at, on_decided, asyncio.get_running_loop().create_future(), explain)
         self._waiting.append(ask)
-        if self._task is None or self._task.done():
-            self._task = asyncio.create_task(self._drain())
+        # A drain that is not inside a transaction takes this ask with its next batch; when every drain
+        # is, another starts, up to the store's ``gate_groups`` (1 on SQLite: its one writer)
+        if self._running == self._deciding and self._running < self.rt.store.gate_groups:
+            self._running += 1
+            task = asyncio.create_task(self._drain())
+            self._drains.add(task)
+            task.add_done_callback(self._drains.discard)
         return await ask.done
 
     def _take(self) -> list[_Ask]:
@@ -265,9 +272,18 @@ class GateBatcher:
                 return
 
     async def _drain(self) -> None:
+        try:
+            await self._drain_waiting()
+        finally:
+            self._running -= 1
+
+    async def _drain_waiting(self) -> None:
         while self._waiting:
             await self._gather()
             batch = self._take()
+            if not batch:  # another drain took them
+                continue
+            self._deciding += 1
             try:
                 results = await self._run(batch)
             except Exception as exc:
@@ -281,6 +297,8 @@ class GateBatcher:
                     if not ask.done.done():
                         ask.done.set_exception(exc)
                 raise
+            finally:
+                self._deciding -= 1
             for ask, result in zip(batch, results, strict=True):
                 if ask.done.done():
                     continue

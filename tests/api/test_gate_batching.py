@@ -166,3 +166,46 @@ async def test_a_small_gate_never_blocks_the_event_loop_on_another_writers_lock(
     # with the lock free again, the next small gate runs at once (a retry of the same ask: allowed)
     again = await approve(api.rt, batcher, ApprovalRequest(campaign_id="a", customer_ids=["c1"], at=AT))
     assert [d.verdict for d in again.decisions] == ["allow"]
+
+
+@pytest.mark.parametrize("groups", [1, 3])
+async def test_gate_groups_run_at_once_up_to_the_stores_bound(
+    api: Api, monkeypatch: pytest.MonkeyPatch, groups: int
+) -> None:
+    """While every running group is inside its transaction, a new ask starts another group, up to the
+    store's ``gate_groups`` (PostgreSQL: 3, its row locks order them; SQLite: 1); an ask that comes
+    while a group is still gathering joins it. Every ask is answered, each customer reserved once."""
+    await campaign(api, "a")
+    ids = [f"c{i}" for i in range(12)]
+    for cid in ids:
+        await customer(api, cid)
+    monkeypatch.setattr(type(api.rt.store), "gate_groups", groups)
+    batcher = GateBatcher(api.rt)
+    original = batcher._run
+    inside = most = 0
+    sizes: list[int] = []
+
+    async def slow(batch: list) -> list:  # type: ignore[type-arg]
+        nonlocal inside, most
+        inside += 1
+        most = max(most, inside)
+        sizes.append(len(batch))
+        try:
+            await asyncio.sleep(0.05)  # a transaction's round trips
+            return await original(batch)
+        finally:
+            inside -= 1
+
+    batcher._run = slow  # type: ignore[method-assign]
+
+    async def ask(cid: str, delay: float) -> str:
+        await asyncio.sleep(delay)
+        answer = await approve(api.rt, batcher, ApprovalRequest(campaign_id="a", customer_ids=[cid], at=AT))
+        return answer.decisions[0].verdict
+
+    verdicts = await asyncio.gather(*(ask(cid, 0.01 * i) for i, cid in enumerate(ids)))
+    assert verdicts == ["allow"] * len(ids)
+    assert most == groups
+    assert sum(sizes) == len(ids) and (groups == 3 or max(sizes) > 1)
+    assert batcher._running == 0 and batcher._deciding == 0
+    assert query(api, "SELECT count(*) FROM reservations")[0][0] == len(ids)

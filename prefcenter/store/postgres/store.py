@@ -89,6 +89,8 @@ def write_lock_key(schema: str) -> int:
 class PostgresStore(PgWebhooks, PgHistory, PgTrace, PgReplay, PgRetention, PgReads):
     """The asyncpg adapter of :class:`prefcenter.store.base.Store`."""
 
+    gate_groups = 3  # row locks order overlapping groups; a group's round trips overlap another's
+
     def __init__(
         self,
         dsn: str,

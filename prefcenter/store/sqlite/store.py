@@ -81,6 +81,8 @@ def _connect_sync(path: Path, busy_timeout_ms: int) -> sqlite3.Connection:
 class SqliteStore(SqliteWebhooks, SqliteHistory, SqliteTrace, SqliteReplay, SqliteRetention, SqliteReads):
     """The aiosqlite adapter of :class:`prefcenter.store.base.Store`."""
 
+    gate_groups = 1  # one writer: a second group would only queue for it, and gather less
+
     def __init__(
         self,
         path: str | Path,
