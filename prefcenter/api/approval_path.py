@@ -75,13 +75,10 @@ def _replay(chunks: list[bytes], complete: bool, receive: Receive) -> Receive:
 
 def approval_path(app: ASGIApp) -> ASGIApp:
     async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
-        handler = cast(HTTPRouteHandler, scope["route_handler"])
-        limit = handler.resolve_request_max_body_size() or 0
-        length = _header(scope, b"content-length")
-        if _header(scope, b"content-type") != _JSON or length is None or not length.isdigit():
-            await app(scope, receive, send)
-            return
-        if int(length) > limit:
+        # with no limit set (the app sets one) or no Content-Length, the handler reads the body
+        limit = cast(HTTPRouteHandler, scope["route_handler"]).resolve_request_max_body_size() or 0
+        length = _header(scope, b"content-length") or b""
+        if _header(scope, b"content-type") != _JSON or not length.isdigit() or int(length) > limit:
             await app(scope, receive, send)
             return
         chunks, complete = await _read_body(receive, limit)

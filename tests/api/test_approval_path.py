@@ -154,6 +154,25 @@ async def test_other_media_types_and_oversized_bodies_go_to_the_handler(
     assert (await post(api, body)).status_code == 200 and answered == [1]
 
 
+async def test_a_body_without_content_length_goes_to_the_handler_unread() -> None:
+    """Chunked (no Content-Length): the handler gets the request as it came, its receive untouched."""
+    seen: list[Any] = []
+
+    async def handler(scope: Any, receive: Any, send: Any) -> None:
+        seen.append(receive)
+
+    class Route:
+        def resolve_request_max_body_size(self) -> int:
+            return 1000
+
+    async def receive() -> Any:  # pragma: no cover - must not be called
+        raise AssertionError("the hot path read the body")
+
+    scope = {"headers": [(b"content-type", b"application/json")], "route_handler": Route()}
+    await approval_path.approval_path(handler)(scope, receive, None)  # type: ignore[arg-type]
+    assert seen == [receive]
+
+
 async def test_a_body_in_chunks_is_read_whole_or_replayed() -> None:
     """The body reader and the replay, with a body sent in three chunks and one past the limit."""
     chunks = [b'{"campaign_id": ', b'"bf", "customer_ids"', b': ["c1"]}']
