@@ -18,6 +18,7 @@ answer is the one the app's exception handlers give, and nothing is decided twic
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any, cast
 
 import msgspec
@@ -84,10 +85,8 @@ def approval_path(app: ASGIApp) -> ASGIApp:
         chunks, complete = await _read_body(receive, limit)
         request: approvals.ApprovalRequest | None = None
         if complete:
-            try:
+            with contextlib.suppress(msgspec.DecodeError, msgspec.ValidationError):
                 request = _decoder.decode(b"".join(chunks))
-            except (msgspec.DecodeError, msgspec.ValidationError):
-                request = None
         if request is None:
             await app(scope, _replay(chunks, complete, receive), send)
             return

@@ -226,7 +226,6 @@ class GateBatcher:
     gather_rounds: int = 8
     _waiting: list[_Ask] = field(default_factory=list)
     _drains: set[asyncio.Task[None]] = field(default_factory=set)  # kept, so none is collected
-    _running: int = 0  # drains not yet finished (a finished task leaves _drains only a turn later)
     _deciding: int = 0  # drains inside a gate transaction
 
     async def submit(
@@ -244,8 +243,8 @@ class GateBatcher:
         self._waiting.append(ask)
         # A drain that is not inside a transaction takes this ask with its next batch; when every drain
         # is, another starts, up to the store's ``gate_groups`` (1 on SQLite: its one writer)
-        if self._running == self._deciding and self._running < self.rt.store.gate_groups:
-            self._running += 1
+        running = self._running
+        if running == self._deciding and running < self.rt.store.gate_groups:
             task = asyncio.create_task(self._drain())
             self._drains.add(task)
             task.add_done_callback(self._drains.discard)
@@ -271,13 +270,12 @@ class GateBatcher:
             if len(self._waiting) == before:
                 return
 
-    async def _drain(self) -> None:
-        try:
-            await self._drain_waiting()
-        finally:
-            self._running -= 1
+    @property
+    def _running(self) -> int:
+        """Drains not yet finished (a finished one is done at once, but leaves ``_drains`` a turn later)."""
+        return sum(not task.done() for task in self._drains)
 
-    async def _drain_waiting(self) -> None:
+    async def _drain(self) -> None:
         while self._waiting:
             await self._gather()
             batch = self._take()

@@ -203,9 +203,9 @@ class SqliteStore(SqliteWebhooks, SqliteHistory, SqliteTrace, SqliteReplay, Sqli
         async with self._write_lock:
             writer = self.writer
             if writer.idle:
-                now = writer.conn
-                with contextlib.suppress(sqlite3.OperationalError), not_waiting(now, self.busy_timeout_ms):
-                    row = _checkpoint_sync(now, "RESTART")
+                here = writer.conn
+                with contextlib.suppress(sqlite3.OperationalError), not_waiting(here, self.busy_timeout_ms):
+                    row = _checkpoint_sync(here, "RESTART")
                     if row[0] == 0:
                         return row
             return await conn.run(_checkpoint_sync, "RESTART")
