@@ -22,6 +22,7 @@ import msgspec
 import structlog
 
 PREFIX = "PREFCENTER_"
+TEST_PREFIX = PREFIX + "TEST_"  # the test suite's variables (README), not settings
 
 log = structlog.get_logger("prefcenter.config")
 
@@ -198,12 +199,13 @@ def packaged_dir(name: str) -> Path:
 
 def unknown_variable_warnings(environ: Mapping[str, str] | None = None) -> list[str]:
     """One warning per ``PREFCENTER_*`` variable (any case) that is no setting, naming the nearest
-    known one. Only names: a value is never repeated (it may be a secret)."""
+    known one. Only names: a value is never repeated (it may be a secret). ``PREFCENTER_TEST_*`` are the
+    test suite's own (README), never the service's: no warning."""
     environ = os.environ if environ is None else environ
     fields = Settings.__struct_encode_fields__
     warnings = []
     for key in sorted(environ):
-        if not key.upper().startswith(PREFIX):
+        if not key.upper().startswith(PREFIX) or key.upper().startswith(TEST_PREFIX):
             continue
         name = key[len(PREFIX) :].lower()
         if key.startswith(PREFIX) and name in fields:

@@ -239,3 +239,15 @@ def test_a_misspelt_variable_names_the_nearest_setting_never_its_value() -> None
     assert not any(secret in w for w in warnings)
     assert unknown_variable_warnings({"PREFCENTER_PUBLIC_URL": "x", "PREFCENTER_LOG_LEVEL": "info"}) == []
     assert load_settings(env).port == 8000  # still ignored, as before: a warning, not an error
+
+
+def test_the_test_suites_own_variables_are_no_unknown_settings() -> None:
+    """PREFCENTER_TEST_* belong to the test suite (README: PREFCENTER_TEST_ENGINES=sqlite skips the
+    PostgreSQL run, PREFCENTER_TEST_POSTGRES_URL points it elsewhere): a service started under them, as
+    the CLI tests start it, must not warn of them; seen as a second stderr line that failed seven
+    CLI tests under `PREFCENTER_TEST_ENGINES=sqlite bash scripts/test`."""
+    from prefcenter.config import unknown_variable_warnings
+
+    env = {"PREFCENTER_TEST_ENGINES": "sqlite", "PREFCENTER_TEST_POSTGRES_URL": "postgresql://x@127.0.0.1/t"}
+    assert unknown_variable_warnings(env) == []
+    assert unknown_variable_warnings({"PREFCENTER_TESTS": "1"}) != []  # only the prefix, not a look-alike
