@@ -258,7 +258,9 @@ def _header(name: str, value: str) -> bytes:
         raise ValueError(f"line break in the {name} header")
     if value.isascii() and value == value.strip():
         return f"{name}: {value}\r\n".encode("ascii")
-    return f"{name}: {Header(value, 'utf-8', header_name=name).encode()}\r\n".encode("ascii")
+    # folded with CRLF, as the whole message is (the transport announces its length as the SMTP SIZE)
+    encoded = Header(value, "utf-8", header_name=name).encode(linesep="\r\n")
+    return f"{name}: {encoded}\r\n".encode("ascii")
 
 
 def _address_header(name: str, value: str) -> bytes:

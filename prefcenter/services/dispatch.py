@@ -127,7 +127,7 @@ class _Regated:
 class Dispatcher:
     rt: Runtime
     transports: dict[str, Transport]
-    batch_size: int = 500  # claimed per channel per round (and at most two seconds of its rate)
+    batch_size: int = 2000  # claimed per channel per round (and at most two seconds of its rate)
     chunk_size: int = 50  # re-gated together, right before they leave
     max_in_flight: int = 100  # re-gated but not yet answered for, per channel
     flush_seconds: float = 0.05  # how long an outcome may wait for its mark

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from email.message import EmailMessage
 
 import pytest
+from aiosmtplib.protocol import normalize_message_line_endings
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -48,7 +49,10 @@ def parse(raw: bytes) -> EmailMessage:
 @given(subject=header_text, display=header_text, text=body_text, html=body_text)
 def test_any_text_reads_back_exactly(subject: str, display: str, text: str, html: str) -> None:
     sender = f'"{display.replace(chr(92), "").replace(chr(34), "")}" <news@shop.example>'
-    msg = parse(build_email(message(subject=subject, text=text, html=html), sender, AT))
+    raw = build_email(message(subject=subject, text=text, html=html), sender, AT)
+    # The transport announces len(raw) as the SMTP SIZE: the bytes are already what DATA transmits.
+    assert normalize_message_line_endings(raw) == raw
+    msg = parse(raw)
     assert str(msg["Subject"]) == subject
     assert msg["From"].addresses[0].addr_spec == "news@shop.example"
     assert msg["To"] == "ola@example.pl"

@@ -4,6 +4,12 @@ Outcome classes (API.md "Sending"): 5xx at RCPT, or any enhanced status 5.1.x, i
 of the recipient (``bounce``: the address is suppressed); another 5xx (authentication, content, MAIL
 FROM) fails the message without suppressing anyone; 4xx, a refused or lost connection and a timeout are
 temporary (``retry``).
+
+A message goes as MAIL (with SIZE where the server offers it), RCPT and DATA on a pooled connection
+greeted once (EHLO, HELO where EHLO is refused): what aiosmtplib's ``sendmail`` does, without its
+per-message work that is already done here: the sender is parsed once, and :func:`build_email`'s bytes
+have CRLF line endings already, so their size is their length (``sendmail`` re-parses both addresses
+and normalises the whole message once more just to count it).
 """
 
 from __future__ import annotations
@@ -56,7 +62,8 @@ class SmtpTransport:
         self.concurrency = concurrency
         self.timeout = timeout
         self._now = now
-        self._sender = parseaddr(settings.smtp_from)[1]
+        self._from = settings.smtp_from
+        self._sender = parseaddr(self._from)[1]
         self._idle: list[aiosmtplib.SMTP] = []
         self._slots = asyncio.Semaphore(concurrency)
 
@@ -70,11 +77,26 @@ class SmtpTransport:
                 return client, True
         client = self._client()
         await client.connect()
+        if client.is_ehlo_or_helo_needed:  # connect() greets only for STARTTLS or a login
+            try:
+                await client.ehlo()
+            except aiosmtplib.SMTPHeloError:
+                if not client.is_connected:
+                    raise
+                await client.helo()
         return client, False
+
+    async def _transfer(self, client: aiosmtplib.SMTP, address: str, raw: bytes) -> None:
+        """One message on a greeted connection; raises as ``sendmail`` does (a refused sender, recipient
+        or DATA is an ``SMTPResponseException`` with the server's code)."""
+        options = [f"SIZE={len(raw)}"] if client.supports_extension("size") else []
+        await client.mail(self._sender, options=options)
+        await client.rcpt(address)
+        await client.data(raw)
 
     async def send(self, message: Rendered) -> Outcome:
         try:
-            raw = build_email(message, self.settings.smtp_from, self._now())
+            raw = build_email(message, self._from, self._now())
         except ValueError as exc:  # an address this transport cannot carry: retrying will not help
             return Outcome("fail", str(exc)[:300])
         async with self._slots:
@@ -83,13 +105,10 @@ class SmtpTransport:
                 reused = False
                 try:
                     client, reused = await self._connected()
-                    errors, _ = await client.sendmail(self._sender, [message.address], raw)
-                except aiosmtplib.SMTPRecipientsRefused as exc:
+                    await self._transfer(client, message.address, raw)
+                except aiosmtplib.SMTPRecipientRefused as exc:
                     self._discard(client)
-                    first = exc.recipients[0] if exc.recipients else None
-                    if first is None:
-                        return Outcome("retry", "recipients refused")
-                    return _classify(first.code, first.message, at_rcpt=True)
+                    return _classify(exc.code, exc.message, at_rcpt=True)
                 except aiosmtplib.SMTPServerDisconnected as exc:
                     self._discard(client)
                     if reused and attempt == 0:
@@ -101,10 +120,6 @@ class SmtpTransport:
                 except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
                     self._discard(client)
                     return Outcome("retry", f"{type(exc).__name__}: {exc}"[:300])
-                if errors:  # some recipient refused (we send to one, so this is that one)
-                    self._discard(client)
-                    resp = next(iter(errors.values()))
-                    return _classify(resp.code, resp.message, at_rcpt=True)
                 self._idle.append(client)
                 return Outcome("sent")
         return Outcome("retry", "connection lost")  # pragma: no cover - the loop always returns
