@@ -273,6 +273,18 @@ def _address_header(name: str, value: str) -> bytes:
     return _header(name, formataddr((display, addr), charset="utf-8"))
 
 
+@lru_cache(maxsize=16)
+def _from_line(from_address: str) -> bytes:
+    """The From line: the same for every message of a sender (built once, not per message)."""
+    return _address_header("From", from_address)
+
+
+@lru_cache(maxsize=4)
+def _date_line(second: datetime) -> bytes:
+    """The Date line, which has whole seconds: the same for every message built within one."""
+    return _header("Date", format_datetime(second))
+
+
 def _part(subtype: str, body: str) -> bytes:
     encoded = base64.encodebytes(body.encode("utf-8")).replace(b"\n", b"\r\n")
     return (
@@ -289,10 +301,10 @@ def build_email(message: Rendered, from_address: str, date: datetime) -> bytes:
     package (no defects) and compare every header and part."""
     boundary = "=_" + hashlib.sha256(message.message_id.encode()).hexdigest()[:32]
     head = [
-        _address_header("From", from_address),
+        _from_line(from_address),
         _address_header("To", message.address),
         _header("Subject", message.subject or ""),
-        _header("Date", format_datetime(date)),
+        _date_line(date.replace(microsecond=0)),
         _header("Message-ID", message.message_id),
     ]
     if message.marketing and message.unsubscribe_url:

@@ -353,6 +353,7 @@ class Dispatcher:
         now = rt.now()
         at = format_instant(now)
         result = _Regated()
+        from_address, controller = rt.settings.smtp_from, rt.settings.controller  # once, not per message
         async with rt.store.write() as tx:
             views = await tx.campaign_views(sorted({i.campaign_id for i in chunk}))
             customers = await tx.get_customers([i.customer_id for i in chunk])
@@ -384,8 +385,8 @@ class Dispatcher:
                             marketing=view.category == "marketing",
                             customer=customer,
                             channel=channel,
-                            from_address=rt.settings.smtp_from,
-                            controller=rt.settings.controller,
+                            from_address=from_address,
+                            controller=controller,
                         )
                     except Exception as exc:  # bad content cannot get better by retrying
                         result.upserts = [u for u in result.upserts if u[:2] != (item.customer_id, camp)]
