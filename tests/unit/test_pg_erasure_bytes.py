@@ -65,7 +65,10 @@ if TYPE_CHECKING:
 pytestmark = pytest.mark.postgres
 
 PG_DSN = engines.postgres_url()
-TIME_LIMIT = 20.0  # seconds, the whole test
+# Seconds, the whole test. CHECKPOINT writes out the whole cluster's dirty buffers, those of the test
+# lane beside this one too (scripts/test): seen over 15 s while that lane's benchmarks seeded PostgreSQL.
+TIME_LIMIT = 90.0
+STATEMENT_TIMEOUT = "60s"
 FORKS = ("", "_fsm", "_vm", "_init")
 
 #: The catalog relations that quote column values of the schema's tables: the planner's statistics
@@ -181,7 +184,7 @@ async def stats_quoting(conn: Connection, schema: str, needles: dict[str, bytes]
 async def admin_connection() -> Connection:
     try:
         conn: Connection = await asyncpg.connect(
-            PG_DSN, timeout=5, server_settings={"statement_timeout": "15s", "lock_timeout": "10s"}
+            PG_DSN, timeout=5, server_settings={"statement_timeout": STATEMENT_TIMEOUT, "lock_timeout": "10s"}
         )
     except engines.UNREACHABLE as exc:
         unavailable(f"PostgreSQL at {PG_DSN} is unreachable: {exc!r}")
