@@ -1,7 +1,8 @@
 """Benchmark: the send-approval gate as history piles up, one campaign a day. Prints JSON.
 
     python tests/benchmarks/bench_history.py [--customers 10000] [--days 30] [--smoke]
-        [--engine sqlite|postgres|both] [--prune | --no-prune] [--no-send-by] [--postgres-url ...]
+        [--engine sqlite|postgres|both] [--prune | --no-prune] [--no-send-by] [--repeat R]
+        [--postgres-url ...]
 
 A fresh store (SQLite file, or a fresh PostgreSQL schema ``pcbench_<hex>`` dropped at the end) is seeded
 with bench_approvals.py's customers (the same random mix of channels, zones, quiet hours, own weekly
@@ -27,6 +28,10 @@ the last three days' over days 7-9, once the caps' week is full of reservations 
 the end the database size (SQLite: the file plus its -wal, after the server stopped; PostgreSQL:
 ``pg_total_relation_size`` of every table of the schema) and the row counts of the growing tables; the
 pruner's totals and time. Only ratios within one run mean much on a shared machine.
+
+``--repeat R`` runs the whole history R times per engine (the engines taking turns, each time on a fresh
+store): one run's ratio moved 0.64-1.07 here. Each engine's figures are then its first run's, with
+``repeats``: each ratio of every run and their median.
 """
 
 from __future__ import annotations
@@ -362,6 +367,25 @@ def run_engine(engine: str, args: argparse.Namespace, n: int, days: int, tmp: Pa
     return out
 
 
+#: The ratios ``--repeat`` gives the median of.
+RATIOS = (
+    "ratio_last_to_first",
+    "ratio_last3_to_first3",
+    "ratio_last3_to_days_7_9",
+    "ratio_cpu_last_to_first",
+)
+
+
+def repeats(runs: list[dict[str, object]]) -> dict[str, object]:
+    """Every run's ratios and, per ratio, their median (None where a run could not give it)."""
+    out: dict[str, object] = {"runs": len(runs)}
+    for key in RATIOS:
+        each = [r.get(key) for r in runs]
+        given = [float(str(x)) for x in each if x is not None]
+        out[key] = {"each": each, "median": round(statistics.median(given), 3) if given else None}
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--customers", type=int, default=10_000)
@@ -375,6 +399,7 @@ def main() -> None:
         help="run the retention pruner as of each day before its call (default: on)",
     )
     ap.add_argument("--no-send-by", action="store_true", help="daily campaigns without a send_by")
+    ap.add_argument("--repeat", type=int, default=1, help="run each engine's history R times (medians)")
     ap.add_argument("--py-spy", help="record the API process with py-spy (collapsed stacks) here")
     ap.add_argument(
         "--checkpoint-daily",
@@ -389,16 +414,20 @@ def main() -> None:
     args = ap.parse_args()
     n = 200 if args.smoke else args.customers
     days = args.days if args.days is not None else 3 if args.smoke else 30
-    if n < 1 or days < 1:
-        ap.error("--customers and --days must be >= 1")
+    if n < 1 or days < 1 or args.repeat < 1:
+        ap.error("--customers, --days and --repeat must be >= 1")
     engines = ["sqlite", "postgres"] if args.engine == "both" else [args.engine]
     if "postgres" in engines and (problem := ba.postgres_reachable(args.postgres_url)):
         ap.error(f"PostgreSQL at {args.postgres_url} cannot be reached: {problem}")
     report: dict[str, object] = {"cpus": os.cpu_count(), "prune_requested": args.prune}
     started = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="prefcenter-bench-") as tmpdir:
+    runs: dict[str, list[dict[str, object]]] = {engine: [] for engine in engines}
+    for _ in range(args.repeat):
         for engine in engines:
-            report[engine] = run_engine(engine, args, n, days, Path(tmpdir))
+            with tempfile.TemporaryDirectory(prefix="prefcenter-bench-") as tmpdir:
+                runs[engine].append(run_engine(engine, args, n, days, Path(tmpdir)))
+    for engine, done in runs.items():
+        report[engine] = {**done[0], "repeats": repeats(done)} if args.repeat > 1 else done[0]
     report["seconds_total"] = round(time.perf_counter() - started)
     json.dump(report, sys.stdout, indent=2)
     print()

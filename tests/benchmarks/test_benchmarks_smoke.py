@@ -194,6 +194,25 @@ def test_dispatch_benchmark_runs() -> None:
     report = run("bench_dispatch.py")
     check_dispatch(report["sqlite"], ["ceiling_1", "limited_1"])
     check_bare_transport(report, ["sqlite_ceiling_1"])
+    assert "rounds" not in report
+
+
+def test_dispatch_benchmark_repeats_ceiling_and_bare_in_rounds() -> None:
+    """--repeat 2: a ceiling run and a bare one per round, each ratio within its round, the median of
+    those as the ratio (the figures per run the first round's)."""
+    report: dict[str, Any] = run("bench_dispatch.py", "--repeat", "2")
+    check_dispatch(report["sqlite"], ["ceiling_1", "limited_1"])
+    check_bare_transport(report, ["sqlite_ceiling_1"])
+    rounds = report["rounds"]
+    assert len(rounds) == 2, rounds
+    assert rounds[0]["bare_messages_per_s"] == report["bare_transport"]["messages_per_s"]
+    assert rounds[0]["messages_per_s"]["sqlite_ceiling_1"] == report["sqlite"]["ceiling_1"]["messages_per_s"]
+    ratios = []
+    for r in rounds:
+        ratio = r["messages_per_s"]["sqlite_ceiling_1"] / r["bare_messages_per_s"]
+        assert r["ratio_dispatcher_to_bare"]["sqlite_ceiling_1"] == pytest.approx(ratio, abs=0.001), r
+        ratios.append(r["ratio_dispatcher_to_bare"]["sqlite_ceiling_1"])
+    assert report["ratio_dispatcher_to_bare"]["sqlite_ceiling_1"] == pytest.approx(sum(ratios) / 2, abs=0.001)
 
 
 @pytest.mark.postgres
@@ -231,5 +250,13 @@ def test_history_benchmark_runs() -> None:
 
 @pytest.mark.postgres
 def test_history_benchmark_runs_on_postgres(postgres_url: str) -> None:
-    report: dict[str, Any] = run("bench_history.py", "--engine", "postgres", "--postgres-url", postgres_url)
+    report: dict[str, Any] = run(
+        "bench_history.py", "--engine", "postgres", "--repeat", "2", "--postgres-url", postgres_url
+    )
     check_history(report["postgres"], 3)
+    # --repeat 2: two whole histories, each ratio of both and their median
+    repeats = report["postgres"]["repeats"]
+    assert repeats["runs"] == 2, repeats
+    each = repeats["ratio_last_to_first"]["each"]
+    assert len(each) == 2 and each[0] == report["postgres"]["ratio_last_to_first"], repeats
+    assert repeats["ratio_last_to_first"]["median"] == pytest.approx(sum(each) / 2, abs=0.001), repeats
