@@ -18,7 +18,9 @@ With ``--prune`` (the default), before each day's call the retention pruner runs
 (``prefcenter.services.retention.prune(store, policy, now=day d)``, in this process, on a store opened
 on the same database). Where that module does not exist (the code before issue 14) pruning is reported
 as ``"unavailable"`` and the run goes on unpruned. ``--checkpoint-daily`` (SQLite, a diagnosis):
-checkpoint and truncate the -wal from outside before each call.
+checkpoint and truncate the -wal from outside before each call. ``--vacuum-daily`` (PostgreSQL, a
+diagnosis): ``VACUUM (ANALYZE)`` the reservations and the decision log from outside before each call,
+as autovacuum would have had the time to between two real days.
 
 The JSON: per day the call's decisions/s (client side, the whole HTTP call), the same per CPU second
 the API process (PostgreSQL: and its server backends) spent on the call (a figure other work on the
@@ -202,6 +204,20 @@ def sqlite_counts(db: Path) -> dict[str, int]:
         conn.close()
 
 
+async def pg_vacuum(dsn: str, schema: str) -> float:
+    """``VACUUM (ANALYZE)`` of the growing tables from outside, as autovacuum would between two days
+    (the benchmark's days are seconds apart); its seconds."""
+    import asyncpg
+
+    conn = await asyncpg.connect(dsn, server_settings={"search_path": ba.quote_ident(schema)})
+    try:
+        started = time.perf_counter()
+        await conn.execute("VACUUM (ANALYZE) reservations, decisions")
+        return round(time.perf_counter() - started, 3)
+    finally:
+        await conn.close()
+
+
 async def pg_size_and_counts(dsn: str, schema: str) -> tuple[int, dict[str, int]]:
     import asyncpg
 
@@ -283,6 +299,8 @@ def run_engine(engine: str, args: argparse.Namespace, n: int, days: int, tmp: Pa
                     day: dict[str, Any] = {"day": d}
                     if args.checkpoint_daily and schema is None:
                         day["checkpoint"] = checkpoint(db)
+                    if args.vacuum_daily and schema is not None:
+                        day["vacuum_seconds"] = asyncio.run(pg_vacuum(args.postgres_url, schema))
                     if pruner is not None:
                         p0 = time.perf_counter()
                         counts = pruner.run(day_at(d))
@@ -405,6 +423,11 @@ def main() -> None:
         "--checkpoint-daily",
         action="store_true",
         help="SQLite, a diagnosis: checkpoint and truncate the -wal from outside before each day's call",
+    )
+    ap.add_argument(
+        "--vacuum-daily",
+        action="store_true",
+        help="PostgreSQL, a diagnosis: VACUUM (ANALYZE) the reservations and decisions before each day's call",
     )
     ap.add_argument(
         "--postgres-url",

@@ -251,9 +251,17 @@ def test_history_benchmark_runs() -> None:
 @pytest.mark.postgres
 def test_history_benchmark_runs_on_postgres(postgres_url: str) -> None:
     report: dict[str, Any] = run(
-        "bench_history.py", "--engine", "postgres", "--repeat", "2", "--postgres-url", postgres_url
+        "bench_history.py",
+        "--engine",
+        "postgres",
+        "--repeat",
+        "2",
+        "--vacuum-daily",
+        "--postgres-url",
+        postgres_url,
     )
     check_history(report["postgres"], 3)
+    assert all(day["vacuum_seconds"] >= 0 for day in report["postgres"]["per_day"]), report
     # --repeat 2: two whole histories, each ratio of both and their median
     repeats = report["postgres"]["repeats"]
     assert repeats["runs"] == 2, repeats
