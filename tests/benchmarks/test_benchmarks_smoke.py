@@ -191,15 +191,8 @@ def check_bare_transport(report: dict[str, Any], labels: list[str]) -> None:
 
 
 def test_dispatch_benchmark_runs() -> None:
-    report = run("bench_dispatch.py")
-    check_dispatch(report["sqlite"], ["ceiling_1", "limited_1"])
-    check_bare_transport(report, ["sqlite_ceiling_1"])
-    assert "rounds" not in report
-
-
-def test_dispatch_benchmark_repeats_ceiling_and_bare_in_rounds() -> None:
-    """--repeat 2: a ceiling run and a bare one per round, each ratio within its round, the median of
-    those as the ratio (the figures per run the first round's)."""
+    """Also --repeat 2: a ceiling run and a bare one per round, each ratio within its round, the median
+    of those as the ratio (the figures per run the first round's)."""
     report: dict[str, Any] = run("bench_dispatch.py", "--repeat", "2")
     check_dispatch(report["sqlite"], ["ceiling_1", "limited_1"])
     check_bare_transport(report, ["sqlite_ceiling_1"])
