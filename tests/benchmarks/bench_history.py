@@ -2,7 +2,7 @@
 
     python tests/benchmarks/bench_history.py [--customers 10000] [--days 30] [--smoke]
         [--engine sqlite|postgres|both] [--prune | --no-prune] [--no-send-by] [--repeat R]
-        [--postgres-url ...]
+        [--checkpoint-daily] [--vacuum-daily] [--postgres-url ...]
 
 A fresh store (SQLite file, or a fresh PostgreSQL schema ``pcbench_<hex>`` dropped at the end) is seeded
 with bench_approvals.py's customers (the same random mix of channels, zones, quiet hours, own weekly
@@ -20,7 +20,7 @@ on the same database). Where that module does not exist (the code before issue 1
 as ``"unavailable"`` and the run goes on unpruned. ``--checkpoint-daily`` (SQLite, a diagnosis):
 checkpoint and truncate the -wal from outside before each call. ``--vacuum-daily`` (PostgreSQL, a
 diagnosis): ``VACUUM (ANALYZE)`` the reservations and the decision log from outside before each call,
-as autovacuum would have had the time to between two real days.
+after that day's pruning, as autovacuum would have had the time to between two real days.
 
 The JSON: per day the call's decisions/s (client side, the whole HTTP call), the same per CPU second
 the API process (PostgreSQL: and its server backends) spent on the call (a figure other work on the
@@ -299,14 +299,14 @@ def run_engine(engine: str, args: argparse.Namespace, n: int, days: int, tmp: Pa
                     day: dict[str, Any] = {"day": d}
                     if args.checkpoint_daily and schema is None:
                         day["checkpoint"] = checkpoint(db)
-                    if args.vacuum_daily and schema is not None:
-                        day["vacuum_seconds"] = asyncio.run(pg_vacuum(args.postgres_url, schema))
                     if pruner is not None:
                         p0 = time.perf_counter()
                         counts = pruner.run(day_at(d))
                         if counts is not None:
                             day["prune_seconds"] = round(time.perf_counter() - p0, 3)
                             day["pruned"] = counts
+                    if args.vacuum_daily and schema is not None:  # after the pruner: its deletes too
+                        day["vacuum_seconds"] = asyncio.run(pg_vacuum(args.postgres_url, schema))
                     body = {"campaign_id": f"day{d:03d}", "customer_ids": ids, "at": iso(day_at(d))}
                     backends = asyncio.run(ba.backend_pids(dsn, app_name)) if dsn and app_name else []
                     cpu0 = cpu_of(api_pid, backends)
