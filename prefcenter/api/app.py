@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import gc
 import itertools
+import logging
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -55,6 +56,9 @@ from prefcenter.web.notice import page_notice
 from prefcenter.web.pages import PAGE_HANDLERS
 
 log = structlog.get_logger("prefcenter.http")
+# The request line's own level check, made before the call: a structlog call below the level still
+# builds its event and runs it into filter_by_level (about 5 us, a twentieth of a single-id approval).
+_request_log = logging.getLogger("prefcenter.http")
 
 MAX_BODY_BYTES = 4 * 1024 * 1024
 
@@ -125,7 +129,8 @@ def request_context(app: ASGIApp) -> ASGIApp:
                     )
                 pair[0].inc()
                 pair[1].observe(elapsed)
-            log.info("request", method=method, route=route, status=status, ms=round(elapsed * 1000, 2))
+            if _request_log.isEnabledFor(logging.INFO):
+                log.info("request", method=method, route=route, status=status, ms=round(elapsed * 1000, 2))
             structlog.contextvars.unbind_contextvars("request_id")
 
     return middleware
