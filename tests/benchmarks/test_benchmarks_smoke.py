@@ -151,11 +151,28 @@ def check_approvals(report: dict[str, object], labels: list[str]) -> None:
             assert decided == k * batch, call  # every id of every concurrent call decided
         assert figures["c_single_id_approvals"]["non_2xx"] == 0, figures
         assert str(k) in report["c_bare_litestar"] and label in report["c_ratio"]  # type: ignore[operator]
+        assert label in report["c_p99_ratio"]  # type: ignore[operator]
 
 
 @needs_wrk
 def test_approvals_benchmark_runs() -> None:
-    check_approvals(run("bench_approvals.py"), ["sqlite_1"])
+    """Also --repeat 2: a wrk run on prefcenter then one on the bare endpoint per round, each ratio
+    within its round, the printed ratios the medians of the rounds'."""
+    report: dict[str, Any] = run("bench_approvals.py", "--repeat", "2")
+    check_approvals(report, ["sqlite_1"])
+    rounds = report["configs"]["sqlite_1"]["c_rounds"]
+    assert len(rounds) == 2
+    for one in rounds:
+        approvals, bare = one["approvals"], one["bare"]
+        assert approvals["non_2xx"] == bare["non_2xx"] == 0, one
+        assert one["ratio"] == round(approvals["requests_per_s"] / bare["requests_per_s"], 3), one
+        assert one["p99_ratio"] == round(approvals["p99_ms"] / bare["p99_ms"], 3), one
+    assert rounds[0]["approvals"].items() <= report["configs"]["sqlite_1"]["c_single_id_approvals"].items()
+    assert report["c_bare_litestar"]["1"] == rounds[0]["bare"]
+    assert report["c_ratio"]["sqlite_1"] == round((rounds[0]["ratio"] + rounds[1]["ratio"]) / 2, 2)
+    assert report["c_p99_ratio"]["sqlite_1"] == round(
+        (rounds[0]["p99_ratio"] + rounds[1]["p99_ratio"]) / 2, 2
+    )
 
 
 @pytest.mark.postgres
