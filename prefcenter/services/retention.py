@@ -22,7 +22,8 @@ What goes, as the policy's ``[retention]`` says (policies/default.toml explains 
 
 Each delete is one small transaction of at most ``batch`` rows, with a pause between them, so a gate
 waits at most for one short delete. The pass is idempotent and can stop anywhere: what a stopped pass
-left is deleted by the next one.
+left is deleted by the next one. At its end the store makes the space freed in the bounded tables
+reusable (:meth:`prefcenter.store.retention.RetentionStore.reclaim`).
 """
 
 from __future__ import annotations
@@ -48,6 +49,8 @@ log = structlog.get_logger("prefcenter.retention")
 
 #: Rows per delete transaction.
 BATCH = 1000
+#: What :meth:`prefcenter.store.base.Store.prune_outbox` deletes from.
+OUTBOX_TABLES = ("outbox", "message_history")
 _US = timedelta(microseconds=1)
 
 
@@ -157,6 +160,14 @@ async def prune(
             continue
         report.outbox += await drain(partial(store.prune_outbox, camp, format_at(before)))
     report.decisions = await drain(partial(store.prune_decisions, format_at(cut.decisions)))
+    # The bounded tables, where a pass deletes a large share of the rows: their space is made reusable
+    # now. The decision log is left to autovacuum: a pass deletes a small share of it, and a vacuum
+    # would scan each of its indexes whole.
+    churned = [*(("reservations",) if report.reservations else ()), *(OUTBOX_TABLES if report.outbox else ())]
+    try:
+        await store.reclaim(churned)
+    except Exception:  # the deletes are done and counted; the space is reclaimed by a later vacuum
+        log.warning("reclaiming the pruned space failed", tables=churned, exc_info=True)
     report.seconds = round(time.perf_counter() - started, 3)
     return report
 

@@ -15,6 +15,7 @@ pruned."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Final, NamedTuple, Protocol
 
 #: A bound below every instant: every reservation (the load before issue 14).
@@ -72,4 +73,12 @@ class RetentionStore(Protocol):
         """Delete up to ``batch`` finished outbox rows (sent, failed, withdrawn, suppressed) of
         ``campaign_id`` last changed before ``updated_before``, with their message history (in the same
         transaction: a history row never outlives its message)."""
+        ...
+
+    async def reclaim(self, tables: Sequence[str]) -> None:
+        """Make the space of the rows a pass deleted from ``tables`` reusable by the next inserts,
+        without blocking the gate: PostgreSQL ``VACUUM (SKIP_LOCKED)`` (its deleted rows stay dead
+        until a vacuum, and autovacuum may come much later: a table whose rows stay bounded kept
+        growing, and the gate's reads with it); SQLite nothing (a commit puts freed pages on the
+        file's freelist, and the next inserts take them)."""
         ...

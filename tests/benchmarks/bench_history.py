@@ -180,10 +180,10 @@ def child_pid(pid: int) -> int:
     return int(children[0]) if children else pid
 
 
-def cpu_of(server_pid: int, backends: list[int]) -> float:
-    """CPU seconds so far of the API process (all its threads: the SQLite writer thread too) and of
+def cpu_of(server_pid: int, backends: list[int]) -> tuple[float, float]:
+    """CPU seconds so far of the API process (all its threads: the SQLite writer thread too), and of
     the PostgreSQL backends given (a local server)."""
-    return ba.cpu_seconds(server_pid) + sum(ba.cpu_seconds(pid) for pid in backends)
+    return ba.cpu_seconds(server_pid), sum(ba.cpu_seconds(pid) for pid in backends)
 
 
 def checkpoint(db: Path) -> list[int]:
@@ -230,6 +230,25 @@ async def pg_size_and_counts(dsn: str, schema: str) -> tuple[int, dict[str, int]
         )
         counts = {t: int(await conn.fetchval(f"SELECT count(*) FROM {t}")) for t in GROWING}
         return int(size), counts
+    finally:
+        await conn.close()
+
+
+async def pg_relation_kb(dsn: str, schema: str) -> dict[str, int]:
+    """The growing tables' heaps and indexes, each in KiB (whether an index grows while its table's
+    rows stay bounded)."""
+    import asyncpg
+
+    conn = await asyncpg.connect(dsn)
+    try:
+        rows = await conn.fetch(
+            "SELECT c.relname, pg_relation_size(c.oid) FROM pg_class c JOIN pg_namespace n "
+            "ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relkind IN ('r', 'i') "
+            "AND c.relname LIKE ANY($2::text[]) ORDER BY c.relname",
+            schema,
+            [f"{t}%" for t in ("reservations", "decisions", "customers")],
+        )
+        return {name: size // 1024 for name, size in rows}
     finally:
         await conn.close()
 
@@ -313,7 +332,10 @@ def run_engine(engine: str, args: argparse.Namespace, n: int, days: int, tmp: Pa
                     started = time.perf_counter()
                     r = client.post("/v1/approvals", json=body)
                     took = time.perf_counter() - started
-                    cpu = cpu_of(api_pid, backends) - cpu0
+                    api_cpu, backend_cpu = (
+                        b - a for a, b in zip(cpu0, cpu_of(api_pid, backends), strict=True)
+                    )
+                    cpu = api_cpu + backend_cpu
                     assert r.status_code == 200, r.text[:2000]
                     summary = r.json()["summary"]
                     day["seconds"] = round(took, 3)
@@ -321,8 +343,13 @@ def run_engine(engine: str, args: argparse.Namespace, n: int, days: int, tmp: Pa
                     # the server's CPU for the call (PostgreSQL: and its backends'): less moved by load
                     day["cpu_seconds"] = round(cpu, 3)
                     day["decisions_per_cpu_s"] = round(len(ids) / cpu) if cpu > 0 else None
+                    if schema is not None:  # which side's time grows
+                        day["api_cpu_seconds"] = round(api_cpu, 3)
+                        day["backend_cpu_seconds"] = round(backend_cpu, 3)
                     day["summary"] = {k: summary.get(k, 0) for k in ("allow", "deny", "defer")}
                     day["db_bytes"] = size_counts()[0]
+                    if schema is not None:
+                        day["relation_kb"] = asyncio.run(pg_relation_kb(args.postgres_url, schema))
                     if schema is None:  # the -wal alone: whether checkpoints keep up
                         wal = Path(f"{db}-wal")
                         day["wal_bytes"] = wal.stat().st_size if wal.exists() else 0

@@ -6,6 +6,7 @@ locks, and these rows are ones no gate can still want) and walks an index:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING
 
@@ -45,6 +46,10 @@ history AS (
     AND customer_id = ANY(ARRAY(SELECT customer_id FROM gone)))
 SELECT count(*) FROM gone
 """
+
+
+#: The tables :meth:`PgRetention.reclaim` may be given (see :func:`prefcenter.services.retention.prune`).
+RECLAIMABLE = ("reservations", "outbox", "message_history")
 
 
 def _count(status: str) -> int:
@@ -87,4 +92,14 @@ class PgRetention(PgReads):
     async def prune_outbox(self, campaign_id: str, updated_before: str, batch: int) -> int:
         async with self._connection() as conn, conn.transaction():
             return int(await conn.fetchval(_OUTBOX_SQL, campaign_id, updated_before, batch))
+
+    async def reclaim(self, tables: Sequence[str]) -> None:
+        """``VACUUM (SKIP_LOCKED)`` of ``tables`` (names of this store's own tables), outside a
+        transaction: it takes no lock the gate's reads and writes wait for, and a table another vacuum
+        holds right then (autovacuum, another process's pruner) is skipped, not waited for."""
+        if unknown := set(tables) - set(RECLAIMABLE):
+            raise ValueError(f"not a table the pruner deletes from: {sorted(unknown)}")
+        if tables:
+            async with self._connection() as conn:
+                await conn.execute(f"VACUUM (SKIP_LOCKED) {', '.join(tables)}")
 

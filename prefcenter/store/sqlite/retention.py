@@ -6,6 +6,7 @@ delete) and walks an index: ``reservations_by_campaign``, ``decisions_by_at``, t
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING
 
@@ -90,3 +91,6 @@ class SqliteRetention(SqliteReads):
     async def prune_outbox(self, campaign_id: str, updated_before: str, batch: int) -> int:
         async with self.write() as tx:
             return await tx.conn.run(_outbox_sync, campaign_id, updated_before, batch)
+
+    async def reclaim(self, tables: Sequence[str]) -> None:
+        """Nothing to do: the deleting transactions' commits put the freed pages on the freelist."""
