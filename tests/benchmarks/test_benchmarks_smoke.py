@@ -271,7 +271,12 @@ def test_history_benchmark_runs_on_postgres(postgres_url: str) -> None:
         postgres_url,
     )
     check_history(report["postgres"], 3)
-    assert all(day["vacuum_seconds"] >= 0 for day in report["postgres"]["per_day"]), report
+    for day in report["postgres"]["per_day"]:
+        assert day["vacuum_seconds"] >= 0 and day["api_cpu_seconds"] >= 0, day
+        assert day["backend_cpu_seconds"] >= 0 and day["relation_kb"]["reservations"] >= 0, day
+        assert day["cpu_seconds"] == pytest.approx(
+            day["api_cpu_seconds"] + day["backend_cpu_seconds"], abs=0.002
+        )
     # --repeat 2: two whole histories, each ratio of both and their median
     repeats = report["postgres"]["repeats"]
     assert repeats["runs"] == 2, repeats
