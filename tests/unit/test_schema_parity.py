@@ -491,10 +491,24 @@ def test_every_text_column_sorts_in_bytes(schemas: tuple[Schema, Schema]) -> Non
     assert schemas[1].not_c_text == []
 
 
+#: Indexes defined differently on purpose, (SQLite's, PostgreSQL's): migration 0024 makes SQLite's
+#: reservations_by_time cover the gate's reservation seek, which measured faster there and slower on
+#: PostgreSQL.
+DIFFERENT_INDEXES = {
+    "reservations_by_time": (
+        ("reservations", ("customer_id", "at_us", "marketing", "channel"), False, False),
+        ("reservations", ("customer_id", "at_us"), False, False),
+    )
+}
+
+
 def test_primary_keys_indexes_and_uniques(schemas: tuple[Schema, Schema]) -> None:
     lite_schema, pg_schema_ = schemas
     assert pg_schema_.primary == lite_schema.primary
-    assert pg_schema_.indexes == lite_schema.indexes
+    lite_indexes, pg_indexes_ = dict(lite_schema.indexes), dict(pg_schema_.indexes)
+    for name, (on_sqlite, on_postgres) in DIFFERENT_INDEXES.items():
+        assert (lite_indexes.pop(name), pg_indexes_.pop(name)) == (on_sqlite, on_postgres), name
+    assert pg_indexes_ == lite_indexes
     assert pg_schema_.uniques == lite_schema.uniques
 
 
