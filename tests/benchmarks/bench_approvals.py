@@ -1,7 +1,7 @@
 """Benchmark: the send-approval gate end to end, on SQLite and/or PostgreSQL. Prints JSON.
 
     python tests/benchmarks/bench_approvals.py [--customers 50000] [--seconds 10] [--smoke]
-        [--engine sqlite|postgres|both] [--processes 1,3] [--postgres-url postgresql://...]
+        [--engine sqlite|postgres|both] [--processes 1,3] [--postgres-url postgresql://...] [--repeat R]
 
 (a) engine-only decisions/s is bench_engine.py. Here, for each configuration (SQLite: one process, as
 always; PostgreSQL: each of ``--processes``, served by ``prefcenter serve --workers N`` on one socket), on

@@ -94,12 +94,13 @@ class PgRetention(PgReads):
             return int(await conn.fetchval(_OUTBOX_SQL, campaign_id, updated_before, batch))
 
     async def reclaim(self, tables: Sequence[str]) -> None:
-        """``VACUUM (SKIP_LOCKED)`` of ``tables`` (names of this store's own tables), outside a
-        transaction: it takes no lock the gate's reads and writes wait for, and a table another vacuum
-        holds right then (autovacuum, another process's pruner) is skipped, not waited for."""
+        """``VACUUM (SKIP_LOCKED, TRUNCATE false)`` of ``tables`` (names of this store's own tables),
+        outside a transaction: it takes no lock the gate's reads and writes wait for (without
+        ``TRUNCATE false`` it would take an exclusive one to cut empty pages off the table's end), and a
+        table another vacuum holds right then (autovacuum, another process's pruner) is skipped, not
+        waited for."""
         if unknown := set(tables) - set(RECLAIMABLE):
             raise ValueError(f"not a table the pruner deletes from: {sorted(unknown)}")
         if tables:
             async with self._connection() as conn:
-                await conn.execute(f"VACUUM (SKIP_LOCKED) {', '.join(tables)}")
-
+                await conn.execute(f"VACUUM (SKIP_LOCKED, TRUNCATE false) {', '.join(tables)}")

@@ -40,8 +40,8 @@ FROM customers c WHERE c.id IN (SELECT value FROM json_each(?2))
 # every window a candidate at or after ``at`` can be in), and the campaign's own one at any age (a
 # retry's memory). The first is ONE range seek per id on ``reservations_by_time (customer_id, at_us,
 # marketing, channel)`` (covering: migration 0024) from the earlier of the two bounds (?5; = ?3 when
-# no channel has a longer cap), keeping a row past
-# ?3 or on such a channel (two seeks per id, one per bound, cost ~20% more), so it reads only rows
+# no channel has a longer cap), keeping a row past ?3 or on such a channel (two seeks per id, one per
+# bound, cost ~20% more), so it reads only rows
 # inside the longest window however many older ones a customer has; the second a primary-key lookup
 # per id (CROSS JOIN keeps the ids the outer loop: never a walk of the campaign's reservations).
 _GATE_RESERVATIONS_SQL = """

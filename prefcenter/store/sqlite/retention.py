@@ -50,9 +50,7 @@ def _decisions_sync(conn: sqlite3.Connection, before_at: str, batch: int) -> int
 
 def _outbox_sync(conn: sqlite3.Connection, campaign_id: str, updated_before: str, batch: int) -> int:
     ids = [(campaign_id, row[0]) for row in conn.execute(_FINISHED_SQL, (campaign_id, updated_before, batch))]
-    conn.executemany(
-        "DELETE FROM message_history WHERE customer_id = ?2 AND campaign_id = ?1", ids
-    )
+    conn.executemany("DELETE FROM message_history WHERE customer_id = ?2 AND campaign_id = ?1", ids)
     conn.executemany("DELETE FROM outbox WHERE campaign_id = ? AND customer_id = ?", ids)
     return len(ids)
 
