@@ -12,6 +12,7 @@ from pathlib import Path
 
 import msgspec
 import pytest
+import structlog
 from click.testing import CliRunner
 
 from prefcenter.cli import main
@@ -163,13 +164,19 @@ async def test_a_pass_deletes_what_retention_allows_and_keeps_the_rest(api: Api)
     assert query(api, "SELECT count(*) FROM reservations WHERE campaign_id = 'open' AND customer_id = 'c1'") == [(1,)]
 
 
-async def test_the_trace_past_the_outbox_retention_has_no_message(api: Api) -> None:
+async def _ended_campaign_reserved(api: Api) -> datetime:
+    """c1 approved for "ended" 120 days before the returned instant, the campaign ended 100 days before."""
     now = datetime(2027, 6, 1, 12, 0, tzinfo=UTC)
     api.rt.now.t = now - timedelta(days=200)  # type: ignore[attr-defined]
     await customer(api, "c1")
     await campaign(api, "ended", send_by=at(now - timedelta(days=100)))
     r = await approve(api, ["c1"], at=at(now - timedelta(days=120)), cid="ended")
     assert r.json()["decisions"][0]["verdict"] == "allow", r.text
+    return now
+
+
+async def test_the_trace_past_the_outbox_retention_has_no_message(api: Api) -> None:
+    now = await _ended_campaign_reserved(api)
     _sent(api, "ended", "c1", now - timedelta(days=99))
     trace = (await api.client.get("/v1/campaigns/ended/trace/c1", headers=api.as_("auditor"))).json()
     assert trace["message"]["status"] == "sent"
@@ -318,12 +325,7 @@ async def test_the_space_a_pass_freed_is_reused_by_the_next_reservations(api: Ap
 async def test_a_failed_reclaim_leaves_the_pass_done(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
     """The deletes are committed and counted; the space waits for a later vacuum, and the failure is
     logged, not raised."""
-    now = datetime(2027, 6, 1, 12, 0, tzinfo=UTC)
-    api.rt.now.t = now - timedelta(days=200)  # type: ignore[attr-defined]
-    await customer(api, "c1")
-    await campaign(api, "ended", send_by=at(now - timedelta(days=100)))
-    r = await approve(api, ["c1"], at=at(now - timedelta(days=120)), cid="ended")
-    assert r.json()["decisions"][0]["verdict"] == "allow", r.text
+    now = await _ended_campaign_reserved(api)
     asked: list[list[str]] = []
 
     async def broken(tables: list[str]) -> None:
@@ -332,6 +334,9 @@ async def test_a_failed_reclaim_leaves_the_pass_done(api: Api, monkeypatch: pyte
 
     monkeypatch.setattr(api.rt.store, "reclaim", broken)
     assert api.rt.policy is not None
-    report = await retention.prune(api.rt.store, api.rt.policy, now)
+    with structlog.testing.capture_logs() as logs:
+        report = await retention.prune(api.rt.store, api.rt.policy, now)
     assert report.reservations == 1 and asked == [["reservations"]]
     assert query(api, "SELECT count(*) FROM reservations") == [(0,)]
+    (line,) = [e for e in logs if e["event"] == "reclaiming the pruned space failed"]
+    assert line["log_level"] == "warning" and line["tables"] == ["reservations"], line
