@@ -20,7 +20,7 @@ a store freshly seeded with the same customers:
     and is measured straight after each one's wrk run, so each ratio compares runs a few seconds apart.
     ``--repeat R``: R such rounds (a wrk run on prefcenter, then one on the bare endpoint) per
     configuration; ``c_ratio`` and ``c_p99_ratio`` are the medians of the rounds' ratios and
-    ``c_rounds`` lists every round (one run's ratio moves about 0.57-0.65 here between runs minutes
+    ``c_rounds`` lists every round (one round's ratio moved 0.54-0.81 here between rounds minutes
     apart). The figures under ``c_single_id_approvals`` and ``c_bare_litestar`` are the first round's.
 
 Each phase also reports the CPU seconds the API processes and (PostgreSQL) the server backends of this
