@@ -61,11 +61,18 @@ log = structlog.get_logger("prefcenter.http")
 def _info_enabled() -> bool:
     """Whether the request line would be written, asked before the call: below the level a structlog
     call still builds its event and runs it into filter_by_level (about 5 us, a twentieth of a
-    single-id approval). The standard-library wrapper :func:`prefcenter.logging.configure_logging`
-    sets up answers from its logger's level as it is now; structlog unconfigured (a test's
-    ``capture_logs``) has no such check and logs every level."""
-    enabled = getattr(log, "isEnabledFor", None)
-    return enabled is None or bool(enabled(logging.INFO))
+    single-id approval). False exactly when that call would be dropped: the logger's chain (its own,
+    which a cached logger keeps across a reconfiguration) starts with filter_by_level, as
+    :func:`prefcenter.logging.configure_logging` sets it up, and its standard-library logger, at its
+    level as it is now, is above INFO (filter_by_level's own test, word for word). Any other chain (a
+    test's ``capture_logs``, structlog unconfigured) gets every call, as before. (``_processors`` and
+    ``_logger`` are structlog's BoundLoggerBase attributes; constraints.txt pins the version.)"""
+    bound: Any = log.bind()
+    processors = bound._processors
+    if not processors or processors[0] is not structlog.stdlib.filter_by_level:
+        return True
+    logger = bound._logger
+    return not logger.disabled and logger.getEffectiveLevel() <= logging.INFO
 
 
 MAX_BODY_BYTES = 4 * 1024 * 1024

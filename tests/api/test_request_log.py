@@ -13,6 +13,7 @@ import pytest
 import structlog
 from litestar.types import Receive, Scope, Send
 
+from prefcenter.api import app as app_module
 from prefcenter.api.app import request_context
 from prefcenter.logging import configure_logging
 
@@ -37,7 +38,12 @@ def _call(request_id: bytes) -> list[object]:
 
 
 @pytest.fixture
-def logging_restored() -> Iterator[None]:
+def logging_restored(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The standard library's root logger and structlog as they were, and the middleware's logger a
+    fresh one for the test: a structlog logger caches its chain on first use, so the module's own,
+    used under this test's configuration, would keep filtering by level in the tests after it (a
+    ``capture_logs`` there saw no request line)."""
+    monkeypatch.setattr(app_module, "log", structlog.get_logger("prefcenter.http"))
     root = logging.getLogger()
     handlers, level = root.handlers[:], root.level
     yield
