@@ -43,14 +43,12 @@ from prefcenter.domain.policy import LoadedPolicy, Policy
 from prefcenter.domain.timewindows import to_us
 from prefcenter.services.runtime import Runtime
 from prefcenter.store.base import Store
-from prefcenter.store.retention import ReservationBound
+from prefcenter.store.retention import OUTBOX_TABLES, RESERVATION_TABLES, ReservationBound
 
 log = structlog.get_logger("prefcenter.retention")
 
 #: Rows per delete transaction.
 BATCH = 1000
-#: What :meth:`prefcenter.store.base.Store.prune_outbox` deletes from.
-OUTBOX_TABLES = ("outbox", "message_history")
 _US = timedelta(microseconds=1)
 
 
@@ -163,7 +161,8 @@ async def prune(
     # The bounded tables, where a pass deletes a large share of the rows: their space is made reusable
     # now. The decision log is left to autovacuum: a pass deletes a small share of it, and a vacuum
     # would scan each of its indexes whole.
-    churned = [*(("reservations",) if report.reservations else ()), *(OUTBOX_TABLES if report.outbox else ())]
+    churned = [*(RESERVATION_TABLES if report.reservations else ())]
+    churned += OUTBOX_TABLES if report.outbox else ()
     try:
         await store.reclaim(churned)
     except Exception:  # the deletes are done and counted; the space is reclaimed by a later vacuum

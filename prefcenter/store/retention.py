@@ -46,6 +46,12 @@ class CampaignSpan(NamedTuple):
     channels: str
 
 
+#: The tables the pruner deletes reservations from, and finished outbox rows with their history from:
+#: what :meth:`RetentionStore.reclaim` may be given.
+RESERVATION_TABLES: Final = ("reservations",)
+OUTBOX_TABLES: Final = ("outbox", "message_history")
+
+
 class RetentionStore(Protocol):
     """The pruner's reads and deletes; each delete is ONE transaction of at most ``batch`` rows and
     returns the number of rows it deleted (fewer than ``batch``: nothing more is left for that cutoff)."""
@@ -77,7 +83,7 @@ class RetentionStore(Protocol):
 
     async def reclaim(self, tables: Sequence[str]) -> None:
         """Make the space of the rows a pass deleted from ``tables`` reusable by the next inserts,
-        without blocking the gate: PostgreSQL ``VACUUM (SKIP_LOCKED)`` (its deleted rows stay dead
+        without blocking the gate: PostgreSQL ``VACUUM`` (its deleted rows stay dead
         until a vacuum, and autovacuum may come much later: a table whose rows stay bounded kept
         growing, and the gate's reads with it); SQLite nothing (a commit puts freed pages on the
         file's freelist, and the next inserts take them)."""

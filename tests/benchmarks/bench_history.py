@@ -343,12 +343,11 @@ def run_engine(engine: str, args: argparse.Namespace, n: int, days: int, tmp: Pa
                     # the server's CPU for the call (PostgreSQL: and its backends'): less moved by load
                     day["cpu_seconds"] = round(cpu, 3)
                     day["decisions_per_cpu_s"] = round(len(ids) / cpu) if cpu > 0 else None
-                    if schema is not None:  # which side's time grows
-                        day["api_cpu_seconds"] = round(api_cpu, 3)
-                        day["backend_cpu_seconds"] = round(backend_cpu, 3)
                     day["summary"] = {k: summary.get(k, 0) for k in ("allow", "deny", "defer")}
                     day["db_bytes"] = size_counts()[0]
-                    if schema is not None:
+                    if schema is not None:  # which side's time grows, and which relation
+                        day["api_cpu_seconds"] = round(api_cpu, 3)
+                        day["backend_cpu_seconds"] = round(backend_cpu, 3)
                         day["relation_kb"] = asyncio.run(pg_relation_kb(args.postgres_url, schema))
                     if schema is None:  # the -wal alone: whether checkpoints keep up
                         wal = Path(f"{db}-wal")

@@ -11,7 +11,7 @@ from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING
 
 from prefcenter.store.postgres.reads import PgReads
-from prefcenter.store.retention import CampaignSpan
+from prefcenter.store.retention import OUTBOX_TABLES, RESERVATION_TABLES, CampaignSpan
 
 if TYPE_CHECKING:
     from prefcenter.store.postgres.rows import Conn
@@ -46,10 +46,6 @@ history AS (
     AND customer_id = ANY(ARRAY(SELECT customer_id FROM gone)))
 SELECT count(*) FROM gone
 """
-
-
-#: The tables :meth:`PgRetention.reclaim` may be given (see :func:`prefcenter.services.retention.prune`).
-RECLAIMABLE = ("reservations", "outbox", "message_history")
 
 
 def _count(status: str) -> int:
@@ -99,7 +95,7 @@ class PgRetention(PgReads):
         ``TRUNCATE false`` it would take an exclusive one to cut empty pages off the table's end), and a
         table another vacuum holds right then (autovacuum, another process's pruner) is skipped, not
         waited for."""
-        if unknown := set(tables) - set(RECLAIMABLE):
+        if unknown := set(tables) - {*RESERVATION_TABLES, *OUTBOX_TABLES}:
             raise ValueError(f"not a table the pruner deletes from: {sorted(unknown)}")
         if tables:
             async with self._connection() as conn:

@@ -41,9 +41,9 @@ FROM customers c WHERE c.id IN (SELECT value FROM json_each(?2))
 # retry's memory). The first is ONE range seek per id on ``reservations_by_time (customer_id, at_us,
 # marketing, channel)`` (covering: migration 0024) from the earlier of the two bounds (?5; = ?3 when
 # no channel has a longer cap), keeping a row past ?3 or on such a channel (two seeks per id, one per
-# bound, cost ~20% more), so it reads only rows
-# inside the longest window however many older ones a customer has; the second a primary-key lookup
-# per id (CROSS JOIN keeps the ids the outer loop: never a walk of the campaign's reservations).
+# bound, cost ~20% more), so it reads only rows inside the longest window however many older ones a
+# customer has; the second a primary-key lookup per id (CROSS JOIN keeps the ids the outer loop: never
+# a walk of the campaign's reservations).
 _GATE_RESERVATIONS_SQL = """
 SELECT r.customer_id, r.campaign_id, r.at_us, r.channel, r.marketing
 FROM json_each(?1) j JOIN reservations r INDEXED BY reservations_by_time
