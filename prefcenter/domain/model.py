@@ -229,9 +229,13 @@ class Customer(msgspec.Struct, frozen=True):
 
 # ---------------------------------------------------------------------------------------------------
 # the gate's vocabulary: what the store loads for the engine (domain/engine.py) and what it answers
+#
+# ``gc=False``: a 10,000-id call holds tens of thousands of these at once, and they can never be part of
+# a reference cycle (immutable, they hold only strings, numbers, instants and each other), so the cyclic
+# collector need not scan them: its time in such a call fell from ~20 ms to ~8 ms (issue 14).
 
 
-class PhonePlace(msgspec.Struct, frozen=True):
+class PhonePlace(msgspec.Struct, frozen=True, gc=False):
     """Where a phone number is registered (COMPLIANCE item 22, edge 5: the CALLED party's time): the IANA
     zones phonenumbers' data gives for it (empty when unknown), its ISO 3166-1 country and, when the
     number's geography names one, its ISO 3166-2 subdivision (``"US-FL"``). Built by
@@ -242,7 +246,7 @@ class PhonePlace(msgspec.Struct, frozen=True):
     region: str | None = None
 
 
-class CustomerState(msgspec.Struct, frozen=True):
+class CustomerState(msgspec.Struct, frozen=True, gc=False):
     """What the gate needs to know about one customer, loaded by the store for one campaign."""
 
     customer_id: str
@@ -264,7 +268,7 @@ class CustomerState(msgspec.Struct, frozen=True):
     confirmed: bool = True
 
 
-class CampaignView(msgspec.Struct, frozen=True):
+class CampaignView(msgspec.Struct, frozen=True, gc=False):
     """The campaign as the gate sees it; ``channels`` order is the transactional fallback order."""
 
     campaign_id: str
@@ -274,7 +278,7 @@ class CampaignView(msgspec.Struct, frozen=True):
     send_by: datetime | None = None
 
 
-class Decision(msgspec.Struct, frozen=True):
+class Decision(msgspec.Struct, frozen=True, gc=False):
     """One answer; encodes to API.md's decision object. ``not_before`` is aware UTC, set only on defer."""
 
     customer_id: str

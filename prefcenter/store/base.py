@@ -71,7 +71,10 @@ class EventFilter(msgspec.Struct, frozen=True):
     until: str | None = None
 
 
-class Reservation(msgspec.Struct, frozen=True):
+class Reservation(msgspec.Struct, frozen=True, gc=False):
+    """One reservation as the gate loads it (``gc=False`` like the gate's structs in domain/model.py:
+    a dict of these is then untracked too)."""
+
     at_us: int
     channel: str
     marketing: bool
