@@ -392,7 +392,8 @@ def deliver(
     for k, log in enumerate(handles):
         command = [sys.executable, "-m", "prefcenter.cli", "dispatch"]
         if profile and k == 0:  # sample the first dispatcher with py-spy (collapsed stacks): its bottleneck
-            command = ["py-spy", "record", "-f", "raw", "-o", profile, "--", *command]
+            spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")  # venv's own
+            command = [spy, "record", "-f", "raw", "-o", profile, "--", *command]
         procs.append(subprocess.Popen(command, env=env, cwd=ROOT, stdout=log, stderr=log))
     cpu: list[float] = []
     try:
