@@ -18,6 +18,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Final, NamedTuple, Protocol
 
+from prefcenter.store.decision_log import campaigns_of
+
 #: A bound below every instant: every reservation (the load before issue 14).
 ALL_RESERVATIONS: Final = -(2**62)
 
@@ -46,6 +48,26 @@ class CampaignSpan(NamedTuple):
     channels: str
 
 
+class PruneCandidates(NamedTuple):
+    """The campaigns a pass can find anything to delete of (:meth:`RetentionStore.prune_candidates`)."""
+
+    #: per campaign holding reservations, the instant of its earliest one (µs)
+    reserved_since_us: dict[str, int]
+    #: the campaigns with outbox rows
+    queued: frozenset[str]
+
+
+# Both engines' walks (the same text): one seek per campaign present on an index that starts with
+# campaign_id (``reservations_by_campaign (campaign_id, at_us)``, the outbox's primary key), however
+# many campaigns were ever made and however many rows each holds.
+PRUNE_RESERVED_SQL = (
+    f"WITH RECURSIVE {campaigns_of('held', 'reservations')} SELECT c, "
+    "(SELECT min(at_us) FROM reservations WHERE campaign_id = held.c) FROM held WHERE c IS NOT NULL"
+)
+PRUNE_QUEUED_SQL = (
+    f"WITH RECURSIVE {campaigns_of('queued', 'outbox')} SELECT c FROM queued WHERE c IS NOT NULL"
+)
+
 #: The tables the pruner deletes reservations from, and finished outbox rows with their history from:
 #: what :meth:`RetentionStore.reclaim` may be given.
 RESERVATION_TABLES: Final = ("reservations",)
@@ -58,6 +80,11 @@ class RetentionStore(Protocol):
 
     async def campaign_spans(self) -> list[CampaignSpan]:
         """Every campaign's id, ``send_by`` and creation time."""
+        ...
+
+    async def prune_candidates(self) -> PruneCandidates:
+        """The campaigns holding reservations (with their earliest) and those with outbox rows:
+        :data:`PRUNE_RESERVED_SQL` and :data:`PRUNE_QUEUED_SQL`."""
         ...
 
     async def prune_reservations(self, campaign_id: str, at_or_before_us: int, batch: int) -> int:

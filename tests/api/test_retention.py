@@ -340,3 +340,30 @@ async def test_a_failed_reclaim_leaves_the_pass_done(api: Api, monkeypatch: pyte
     assert query(api, "SELECT count(*) FROM reservations") == [(0,)]
     (line,) = [e for e in logs if e["event"] == "reclaiming the pruned space failed"]
     assert line["log_level"] == "warning" and line["tables"] == ["reservations"], line
+
+
+async def test_a_pass_visits_only_the_campaigns_that_still_hold_rows(api: Api) -> None:
+    """After years of daily campaigns nearly all of them hold nothing any more: a pass finds the ones
+    that do on the tables' campaign indexes, and opens no delete transaction for the others (it opened
+    one or two for every campaign ever made, so a pass grew with their number)."""
+    now = await _ended_campaign_reserved(api)  # "ended": c1's reservation is past the retention
+    await campaign(api, "recent", send_by=at(now - timedelta(days=10)))  # its reservation is kept
+    r = await approve(api, ["c1"], at=at(now - timedelta(days=12)), cid="recent")
+    assert r.json()["decisions"][0]["verdict"] == "allow", r.text
+    for k in range(30):
+        await campaign(api, f"gone{k:02d}", send_by=at(now - timedelta(days=300)))
+    _sent(api, "gone07", "c1", now - timedelta(days=299))  # one old campaign still has a sent message
+
+    candidates = await api.rt.store.prune_candidates()
+    assert candidates.reserved_since_us == {
+        "ended": to_us(now - timedelta(days=120)),
+        "recent": to_us(now - timedelta(days=12)),
+    }
+    assert candidates.queued == {"gone07"}
+    assert api.rt.policy is not None
+    report = await retention.prune(api.rt.store, api.rt.policy, now)
+    assert (report.reservations, report.outbox, report.decisions) == (1, 1, 0)
+    # one delete for "ended"'s reservations, one for gone07's outbox, one for the decision log
+    assert report.transactions == 3
+    assert query(api, "SELECT campaign_id FROM reservations") == [("recent",)]
+    assert query(api, "SELECT count(*) FROM outbox") == [(0,)]

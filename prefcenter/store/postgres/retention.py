@@ -11,7 +11,14 @@ from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING
 
 from prefcenter.store.postgres.reads import PgReads
-from prefcenter.store.retention import OUTBOX_TABLES, RESERVATION_TABLES, CampaignSpan
+from prefcenter.store.retention import (
+    OUTBOX_TABLES,
+    PRUNE_QUEUED_SQL,
+    PRUNE_RESERVED_SQL,
+    RESERVATION_TABLES,
+    CampaignSpan,
+    PruneCandidates,
+)
 
 if TYPE_CHECKING:
     from prefcenter.store.postgres.rows import Conn
@@ -62,6 +69,12 @@ class PgRetention(PgReads):
         async with self._connection() as conn:
             rows = await conn.fetch("SELECT id, send_by, created_at, channels FROM campaigns")
         return [CampaignSpan(row[0], row[1], row[2], row[3]) for row in rows]
+
+    async def prune_candidates(self) -> PruneCandidates:
+        async with self._connection() as conn:
+            reserved = {str(c): int(at_us) for c, at_us in await conn.fetch(PRUNE_RESERVED_SQL)}
+            queued = frozenset(str(row[0]) for row in await conn.fetch(PRUNE_QUEUED_SQL))
+        return PruneCandidates(reserved, queued)
 
     async def _delete(self, sql: str, *args: object) -> int:
         async with self._connection() as conn, conn.transaction():

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING
 
-from prefcenter.store.retention import CampaignSpan
+from prefcenter.store.retention import PRUNE_QUEUED_SQL, PRUNE_RESERVED_SQL, CampaignSpan, PruneCandidates
 from prefcenter.store.sqlite.reads import SqliteReads
 
 if TYPE_CHECKING:
@@ -64,6 +64,13 @@ class SqliteRetention(SqliteReads):
     async def campaign_spans(self) -> list[CampaignSpan]:
         async with self.reader.execute("SELECT id, send_by, created_at, channels FROM campaigns") as cur:
             return [CampaignSpan(*row) for row in await cur.fetchall()]
+
+    async def prune_candidates(self) -> PruneCandidates:
+        async with self.reader.execute(PRUNE_RESERVED_SQL) as cur:
+            reserved = {str(c): int(at_us) for c, at_us in await cur.fetchall()}
+        async with self.reader.execute(PRUNE_QUEUED_SQL) as cur:
+            queued = frozenset(str(row[0]) for row in await cur.fetchall())
+        return PruneCandidates(reserved, queued)
 
     async def prune_reservations(self, campaign_id: str, at_or_before_us: int, batch: int) -> int:
         async with self.write() as tx:
