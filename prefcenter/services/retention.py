@@ -43,7 +43,7 @@ from prefcenter.domain.policy import LoadedPolicy, Policy
 from prefcenter.domain.timewindows import to_us
 from prefcenter.services.runtime import Runtime
 from prefcenter.store.base import Store
-from prefcenter.store.retention import OUTBOX_TABLES, RESERVATION_TABLES, ReservationBound
+from prefcenter.store.retention import OUTBOX_TABLES, RESERVATION_TABLES, CampaignSpan, ReservationBound
 
 log = structlog.get_logger("prefcenter.retention")
 
@@ -122,6 +122,26 @@ def _instant(text: str | None) -> datetime | None:
     return None if text is None else datetime.fromisoformat(text)
 
 
+def _reservations_before(cut: Cutoffs, span: CampaignSpan, send_by: datetime | None) -> int:
+    """The instant (µs) at or before which the campaign's reservations go: an open campaign's (or one
+    ended within the grace) at ``decisions_days``, an ended one's past its channels' longest window."""
+    if send_by is None or send_by >= cut.ended:
+        return to_us(cut.decisions)
+    if cut.long_channels.isdisjoint(msgspec.json.decode(span.channels)):
+        return cut.reservations_us
+    return cut.reservations_long_us
+
+
+def _outbox_before(cut: Cutoffs, span: CampaignSpan, send_by: datetime | None) -> datetime | None:
+    """Before when the campaign's finished outbox rows go (None: none of them yet): ``outbox_days``
+    after its end, or ``decisions_days`` for a campaign without one (its memory of what was sent)."""
+    if send_by is not None and send_by < cut.outbox:
+        return cut.outbox
+    if datetime.fromisoformat(span.created_at) < cut.decisions:
+        return cut.decisions
+    return None
+
+
 async def prune(
     store: Store, policy: LoadedPolicy, now: datetime, *, batch: int = BATCH, pause: float = 0.0
 ) -> PruneReport:
@@ -146,25 +166,11 @@ async def prune(
     for span in await store.campaign_spans():
         camp, send_by = span.campaign_id, _instant(span.send_by)
         earliest = candidates.reserved_since_us.get(camp)
-        if earliest is not None:
-            ended = send_by is not None and send_by < cut.ended
-            if not ended:
-                at_us = to_us(cut.decisions)
-            elif cut.long_channels.isdisjoint(msgspec.json.decode(span.channels)):
-                at_us = cut.reservations_us
-            else:
-                at_us = cut.reservations_long_us
-            if earliest <= at_us:
-                report.reservations += await drain(partial(store.prune_reservations, camp, at_us))
-        if camp not in candidates.queued:
-            continue
-        if send_by is not None and send_by < cut.outbox:
-            before = cut.outbox
-        elif datetime.fromisoformat(span.created_at) < cut.decisions:
-            before = cut.decisions
-        else:
-            continue
-        report.outbox += await drain(partial(store.prune_outbox, camp, format_at(before)))
+        if earliest is not None and earliest <= (at_us := _reservations_before(cut, span, send_by)):
+            report.reservations += await drain(partial(store.prune_reservations, camp, at_us))
+        before = _outbox_before(cut, span, send_by) if camp in candidates.queued else None
+        if before is not None:
+            report.outbox += await drain(partial(store.prune_outbox, camp, format_at(before)))
     report.decisions = await drain(partial(store.prune_decisions, format_at(cut.decisions)))
     # The bounded tables, where a pass deletes a large share of the rows: their space is made reusable
     # now. The decision log is left to autovacuum: a pass deletes a small share of it, and a vacuum
